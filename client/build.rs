@@ -1,0 +1,21 @@
+//! Generates the client from `openapi/mxjob.json` with progenitor.
+
+use std::path::Path;
+
+fn main() {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/mxjob.json");
+    println!("cargo:rerun-if-changed={}", spec_path.display());
+    let text = std::fs::read_to_string(&spec_path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", spec_path.display()));
+    let spec: openapiv3::OpenAPI = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", spec_path.display()));
+    let mut settings = progenitor::GenerationSettings::default();
+    settings.with_interface(progenitor::InterfaceStyle::Builder);
+    let mut generator = progenitor::Generator::new(&settings);
+    let tokens = generator
+        .generate_tokens(&spec)
+        .unwrap_or_else(|e| panic!("generating the client from {}: {e}", spec_path.display()));
+    let file: syn::File = syn::parse2(tokens).expect("progenitor emitted invalid Rust");
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("mxjob_client.rs");
+    std::fs::write(&out, prettyplease::unparse(&file)).expect("writing the generated client");
+}

@@ -1,0 +1,23 @@
+//! mxjob: the Kubeflow MXJob API (`kubeflow.org/v1`, `mxjobs`) as a
+//! standalone server with Kubernetes semantics.
+//!
+//! * [`api`] — the HTTP contract, a dropshot API trait.
+//! * [`model`] — the MXJob wire types.
+//! * [`registry`] — Kubernetes object semantics: create, replace, patch,
+//!   delete with resourceVersion, generation, dryRun and field validation.
+//! * [`validation`] — admission rules.
+//! * [`store`] — revisioned key-value storage backends.
+//! * [`status`] — `v1 Status`, the body of every error.
+//! * [`wire`] — request body and response encoding.
+//! * [`openapi`] — the OpenAPI document the clients are generated from.
+//! * [`server`] — the implementation of the API trait and server startup.
+
+pub mod api;
+pub mod model;
+pub mod openapi;
+pub mod registry;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod validation;
+pub mod wire;

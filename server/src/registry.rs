@@ -1,0 +1,744 @@
+//! Kubernetes object semantics for MXJobs, over any [`Store`].
+//!
+//! This is where the rules of the Kubernetes API server for a custom
+//! resource live, independent of HTTP: how a body is decoded (`apiVersion`
+//! and `kind` defaulted from the URL, unknown fields handled by
+//! `fieldValidation`), which metadata the server owns, the replace
+//! algorithm (name and namespace checks, uid precondition, resourceVersion
+//! as compare-and-swap, immutable fields, generation, no-op detection),
+//! merge and JSON patch on top of it, `dryRun`, and delete.
+//!
+//! Objects are stored as JSON under `/registry/kubeflow.org/mxjobs/{ns}/{name}`
+//! — the key the Kubernetes API server uses for custom resources — without
+//! their `resourceVersion`, which is the store's `mod_revision` and is put
+//! back on every read, as the API server does with etcd.
+//!
+//! Decisions where Kubernetes has no single answer for this resource:
+//! * Create ignores server-owned metadata in the body (`uid`,
+//!   `resourceVersion`, `creationTimestamp`, `generation`, `selfLink`) so
+//!   that an object read from one server can be created on another.
+//! * Delete is immediate (MXJobs carry no finalizers here, see
+//!   [`validation`](crate::validation)), so it always answers 200.
+//! * `fieldManager` is validated but managed fields are not tracked.
+
+use std::sync::Arc;
+
+use chrono::{SubsecRound, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde_json::Value;
+
+use crate::api::{DeleteQuery, DryRun, FieldValidation, PropagationPolicy, WriteQuery};
+use crate::model::{MXJob, MXJobList, API_VERSION, KIND};
+use crate::status::{ApiError, FieldError, Status};
+use crate::store::{KeyValue, ListOptions, Revision, Store, StoreError};
+use crate::validation;
+
+/// How often a patch or delete is retried when another write got in first.
+const MAX_RETRIES: usize = 8;
+/// The longest `fieldManager` accepted.
+const MAX_FIELD_MANAGER_LEN: usize = 128;
+
+/// The storage key of one MXJob.
+pub fn object_key(namespace: &str, name: &str) -> String {
+    format!("{}{name}", namespace_prefix(namespace))
+}
+
+/// The storage prefix of a namespace's MXJobs.
+pub fn namespace_prefix(namespace: &str) -> String {
+    format!("/registry/kubeflow.org/mxjobs/{namespace}/")
+}
+
+/// `selfLink` of an object.
+pub fn self_link(namespace: &str, name: &str) -> String {
+    format!("/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}")
+}
+
+/// A written (or dry-run) object and the warnings to send with it.
+#[derive(Debug)]
+pub struct Written {
+    pub object: MXJob,
+    pub warnings: Vec<String>,
+}
+
+/// Validated write options.
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+impl WriteOptions {
+    /// Validates the query of a write; `options` is `CreateOptions`,
+    /// `UpdateOptions` or `PatchOptions`, for messages.
+    pub fn parse(query: &WriteQuery, options: &str) -> Result<Self, ApiError> {
+        let dry_run = dry_run(query.dry_run.as_ref(), options)?;
+        if let Some(manager) = &query.field_manager {
+            if manager.len() > MAX_FIELD_MANAGER_LEN {
+                return Err(ApiError::invalid_options(
+                    options,
+                    &[FieldError::too_long("fieldManager", MAX_FIELD_MANAGER_LEN)],
+                ));
+            }
+            if manager.chars().any(|c| c.is_control()) {
+                return Err(ApiError::invalid_options(
+                    options,
+                    &[FieldError::invalid(
+                        "fieldManager",
+                        manager.as_str(),
+                        "must not contain control characters",
+                    )],
+                ));
+            }
+        }
+        let field_validation = match &query.field_validation {
+            None => FieldValidation::Warn,
+            Some(FieldValidation::Unsupported(other)) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid fieldValidation {other:?}: must be one of Ignore, Warn or Strict"
+                )))
+            }
+            Some(v) => v.clone(),
+        };
+        Ok(WriteOptions {
+            dry_run,
+            field_validation,
+        })
+    }
+}
+
+/// Validated delete options.
+#[derive(Clone, Debug)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+}
+
+impl TryFrom<&DeleteQuery> for DeleteOptions {
+    type Error = ApiError;
+
+    fn try_from(query: &DeleteQuery) -> Result<Self, ApiError> {
+        let dry_run = dry_run(query.dry_run.as_ref(), "DeleteOptions")?;
+        let mut errors = Vec::new();
+        if let Some(grace) = query.grace_period_seconds {
+            if grace < 0 {
+                errors.push(FieldError::invalid(
+                    "gracePeriodSeconds",
+                    grace,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        match &query.propagation_policy {
+            Some(PropagationPolicy::Unsupported(other)) => errors.push(FieldError::not_supported(
+                "propagationPolicy",
+                other,
+                PropagationPolicy::SUPPORTED,
+            )),
+            Some(policy) if query.orphan_dependents.is_some() => errors.push(FieldError::invalid(
+                "propagationPolicy",
+                policy.as_str(),
+                "orphanDependents and propagationPolicy cannot both be set",
+            )),
+            _ => {}
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::invalid_options("DeleteOptions", &errors));
+        }
+        Ok(DeleteOptions { dry_run })
+    }
+}
+
+fn dry_run(value: Option<&DryRun>, options: &str) -> Result<bool, ApiError> {
+    match value {
+        None => Ok(false),
+        Some(DryRun::All) => Ok(true),
+        Some(DryRun::Unsupported(other)) => Err(ApiError::invalid_options(
+            options,
+            &[FieldError::not_supported(
+                "dryRun",
+                other,
+                DryRun::SUPPORTED,
+            )],
+        )),
+    }
+}
+
+/// `pretty` is true for the spellings Go's `strconv.ParseBool` accepts as true.
+pub fn is_pretty(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
+/// Which patch algorithm a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PatchKind {
+    Merge,
+    Json,
+}
+
+fn patch_kind(media_type: Option<&str>, patch: &Value) -> Result<PatchKind, ApiError> {
+    match media_type {
+        Some("application/merge-patch+json") => Ok(PatchKind::Merge),
+        Some("application/json-patch+json") => Ok(PatchKind::Json),
+        // The one JSON media type OpenAPI clients generated from the spec send.
+        Some("application/json") if patch.is_array() => Ok(PatchKind::Json),
+        Some("application/json") => Ok(PatchKind::Merge),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({}) - accepted media types \
+             include: application/merge-patch+json, application/json-patch+json, \
+             application/json",
+            other.unwrap_or("no Content-Type")
+        ))),
+    }
+}
+
+fn require_json_body(media_type: Option<&str>) -> Result<(), ApiError> {
+    match media_type {
+        None | Some("application/json") => Ok(()),
+        Some(other) => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media \
+             types include: application/json"
+        ))),
+    }
+}
+
+/// Parses a request body as JSON.
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// Formats a serde_ignored path as a Kubernetes field path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Decodes a JSON value into an MXJob: `apiVersion` and `kind` are taken
+/// from the URL when missing and must match when present; unknown fields
+/// are handled by `validation`. Returns the object and its warnings.
+pub fn decode_job(
+    mut value: Value,
+    validation: &FieldValidation,
+) -> Result<(MXJob, Vec<String>), ApiError> {
+    let Some(object) = value.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object describing an MXJob",
+        ));
+    };
+    for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+        match object.get(field) {
+            None | Some(Value::Null) => {
+                object.insert(field.to_string(), Value::from(expected));
+            }
+            Some(Value::String(s)) if s == expected => {}
+            Some(Value::String(s)) if s.is_empty() => {
+                object.insert(field.to_string(), Value::from(expected));
+            }
+            Some(other) => {
+                let what = if field == "kind" {
+                    "kind"
+                } else {
+                    "API version"
+                };
+                return Err(ApiError::bad_request(format!(
+                    "the {what} in the data ({}) does not match the expected {what} ({expected})",
+                    other
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| other.to_string())
+                )));
+            }
+        }
+    }
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+    let ignoring = serde_ignored::Deserializer::new(&value, &mut record);
+    let job: MXJob = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad_request(format!(
+            "the body is not a valid MXJob: {path}: {}",
+            e.inner()
+        ))
+    })?;
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match validation {
+        FieldValidation::Strict if !messages.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        ))),
+        FieldValidation::Warn => Ok((job, messages)),
+        _ => Ok((job, Vec::new())),
+    }
+}
+
+/// A stored object and the key-value it came from.
+struct Stored {
+    job: MXJob,
+    kv: KeyValue,
+}
+
+fn store_error(error: StoreError, name: &str) -> ApiError {
+    match error {
+        StoreError::AlreadyExists => ApiError::already_exists(name),
+        StoreError::NotFound => ApiError::not_found(name),
+        StoreError::Conflict { .. } => ApiError::stale(name),
+        StoreError::Compacted { compacted } => ApiError::gone(format!(
+            "the requested resourceVersion is too old; the oldest available is {compacted}"
+        )),
+        StoreError::FutureRevision { current } => ApiError::timeout(format!(
+            "Too large resource version: the newest resourceVersion is {current}"
+        )),
+        StoreError::Backend(message) => ApiError::internal(message),
+    }
+}
+
+/// A generated-name suffix: five characters from the alphabet Kubernetes
+/// uses (no vowels, no look-alike digits).
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The Kubernetes registry for MXJobs. See the module documentation.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry { store }
+    }
+
+    /// The backend behind the registry.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn decode_stored(kv: &KeyValue) -> Result<MXJob, ApiError> {
+        let mut job: MXJob = serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("decoding stored object {}: {e}", kv.key)))?;
+        job.metadata.resource_version = Some(kv.mod_revision.to_string());
+        Ok(job)
+    }
+
+    fn encode_for_store(job: &MXJob) -> Result<Vec<u8>, ApiError> {
+        let mut job = job.clone();
+        job.metadata.resource_version = None;
+        serde_json::to_vec(&job).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+    }
+
+    async fn load(&self, namespace: &str, name: &str) -> Result<Stored, ApiError> {
+        if !validation::dns1123_label(namespace).is_empty()
+            || !validation::dns1123_label(name).is_empty()
+        {
+            // No object with such a name can have been created.
+            return Err(ApiError::not_found(name));
+        }
+        let kv = self
+            .store
+            .get(&object_key(namespace, name))
+            .await
+            .map_err(|e| store_error(e, name))?
+            .ok_or_else(|| ApiError::not_found(name))?;
+        Ok(Stored {
+            job: Self::decode_stored(&kv)?,
+            kv,
+        })
+    }
+
+    /// Creates an MXJob from a request body.
+    pub async fn create(
+        &self,
+        namespace: &str,
+        body: &[u8],
+        media_type: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        require_json_body(media_type)?;
+        let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
+        check_namespace(&mut job.metadata, namespace)?;
+
+        let mut errors = Vec::new();
+        let name = match (
+            job.metadata.name.as_deref(),
+            job.metadata.generate_name.as_deref(),
+        ) {
+            (Some(name), _) if !name.is_empty() => name.to_string(),
+            (_, Some(prefix)) if !prefix.is_empty() => {
+                errors.extend(
+                    validation::generate_name_prefix(prefix)
+                        .into_iter()
+                        .map(|e| FieldError::invalid("metadata.generateName", prefix, e)),
+                );
+                let base: String = prefix.chars().take(58).collect();
+                format!("{base}{}", name_suffix())
+            }
+            _ => {
+                let error =
+                    FieldError::required("metadata.name", "name or generateName is required");
+                return Err(ApiError::invalid("", &[error]));
+            }
+        };
+
+        let now = Time(Utc::now().trunc_subsecs(0));
+        let metadata = &mut job.metadata;
+        metadata.name = Some(name.clone());
+        metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+        metadata.creation_timestamp = Some(now);
+        metadata.generation = Some(1);
+        metadata.self_link = Some(self_link(namespace, &name));
+        metadata.resource_version = None;
+        metadata.managed_fields = None;
+        metadata.deletion_timestamp = None;
+        metadata.deletion_grace_period_seconds = None;
+        job.status = Default::default();
+
+        errors.extend(validation::validate_object(&job));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&name, &errors));
+        }
+        if options.dry_run {
+            return Ok(Written {
+                object: job,
+                warnings,
+            });
+        }
+        let kv = self
+            .store
+            .create(&object_key(namespace, &name), Self::encode_for_store(&job)?)
+            .await
+            .map_err(|e| store_error(e, &name))?;
+        Ok(Written {
+            object: Self::decode_stored(&kv)?,
+            warnings,
+        })
+    }
+
+    /// Reads one MXJob.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<MXJob, ApiError> {
+        Ok(self.load(namespace, name).await?.job)
+    }
+
+    /// Lists the MXJobs of a namespace at the newest revision.
+    pub async fn list(&self, namespace: &str) -> Result<MXJobList, ApiError> {
+        if !validation::dns1123_label(namespace).is_empty() {
+            let revision = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| store_error(e, ""))?;
+            return Ok(MXJobList::new(Vec::new(), revision.to_string()));
+        }
+        let page = self
+            .store
+            .list(&namespace_prefix(namespace), ListOptions::default())
+            .await
+            .map_err(|e| store_error(e, ""))?;
+        let items = page
+            .items
+            .iter()
+            .map(Self::decode_stored)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MXJobList::new(items, page.revision.to_string()))
+    }
+
+    /// Replaces an MXJob with a request body (semantics.md, steps 1-12).
+    pub async fn replace(
+        &self,
+        namespace: &str,
+        name: &str,
+        body: &[u8],
+        media_type: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        require_json_body(media_type)?;
+        let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
+        check_namespace(&mut job.metadata, namespace)?;
+        check_name(&job.metadata, name)?;
+        let stored = self.load(namespace, name).await?;
+        let object = self.update(stored, job, options, true).await?;
+        Ok(Written { object, warnings })
+    }
+
+    /// Patches an MXJob (merge or JSON patch), then applies the replace rules.
+    pub async fn patch(
+        &self,
+        namespace: &str,
+        name: &str,
+        body: &[u8],
+        media_type: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let patch = parse_json(body)?;
+        let kind = patch_kind(media_type, &patch)?;
+        let operations: Option<json_patch::Patch> = match kind {
+            PatchKind::Merge if !patch.is_object() => {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"))
+            }
+            PatchKind::Merge => None,
+            PatchKind::Json => Some(serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::bad_request(format!("the body is not a valid JSON patch: {e}"))
+            })?),
+        };
+        // A patch that names a resourceVersion is a precondition and is not
+        // retried; one that does not applies to whatever version is newest.
+        let carries_version = match &operations {
+            None => patch
+                .pointer("/metadata/resourceVersion")
+                .is_some_and(|v| !v.is_null()),
+            Some(ops) => ops.0.iter().any(|op| {
+                let path = match op {
+                    json_patch::PatchOperation::Add(o) => o.path.as_str(),
+                    json_patch::PatchOperation::Replace(o) => o.path.as_str(),
+                    json_patch::PatchOperation::Test(o) => o.path.as_str(),
+                    _ => "",
+                };
+                path == "/metadata/resourceVersion" || path == "/metadata"
+            }),
+        };
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.load(namespace, name).await?;
+            let mut document = serde_json::to_value(&stored.job)
+                .map_err(|e| ApiError::internal(format!("encoding object: {e}")))?;
+            match &operations {
+                None => json_patch::merge(&mut document, &patch),
+                Some(ops) => json_patch::patch(&mut document, &ops.0).map_err(|e| {
+                    ApiError::invalid_patch(
+                        name,
+                        format!("the JSON patch could not be applied: {e}"),
+                    )
+                })?,
+            }
+            let (mut job, warnings) = decode_job(document, &options.field_validation)?;
+            if job
+                .metadata
+                .resource_version
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                job.metadata.resource_version = Some(stored.kv.mod_revision.to_string());
+            }
+            check_namespace(&mut job.metadata, namespace)?;
+            check_name(&job.metadata, name)?;
+            match self.update(stored, job, options, false).await {
+                Err(e) if e.reason() == "Conflict" && !carries_version && attempt < MAX_RETRIES => {
+                    continue
+                }
+                result => return result.map(|object| Written { object, warnings }),
+            }
+        }
+    }
+
+    /// The shared part of replace and patch: steps 7-12.
+    async fn update(
+        &self,
+        stored: Stored,
+        mut job: MXJob,
+        options: &WriteOptions,
+        version_required: bool,
+    ) -> Result<MXJob, ApiError> {
+        let Stored { job: old, kv } = stored;
+        let name = old.metadata.name.clone().unwrap_or_default();
+
+        if let Some(uid) = job.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+            let current = old.metadata.uid.as_deref().unwrap_or_default();
+            if uid != current {
+                return Err(ApiError::conflict(
+                    &name,
+                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current}"),
+                ));
+            }
+        }
+        let expected = match job.metadata.resource_version.as_deref() {
+            None | Some("") if version_required => {
+                let error = FieldError::invalid(
+                    "metadata.resourceVersion",
+                    0,
+                    "must be specified for an update",
+                );
+                return Err(ApiError::invalid(&name, &[error]));
+            }
+            None | Some("") => kv.mod_revision,
+            Some(text) => text.parse::<Revision>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid resourceVersion {text:?}: must be a decimal number"
+                ))
+            })?,
+        };
+        if expected != kv.mod_revision {
+            return Err(ApiError::stale(&name));
+        }
+
+        // Server-owned metadata and status come from storage.
+        let (new_meta, old_meta) = (&mut job.metadata, &old.metadata);
+        new_meta.uid = old_meta.uid.clone();
+        new_meta.resource_version = old_meta.resource_version.clone();
+        new_meta.creation_timestamp = old_meta.creation_timestamp.clone();
+        new_meta.generation = old_meta.generation;
+        new_meta.self_link = old_meta.self_link.clone();
+        new_meta.managed_fields = old_meta.managed_fields.clone();
+        new_meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
+        new_meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
+        job.status = old.status.clone();
+
+        let errors = validation::validate_update(&job, &old);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&name, &errors));
+        }
+        if job == old {
+            return Ok(old);
+        }
+        if job.spec != old.spec {
+            job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+        }
+        if options.dry_run {
+            return Ok(job);
+        }
+        let kv = self
+            .store
+            .update(&kv.key, kv.mod_revision, Self::encode_for_store(&job)?)
+            .await
+            .map_err(|e| store_error(e, &name))?;
+        Self::decode_stored(&kv)
+    }
+
+    /// Deletes one MXJob.
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Status, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.load(namespace, name).await?;
+            let uid = stored.job.metadata.uid.clone();
+            if options.dry_run {
+                return Ok(Status::deleted(name, uid));
+            }
+            match self
+                .store
+                .delete(&stored.kv.key, stored.kv.mod_revision)
+                .await
+            {
+                Ok(_) => return Ok(Status::deleted(name, uid)),
+                Err(StoreError::Conflict { .. }) if attempt < MAX_RETRIES => continue,
+                Err(e) => return Err(store_error(e, name)),
+            }
+        }
+    }
+
+    /// Deletes every MXJob of a namespace; returns what was deleted.
+    pub async fn delete_collection(
+        &self,
+        namespace: &str,
+        options: &DeleteOptions,
+    ) -> Result<MXJobList, ApiError> {
+        let listed = self.list(namespace).await?;
+        let mut deleted = Vec::with_capacity(listed.items.len());
+        for job in listed.items {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            match self.delete_one_listed(namespace, &name, job, options).await {
+                Ok(Some(job)) => deleted.push(job),
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let revision = self
+            .store
+            .current_revision()
+            .await
+            .map_err(|e| store_error(e, ""))?;
+        Ok(MXJobList::new(deleted, revision.to_string()))
+    }
+
+    /// Deletes one object found by a collection delete; `None` when another
+    /// request deleted it first.
+    async fn delete_one_listed(
+        &self,
+        namespace: &str,
+        name: &str,
+        job: MXJob,
+        options: &DeleteOptions,
+    ) -> Result<Option<MXJob>, ApiError> {
+        if options.dry_run {
+            return Ok(Some(job));
+        }
+        let mut current = job;
+        for _ in 0..MAX_RETRIES {
+            let revision = current
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|rv| rv.parse::<Revision>().ok())
+                .unwrap_or_default();
+            match self
+                .store
+                .delete(&object_key(namespace, name), revision)
+                .await
+            {
+                Ok(_) => return Ok(Some(current)),
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(StoreError::Conflict { .. }) => match self.load(namespace, name).await {
+                    Ok(stored) => current = stored.job,
+                    Err(e) if e.reason() == "NotFound" => return Ok(None),
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(store_error(e, name)),
+            }
+        }
+        Err(ApiError::stale(name))
+    }
+}
+
+/// Step 4: the body's namespace is taken from the URL or must equal it.
+fn check_namespace(metadata: &mut ObjectMeta, namespace: &str) -> Result<(), ApiError> {
+    match metadata.namespace.as_deref() {
+        None | Some("") => {
+            metadata.namespace = Some(namespace.to_string());
+            Ok(())
+        }
+        Some(ns) if ns == namespace => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+    }
+}
+
+/// Step 5: the body's name must equal the URL's.
+fn check_name(metadata: &ObjectMeta, name: &str) -> Result<(), ApiError> {
+    let body_name = metadata.name.as_deref().unwrap_or_default();
+    if body_name == name {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )))
+    }
+}

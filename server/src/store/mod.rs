@@ -1,0 +1,149 @@
+//! Revisioned key-value storage, shaped like etcd and the Kubernetes
+//! storage interface.
+//!
+//! The registry keeps each object under one key. Every write gets the next
+//! value of a single, store-wide revision counter; that revision is the
+//! object's `resourceVersion`, and a list is "the keys under a prefix as of
+//! revision R". Updates and deletes are compare-and-swap on the revision
+//! the caller last read, which is how optimistic concurrency reaches all the
+//! way down: two replaces from the same resourceVersion cannot both win,
+//! whichever backend holds the data.
+//!
+//! A backend states its [`Durability`] so that nobody mistakes the
+//! in-memory store for one that survives a restart.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// A store-wide revision: etcd's revision, the Kubernetes resourceVersion.
+pub type Revision = u64;
+
+/// One key at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Arc<[u8]>,
+    /// The revision that created the key (the start of its current life).
+    pub create_revision: Revision,
+    /// The revision of the last write to the key.
+    pub mod_revision: Revision,
+}
+
+/// Whether an acknowledged write survives a restart of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Lost when the process exits.
+    Volatile,
+    /// Kept on stable storage before the write is acknowledged.
+    Durable,
+}
+
+/// What a list reads.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// The revision to read at; `None` reads the newest state.
+    pub revision: Option<Revision>,
+    /// Only keys strictly after this one (for continuing a paged list).
+    pub start_after: Option<String>,
+    /// At most this many items.
+    pub limit: Option<usize>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    pub items: Vec<KeyValue>,
+    /// The revision the page was read at.
+    pub revision: Revision,
+    /// Whether keys remain after the last item.
+    pub more: bool,
+}
+
+/// Why a storage operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// `create` found the key.
+    AlreadyExists,
+    /// The key does not exist.
+    NotFound,
+    /// The key's revision is no longer the expected one.
+    Conflict { current: Revision },
+    /// The requested revision was compacted away.
+    Compacted { compacted: Revision },
+    /// The requested revision is newer than the store.
+    FutureRevision { current: Revision },
+    /// The backend itself failed.
+    Backend(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::AlreadyExists => f.write_str("key already exists"),
+            StoreError::NotFound => f.write_str("key not found"),
+            StoreError::Conflict { current } => {
+                write!(f, "revision conflict (current revision {current})")
+            }
+            StoreError::Compacted { compacted } => {
+                write!(
+                    f,
+                    "revision has been compacted (oldest kept is {compacted})"
+                )
+            }
+            StoreError::FutureRevision { current } => {
+                write!(
+                    f,
+                    "revision is newer than the store (current revision {current})"
+                )
+            }
+            StoreError::Backend(message) => write!(f, "storage backend failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A revisioned key-value store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short name for logs (`memory`, `sqlite`, `etcd`).
+    fn name(&self) -> &'static str;
+
+    /// Whether acknowledged writes survive a restart.
+    fn durability(&self) -> Durability;
+
+    /// The newest revision.
+    async fn current_revision(&self) -> Result<Revision, StoreError>;
+
+    /// The key's newest value, if it exists.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Creates a key that must not exist.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError>;
+
+    /// Replaces a key whose `mod_revision` must equal `expected`.
+    async fn update(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+    ) -> Result<KeyValue, StoreError>;
+
+    /// Deletes a key whose `mod_revision` must equal `expected`; returns the
+    /// deleted value and the revision of the delete.
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Revision,
+    ) -> Result<(KeyValue, Revision), StoreError>;
+
+    /// The keys under `prefix`, in key order, as of one revision.
+    async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage, StoreError>;
+
+    /// Forgets history older than `revision`; reads before it fail with
+    /// [`StoreError::Compacted`].
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+}
