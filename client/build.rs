@@ -10,7 +10,9 @@ fn main() {
     let spec: openapiv3::OpenAPI = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("parsing {}: {e}", spec_path.display()));
     let mut settings = progenitor::GenerationSettings::default();
-    settings.with_interface(progenitor::InterfaceStyle::Builder);
+    settings
+        .with_interface(progenitor::InterfaceStyle::Builder)
+        .with_derive("PartialEq");
     let mut generator = progenitor::Generator::new(&settings);
     let tokens = generator
         .generate_tokens(&spec)

@@ -1,1 +1,118 @@
+//! Shared harness of the integration tests: an `mxjob-server` running in
+//! this process on an ephemeral loopback port, over a real store, reached
+//! through the generated client (and raw HTTP where the client cannot say
+//! what a test needs to send).
 
+use std::sync::Arc;
+
+use dropshot::HttpServer;
+use mxjob_client::types;
+use mxjob_server::registry::Registry;
+use mxjob_server::server::ServerState;
+use mxjob_server::store::memory::MemoryStore;
+use mxjob_server::store::Store;
+use serde_json::Value;
+
+/// The seed: CCI's example body for "Replace MXJob".
+pub const SEED: &str = mxjob_server::openapi::REPLACE_EXAMPLE;
+
+/// A running server.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The generated client.
+    pub client: mxjob_client::Client,
+    /// A plain HTTP client for raw requests.
+    pub http: reqwest::Client,
+    server: HttpServer<ServerState>,
+}
+
+impl TestServer {
+    /// Starts a server over a fresh in-memory store.
+    pub async fn start() -> Self {
+        Self::start_with(Arc::new(MemoryStore::new())).await
+    }
+
+    /// Starts a server over `store`.
+    pub async fn start_with(store: Arc<dyn Store>) -> Self {
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let listen = "127.0.0.1:0".parse().expect("loopback address");
+        let server =
+            mxjob_server::server::start(Registry::new(store), listen, &log).expect("server starts");
+        let url = format!("http://{}", server.local_addr());
+        TestServer {
+            client: mxjob_client::Client::new(&url),
+            http: reqwest::Client::new(),
+            url,
+            server,
+        }
+    }
+
+    /// The URL of a namespace's collection.
+    pub fn collection_url(&self, namespace: &str) -> String {
+        format!(
+            "{}/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs",
+            self.url
+        )
+    }
+
+    /// The URL of one object.
+    pub fn object_url(&self, namespace: &str, name: &str) -> String {
+        format!("{}/{name}", self.collection_url(namespace))
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.server.close().await.expect("server stops");
+    }
+}
+
+/// The seed's body as JSON.
+pub fn seed_value() -> Value {
+    serde_json::from_str(SEED).expect("the seed is JSON")
+}
+
+/// A valid job named `name` in `namespace`, made from the seed without
+/// the server-owned metadata and status a client would not send on create.
+pub fn new_job_value(namespace: &str, name: &str) -> Value {
+    let mut job = seed_value();
+    job["metadata"] = serde_json::json!({ "name": name, "namespace": namespace });
+    job.as_object_mut().map(|o| o.remove("status"));
+    job
+}
+
+/// [`new_job_value`] as the generated type.
+pub fn new_job(namespace: &str, name: &str) -> types::MxJob {
+    serde_json::from_value(new_job_value(namespace, name)).expect("the seed is an MXJob")
+}
+
+/// A job as a JSON value (for editing in tests).
+pub fn to_value(job: &types::MxJob) -> Value {
+    serde_json::to_value(job).expect("jobs serialize")
+}
+
+/// A JSON value as the generated job type.
+pub fn from_value(value: Value) -> types::MxJob {
+    serde_json::from_value(value).expect("value is an MXJob")
+}
+
+/// The `Status` of a failed call, with its HTTP code.
+pub fn status_of<T: std::fmt::Debug>(
+    result: Result<mxjob_client::ResponseValue<T>, mxjob_client::Error<types::Status>>,
+) -> (u16, types::Status) {
+    match result {
+        Err(mxjob_client::Error::ErrorResponse(response)) => {
+            let code = response.status().as_u16();
+            (code, response.into_inner())
+        }
+        other => panic!("expected an error Status, got {other:?}"),
+    }
+}
+
+/// The resourceVersion of a job.
+pub fn resource_version(job: &types::MxJob) -> String {
+    job.metadata
+        .resource_version
+        .clone()
+        .expect("a stored job has a resourceVersion")
+}

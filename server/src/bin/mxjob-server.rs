@@ -86,9 +86,19 @@ async fn shutdown_signal() -> std::io::Result<&'static str> {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), String> {
+fn main() -> Result<(), String> {
     let args = Args::parse();
+    // Decoding a pod template nests deeply; debug builds need more than
+    // tokio's default 2 MiB per worker thread.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), String> {
     let log = logger(args.log_format);
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
