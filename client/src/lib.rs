@@ -1,9 +1,10 @@
 //! The Rust client of the MXJob API, generated at build time from
 //! `openapi/mxjob.json` by progenitor (see `build.rs`).
 //!
-//! Everything in [`Client`] and [`types`] is generated. The few helpers
-//! below add what generation cannot: the patch media types and
-//! authentication headers.
+//! Everything in [`Client`] and [`types`] is generated. The helpers below
+//! add only what generation cannot express: sending a patch with the
+//! merge-patch or JSON-patch media type (the document can declare one media
+//! type per body, `application/json`), and authentication headers.
 
 include!(concat!(env!("OUT_DIR"), "/mxjob_client.rs"));
 
@@ -12,14 +13,52 @@ pub const MERGE_PATCH: &str = "application/merge-patch+json";
 /// Media type of an RFC 6902 JSON patch.
 pub const JSON_PATCH: &str = "application/json-patch+json";
 
-/// A `reqwest::Client` that sends `token` as `Authorization: Bearer`, for
-/// [`Client::new_with_client`].
-pub fn http_client_with_bearer_token(token: &str) -> reqwest::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
+impl Client {
+    /// Patches an MXJob with an explicit patch media type ([`MERGE_PATCH`]
+    /// or [`JSON_PATCH`]); otherwise like [`Client::patch_mxjob`].
+    pub async fn patch_mxjob_as(
+        &self,
+        namespace: &str,
+        name: &str,
+        media_type: &str,
+        patch: &serde_json::Value,
+    ) -> Result<ResponseValue<types::MxJob>, Error<types::Status>> {
+        let url = format!(
+            "{}/apis/kubeflow.org/v1/namespaces/{}/mxjobs/{}",
+            self.baseurl(),
+            encode_path(namespace),
+            encode_path(name),
+        );
+        let body = serde_json::to_vec(patch).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let response = self
+            .client()
+            .patch(url)
+            .header(reqwest::header::CONTENT_TYPE, media_type)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(Error::CommunicationError)?;
+        if response.status().is_success() {
+            ResponseValue::from_response(response).await
+        } else {
+            Err(Error::ErrorResponse(
+                ResponseValue::from_response(response).await?,
+            ))
+        }
+    }
+}
+
+/// A `reqwest::Client` that sends `token` as `Authorization: Bearer` on
+/// every request, for [`Client::new_with_client`].
+pub fn http_client_with_bearer_token(token: &str) -> Result<reqwest::Client, String> {
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| ())
-        .unwrap_or_else(|()| reqwest::header::HeaderValue::from_static(""));
+        .map_err(|e| format!("the token cannot be sent in a header: {e}"))?;
     value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, value);
-    reqwest::Client::builder().default_headers(headers).build()
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| e.to_string())
 }

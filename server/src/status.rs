@@ -19,8 +19,6 @@ use crate::model::{GROUP, KIND, RESOURCE};
 
 /// `mxjobs.kubeflow.org`, the qualified resource in messages.
 pub const QUALIFIED_RESOURCE: &str = "mxjobs.kubeflow.org";
-/// `MXJob.kubeflow.org`, the qualified kind in validation messages.
-pub const QUALIFIED_KIND: &str = "MXJob.kubeflow.org";
 
 /// The outcome of an operation that returns no object (table 72).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -307,10 +305,11 @@ impl ApiError {
 
     /// 422 Invalid with one cause per field error.
     pub fn invalid(name: &str, errors: &[FieldError]) -> Self {
-        Self::invalid_kind(QUALIFIED_KIND, name, errors)
+        Self::invalid_kind((GROUP, KIND), name, errors)
     }
 
-    fn invalid_kind(qualified_kind: &str, name: &str, errors: &[FieldError]) -> Self {
+    /// 422 Invalid for an object of `(group, kind)`.
+    fn invalid_kind((group, kind): (&str, &str), name: &str, errors: &[FieldError]) -> Self {
         let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let summary = if listed.len() == 1 {
             listed[0].clone()
@@ -320,10 +319,11 @@ impl ApiError {
         let mut error = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("{qualified_kind} {name:?} is invalid: {summary}"),
+            format!("{kind}.{group} {name:?} is invalid: {summary}"),
         )
-        .with_details(name, KIND);
+        .with_details(name, kind);
         if let Some(details) = error.0.details.as_mut() {
+            details.group = Some(group.to_string());
             details.causes = errors
                 .iter()
                 .map(|e| StatusCause {
@@ -339,7 +339,7 @@ impl ApiError {
     /// 422 for invalid request options; `options` names them as
     /// Kubernetes does (`CreateOptions`, `DeleteOptions`, …).
     pub fn invalid_options(options: &str, errors: &[FieldError]) -> Self {
-        Self::invalid_kind(&format!("{options}.meta.k8s.io"), "", errors)
+        Self::invalid_kind(("meta.k8s.io", options), "", errors)
     }
 
     /// 422 for a patch that could not be applied to the object.
@@ -413,6 +413,10 @@ impl Serialize for ApiError {
 impl JsonSchema for ApiError {
     fn schema_name() -> String {
         Status::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        // The same id as `Status`, so both share one schema in the document.
+        Status::schema_id()
     }
     fn json_schema(generator: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
         Status::json_schema(generator)

@@ -606,19 +606,22 @@ async fn merge_patch_through_the_client_changes_a_label() {
 async fn merge_and_json_patch_media_types_are_honoured() {
     let server = TestServer::start().await;
     create(&server, new_job(NS, "media")).await;
-    let url = server.object_url(NS, "media");
+    let merge =
+        json!({"metadata": {"annotations": {"a": "1"}}, "spec": {"cleanPodPolicy": "None"}});
     let merged = server
-        .http
-        .patch(&url)
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"metadata":{"annotations":{"a":"1"}},"spec":{"cleanPodPolicy":"None"}}"#)
-        .send()
+        .client
+        .patch_mxjob_as(NS, "media", mxjob_client::MERGE_PATCH, &merge)
         .await
-        .expect("patch");
-    assert_eq!(merged.status().as_u16(), 200);
-    let merged: Value = merged.json().await.expect("json");
-    assert_eq!(merged["metadata"]["annotations"]["a"], "1");
-    assert_eq!(merged["spec"]["cleanPodPolicy"], "None");
+        .expect("merge patch applies")
+        .into_inner();
+    assert_eq!(
+        merged.metadata.annotations.get("a").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        merged.spec.clean_pod_policy,
+        Some(types::CleanPodPolicy::None)
+    );
 
     let ops = json!([
         {"op": "test", "path": "/spec/cleanPodPolicy", "value": "None"},
@@ -626,19 +629,27 @@ async fn merge_and_json_patch_media_types_are_honoured() {
         {"op": "remove", "path": "/metadata/annotations/a"}
     ]);
     let patched = server
-        .http
-        .patch(&url)
-        .header("content-type", "application/json-patch+json")
-        .body(ops.to_string())
-        .send()
+        .client
+        .patch_mxjob_as(NS, "media", mxjob_client::JSON_PATCH, &ops)
         .await
-        .expect("patch");
-    assert_eq!(patched.status().as_u16(), 200);
-    let patched: Value = patched.json().await.expect("json");
-    assert_eq!(patched["metadata"]["labels"]["via"], "json-patch");
-    assert!(patched["metadata"]
-        .get("annotations")
-        .is_none_or(|a| a.get("a").is_none()));
+        .expect("JSON patch applies")
+        .into_inner();
+    assert_eq!(
+        patched.metadata.labels.get("via").map(String::as_str),
+        Some("json-patch")
+    );
+    assert!(!patched.metadata.annotations.contains_key("a"));
+
+    // A patch naming a stale resourceVersion is a precondition that fails.
+    let stale =
+        json!({"metadata": {"resourceVersion": resource_version(&merged), "labels": {"x": "y"}}});
+    let (code, status) = status_of(
+        server
+            .client
+            .patch_mxjob_as(NS, "media", mxjob_client::MERGE_PATCH, &stale)
+            .await,
+    );
+    assert_eq!((code, status.reason.as_deref()), (409, Some("Conflict")));
     server.stop().await;
 }
 

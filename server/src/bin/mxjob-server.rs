@@ -61,17 +61,13 @@ fn logger(format: LogFormat) -> Logger {
         LogFormat::Terminal => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
             let drain = slog_term::FullFormat::new(decorator).build().fuse();
-            slog_async::Async::new(RequestLinesOnly(drain).fuse())
-                .build()
-                .fuse()
+            RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
         }
         LogFormat::Json => {
             let drain = slog_bunyan::with_name("mxjob-server", std::io::stderr())
                 .build()
                 .fuse();
-            slog_async::Async::new(RequestLinesOnly(drain).fuse())
-                .build()
-                .fuse()
+            RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
         }
     };
     Logger::root(drain.filter_level(slog::Level::Info).fuse(), o!())
