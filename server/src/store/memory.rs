@@ -1,15 +1,34 @@
 //! The in-memory backend (`--store memory`): a multi-version map, for tests
-//! and throwaway servers. It keeps every version of every key until
-//! [`Store::compact`] drops the ones no read can reach any more, so lists at
-//! a past revision behave as they do on etcd. Nothing survives the process.
+//! and throwaway servers. Nothing survives the process.
+//!
+//! It keeps every version of every key until compaction drops the ones no
+//! read can reach any more, so lists at a past revision behave as they do
+//! on etcd. Like the Kubernetes API server's watch cache, it keeps a window
+//! of recent revisions (by default the last 1000): older ones are compacted
+//! automatically, and lists, continue tokens and watches that reach further
+//! back fail with [`StoreError::Compacted`].
+//!
+//! Watches get the recent events from the same window and new ones from a
+//! bounded broadcast channel subscribed under the store's lock, so nothing
+//! falls between the two. A watcher that lets the channel overflow is cut
+//! off rather than slowing writers down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::broadcast;
 
-use super::{Durability, KeyValue, ListOptions, ListPage, Revision, Store, StoreError};
+use super::{
+    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+};
+
+/// Revisions kept for lists at a revision and for watches, by default.
+pub const DEFAULT_WINDOW: u64 = 1000;
+/// Events a watcher may fall behind before it is cut off.
+const WATCH_BUFFER: usize = 1024;
 
 /// One version of a key; `value: None` marks a delete.
 #[derive(Clone, Debug)]
@@ -19,12 +38,17 @@ struct Version {
     value: Option<Arc<[u8]>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     revision: Revision,
     compacted: Revision,
     /// Versions of each key, oldest first.
     keys: BTreeMap<String, Vec<Version>>,
+    /// Every event after `compacted`, oldest first.
+    events: VecDeque<Event>,
+    /// Revisions to keep before compacting automatically.
+    window: u64,
+    sender: broadcast::Sender<Event>,
 }
 
 impl State {
@@ -41,12 +65,54 @@ impl State {
     ) -> Revision {
         self.revision += 1;
         let revision = self.revision;
-        self.keys.entry(key.to_string()).or_default().push(Version {
+        let versions = self.keys.entry(key.to_string()).or_default();
+        let prev = versions.last().and_then(|v| to_key_value(key, v));
+        let version = Version {
             revision,
             create_revision: create_revision.unwrap_or(revision),
             value,
-        });
+        };
+        let event = match (to_key_value(key, &version), prev) {
+            (Some(kv), _) => Some(Event::Put(kv)),
+            (None, Some(prev)) => Some(Event::Delete { prev, revision }),
+            (None, None) => None,
+        };
+        versions.push(version);
+        if let Some(event) = event {
+            self.events.push_back(event.clone());
+            // No receivers is not an error: nobody is watching.
+            let _ = self.sender.send(event);
+        }
+        if revision - self.compacted > 2 * self.window {
+            self.compact_to(revision - self.window);
+        }
         revision
+    }
+
+    fn compact_to(&mut self, revision: Revision) {
+        if revision <= self.compacted {
+            return;
+        }
+        self.compacted = revision;
+        self.keys.retain(|_, versions| {
+            // Keep the newest version at or before `revision` (what a read
+            // at `revision` sees) and everything after it.
+            let keep_from = versions
+                .iter()
+                .rposition(|v| v.revision <= revision)
+                .unwrap_or(0);
+            versions.drain(..keep_from);
+            !(versions.len() == 1
+                && versions[0].value.is_none()
+                && versions[0].revision <= revision)
+        });
+        while self
+            .events
+            .front()
+            .is_some_and(|e| e.revision() <= revision)
+        {
+            self.events.pop_front();
+        }
     }
 }
 
@@ -60,14 +126,36 @@ fn to_key_value(key: &str, version: &Version) -> Option<KeyValue> {
 }
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_window(DEFAULT_WINDOW)
+    }
+}
+
 impl MemoryStore {
+    /// A store that keeps [`DEFAULT_WINDOW`] revisions of history.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that keeps `window` revisions of history (at least 1).
+    pub fn with_window(window: u64) -> Self {
+        let (sender, _) = broadcast::channel(WATCH_BUFFER);
+        MemoryStore {
+            state: Mutex::new(State {
+                revision: 0,
+                compacted: 0,
+                keys: BTreeMap::new(),
+                events: VecDeque::new(),
+                window: window.max(1),
+                sender,
+            }),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -201,23 +289,40 @@ impl Store for MemoryStore {
                 current: state.revision,
             });
         }
-        if revision <= state.compacted {
-            return Ok(());
-        }
-        state.compacted = revision;
-        state.keys.retain(|_, versions| {
-            // Keep the newest version at or before `revision` (what a read
-            // at `revision` sees) and everything after it.
-            let keep_from = versions
-                .iter()
-                .rposition(|v| v.revision <= revision)
-                .unwrap_or(0);
-            versions.drain(..keep_from);
-            !(versions.len() == 1
-                && versions[0].value.is_none()
-                && versions[0].revision <= revision)
-        });
+        state.compact_to(revision);
         Ok(())
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
+        let state = self.state();
+        if after < state.compacted {
+            return Err(StoreError::Compacted {
+                compacted: state.compacted,
+            });
+        }
+        let matches = {
+            let prefix = prefix.to_string();
+            move |event: &Event| event.revision() > after && event.key().starts_with(&prefix)
+        };
+        let backlog: Vec<Event> = state
+            .events
+            .iter()
+            .filter(|e| matches(e))
+            .cloned()
+            .collect();
+        // Subscribed under the lock: the next write is the first the
+        // receiver sees, and the backlog holds everything before it.
+        let receiver = state.sender.subscribe();
+        drop(state);
+        let live = futures::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(event) => Some((event, receiver)),
+                // Lagged: the watcher fell behind; Closed: the store is gone.
+                Err(_) => None,
+            }
+        })
+        .filter(move |event| std::future::ready(matches(event)));
+        Ok(futures::stream::iter(backlog).chain(live).map(Ok).boxed())
     }
 }
 

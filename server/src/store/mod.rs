@@ -14,9 +14,11 @@
 
 pub mod memory;
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::Stream;
 
 /// A store-wide revision: etcd's revision, the Kubernetes resourceVersion.
 pub type Revision = u64;
@@ -61,6 +63,40 @@ pub struct ListPage {
     /// Whether keys remain after the last item.
     pub more: bool,
 }
+
+/// One change to one key, as a watch reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The key was created (`create_revision == mod_revision`) or updated;
+    /// this is its new value.
+    Put(KeyValue),
+    /// The key was deleted at `revision`; `prev` is its last value.
+    Delete { prev: KeyValue, revision: Revision },
+}
+
+impl Event {
+    /// The revision of the write.
+    pub fn revision(&self) -> Revision {
+        match self {
+            Event::Put(kv) => kv.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
+
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put(kv) => &kv.key,
+            Event::Delete { prev, .. } => &prev.key,
+        }
+    }
+}
+
+/// The events of a watch, in revision order. The stream ends when the
+/// watcher falls too far behind the writers (it is not allowed to hold them
+/// up or to buffer without bound); the consumer then resumes from the last
+/// revision it saw.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
 
 /// Why a storage operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,4 +182,10 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history older than `revision`; reads before it fail with
     /// [`StoreError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// Every write under `prefix` after revision `after` (exclusive), in
+    /// order, without gaps or repeats: first those already made, then those
+    /// still to come. Fails with [`StoreError::Compacted`] when `after` is
+    /// older than the history the backend keeps.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError>;
 }
