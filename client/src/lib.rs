@@ -4,7 +4,8 @@
 //! Everything in [`Client`] and [`types`] is generated. The helpers below
 //! add only what generation cannot express: sending a patch with the
 //! merge-patch or JSON-patch media type (the document can declare one media
-//! type per body, `application/json`), and authentication headers.
+//! type per body, `application/json`), reading a watch stream as typed
+//! events, and authentication headers.
 
 include!(concat!(env!("OUT_DIR"), "/mxjob_client.rs"));
 
@@ -47,6 +48,42 @@ impl Client {
             ))
         }
     }
+}
+
+/// The `WatchEvent`s of a watch response (`watch_mxjobs`), one per line of
+/// the stream. The stream ends when the server ends the watch.
+pub fn watch_events(
+    body: ByteStream,
+) -> impl futures::Stream<Item = Result<types::WatchEvent, String>> + Send {
+    use futures::StreamExt;
+    let state = (body.into_inner(), Vec::<u8>::new(), false);
+    futures::stream::unfold(state, |(mut inner, mut buffer, mut ended)| async move {
+        loop {
+            if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let event = serde_json::from_slice(&line).map_err(|e| e.to_string());
+                return Some((event, (inner, buffer, ended)));
+            }
+            if ended {
+                return None;
+            }
+            match inner.next().await {
+                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                Some(Err(error)) => {
+                    ended = true;
+                    buffer.clear();
+                    return Some((Err(error.to_string()), (inner, buffer, ended)));
+                }
+                None => {
+                    ended = true;
+                    buffer.push(b'\n');
+                }
+            }
+        }
+    })
 }
 
 /// A `reqwest::Client` that sends `token` as `Authorization: Bearer` on

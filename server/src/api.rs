@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{string_enum, MXJob, MXJobList};
 use crate::status::{ApiError, Status};
-use crate::wire::{Created201, JsonBody, Reply};
+use crate::wire::{Created201, JsonBody, ListResponse, Reply, WatchResponse};
 
 /// The collection of MXJobs in one namespace.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -73,6 +73,121 @@ impl crate::model::EnumDoc for PropagationPolicy {
         the value is validated and recorded but changes nothing.";
 }
 
+string_enum! {
+    /// `resourceVersionMatch` values.
+    pub enum ResourceVersionMatch { NotOlderThan, Exact }
+}
+impl crate::model::EnumDoc for ResourceVersionMatch {
+    const DOC: &'static str = "How `resourceVersion` applies to a list: `NotOlderThan` (the \
+        default) reads a state at least that new, `Exact` reads the state at exactly that \
+        revision (410 when it has been compacted).";
+}
+
+/// A boolean query parameter, read as the Kubernetes API server reads them
+/// (`true`, `True`, `1`, `t`, … and their false forms), because clients
+/// differ: kubectl sends `true`, the Python client `True`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueryBool(pub bool);
+
+impl<'de> Deserialize<'de> for QueryBool {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(QueryBool(true)),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(QueryBool(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid boolean {other:?}"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for QueryBool {
+    fn schema_name() -> String {
+        "Boolean".to_string()
+    }
+    fn is_referenceable() -> bool {
+        false
+    }
+    fn json_schema(generator: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        bool::json_schema(generator)
+    }
+}
+
+impl QueryBool {
+    /// The value, `false` when absent.
+    pub fn of(value: Option<QueryBool>) -> bool {
+        value.is_some_and(|v| v.0)
+    }
+}
+
+/// Query parameters of list (and of watch, which is a list that follows
+/// changes).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// If 'true', then the output is pretty printed.
+    pub pretty: Option<String>,
+    /// Only objects whose labels match, e.g. `team=vision,stage in (train,tune),!paused`.
+    pub label_selector: Option<String>,
+    /// Only objects whose fields match: `metadata.name` and
+    /// `metadata.namespace` with `=`, `==` or `!=`.
+    pub field_selector: Option<String>,
+    /// At most this many objects; `metadata.continue` then fetches the rest.
+    pub limit: Option<i64>,
+    /// The `metadata.continue` of the previous page. Every page is read at
+    /// the first page's resourceVersion.
+    #[serde(rename = "continue")]
+    pub continue_: Option<String>,
+    /// For a list: read a state at least this new (or exactly this one,
+    /// with `resourceVersionMatch=Exact`). For a watch: follow the changes
+    /// after it; without it the watch starts with the current objects.
+    pub resource_version: Option<String>,
+    /// How `resourceVersion` applies to a list.
+    pub resource_version_match: Option<ResourceVersionMatch>,
+    /// End a watch after this many seconds (default 1800).
+    pub timeout_seconds: Option<i64>,
+    /// Stream `WatchEvent`s, one JSON document per line, instead of
+    /// answering a list (see `watch_mxjobs` for the typed form).
+    pub watch: Option<QueryBool>,
+    /// Ask a watch for BOOKMARK events carrying the resourceVersion it has
+    /// reached.
+    pub allow_watch_bookmarks: Option<QueryBool>,
+}
+
+/// Query parameters of delete collection: which objects, and how.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteCollectionQuery {
+    /// If 'true', then the output is pretty printed.
+    pub pretty: Option<String>,
+    /// Only objects whose labels match.
+    pub label_selector: Option<String>,
+    /// Only objects whose fields match (`metadata.name`, `metadata.namespace`).
+    pub field_selector: Option<String>,
+    /// `All` processes the request in full without deleting anything.
+    pub dry_run: Option<DryRun>,
+    /// Seconds before the objects are deleted; must not be negative.
+    pub grace_period_seconds: Option<i64>,
+    /// Deprecated form of `propagationPolicy=Orphan`; not to be combined with it.
+    pub orphan_dependents: Option<QueryBool>,
+    /// How dependents are garbage collected.
+    pub propagation_policy: Option<PropagationPolicy>,
+}
+
+impl DeleteCollectionQuery {
+    /// The delete options part.
+    pub fn delete_query(&self) -> DeleteQuery {
+        DeleteQuery {
+            pretty: self.pretty.clone(),
+            dry_run: self.dry_run.clone(),
+            grace_period_seconds: self.grace_period_seconds,
+            orphan_dependents: self.orphan_dependents,
+            propagation_policy: self.propagation_policy.clone(),
+        }
+    }
+}
+
 /// Query parameters of reads.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -107,7 +222,7 @@ pub struct DeleteQuery {
     /// have no graceful termination of their own, so they go at once.
     pub grace_period_seconds: Option<i64>,
     /// Deprecated form of `propagationPolicy=Orphan`; not to be combined with it.
-    pub orphan_dependents: Option<bool>,
+    pub orphan_dependents: Option<QueryBool>,
     /// How dependents are garbage collected.
     pub propagation_policy: Option<PropagationPolicy>,
 }
@@ -192,10 +307,14 @@ pub trait MxjobApi {
         query: Query<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
-    /// List MXJobs
+    /// List or watch MXJobs
     ///
-    /// Returns the MXJobs of the namespace, ordered by name, with the
-    /// `resourceVersion` of the store the list was read at.
+    /// Returns the MXJobs of the namespace that match the selectors, ordered
+    /// by name, with the `resourceVersion` the list was read at. With
+    /// `limit`, one page and a `metadata.continue` token for the next; all
+    /// pages of one listing are read at the first page's resourceVersion.
+    /// With `watch=true` the answer is instead a stream of `WatchEvent`s,
+    /// one JSON document per line, as `watch_mxjobs` describes.
     #[endpoint {
         method = GET,
         path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs",
@@ -204,8 +323,29 @@ pub trait MxjobApi {
     async fn list_mxjobs(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
-        query: Query<ReadQuery>,
-    ) -> Result<Reply<MXJobList>, ApiError>;
+        query: Query<ListQuery>,
+    ) -> Result<ListResponse, ApiError>;
+
+    /// Watch MXJobs
+    ///
+    /// Streams the changes to the namespace's MXJobs that match the
+    /// selectors as `WatchEvent`s, one JSON document per line, in
+    /// resourceVersion order without gaps. Without `resourceVersion` the
+    /// stream starts with an ADDED event per existing object; with one, it
+    /// starts after it, and a resourceVersion older than the kept history
+    /// is answered with one ERROR event carrying a 410 `Status`. The stream
+    /// ends after `timeoutSeconds`. This is the list operation's
+    /// `watch=true`, at the path Kubernetes keeps for watches.
+    #[endpoint {
+        method = GET,
+        path = "/apis/kubeflow.org/v1/watch/namespaces/{namespace}/mxjobs",
+        tags = ["mxjobs"],
+    }]
+    async fn watch_mxjobs(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<NamespacePath>,
+        query: Query<ListQuery>,
+    ) -> Result<WatchResponse, ApiError>;
 
     /// Replace an MXJob
     ///
@@ -267,8 +407,8 @@ pub trait MxjobApi {
 
     /// Delete a collection of MXJobs
     ///
-    /// Deletes every MXJob of the namespace and answers an `MXJobList` of what
-    /// was deleted.
+    /// Deletes every MXJob of the namespace that matches the selectors and
+    /// answers an `MXJobList` of what was deleted.
     #[endpoint {
         method = DELETE,
         path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs",
@@ -277,6 +417,6 @@ pub trait MxjobApi {
     async fn delete_mxjob_collection(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
-        query: Query<DeleteQuery>,
+        query: Query<DeleteCollectionQuery>,
     ) -> Result<Reply<MXJobList>, ApiError>;
 }

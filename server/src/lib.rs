@@ -6,6 +6,9 @@
 //! * [`registry`] — Kubernetes object semantics: create, replace, patch,
 //!   delete with resourceVersion, generation, dryRun and field validation.
 //! * [`validation`] — admission rules.
+//! * [`selectors`] — label and field selectors.
+//! * [`pagination`] — continue tokens of paged lists.
+//! * [`table`] — `meta.k8s.io Table` output for kubectl.
 //! * [`store`] — revisioned key-value storage backends.
 //! * [`status`] — `v1 Status`, the body of every error.
 //! * [`wire`] — request body and response encoding.
@@ -15,9 +18,12 @@
 pub mod api;
 pub mod model;
 pub mod openapi;
+pub mod pagination;
 pub mod registry;
+pub mod selectors;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod validation;
 pub mod wire;

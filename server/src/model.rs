@@ -385,3 +385,27 @@ impl MXJobList {
         }
     }
 }
+
+string_enum! {
+    /// The kind of a watch event.
+    pub enum WatchEventType { ADDED, MODIFIED, DELETED, BOOKMARK, ERROR }
+}
+impl EnumDoc for WatchEventType {
+    const DOC: &'static str = "What happened: an object was `ADDED`, `MODIFIED` or `DELETED`; \
+        `BOOKMARK` carries only a resourceVersion the watch has reached; `ERROR` carries a \
+        `Status`, after which the stream ends.";
+}
+
+/// One event of a watch (table 78), sent as one JSON document per line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "WatchEvent")]
+pub struct WatchEvent {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub type_: WatchEventType,
+    /// The object: an `MXJob` for ADDED, MODIFIED and DELETED (for DELETED,
+    /// its last state, with the resourceVersion of the delete); for
+    /// BOOKMARK an object whose only meaningful field is
+    /// `metadata.resourceVersion`; for ERROR a `Status`.
+    pub object: serde_json::Map<String, serde_json::Value>,
+}

@@ -44,7 +44,17 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
             (404, "NotFound: no MXJob with this name"),
         ],
     ),
-    ("list_mxjobs", &[(400, "BadRequest: a query parameter is malformed")]),
+    (
+        "list_mxjobs",
+        &[
+            (400, "BadRequest: a query parameter, selector or continue token is malformed"),
+            (410, "Expired: the continue token or the exact resourceVersion has been compacted away"),
+        ],
+    ),
+    (
+        "watch_mxjobs",
+        &[(400, "BadRequest: a query parameter or selector is malformed")],
+    ),
     (
         "replace_mxjob",
         &[
@@ -78,7 +88,7 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
     (
         "delete_mxjob_collection",
         &[
-            (400, "BadRequest: a query parameter is malformed"),
+            (400, "BadRequest: a query parameter or selector is malformed"),
             (422, "Invalid: the delete options are invalid"),
         ],
     ),
@@ -102,6 +112,7 @@ pub fn document() -> Result<Value, String> {
     let example: Value = serde_json::from_str(REPLACE_EXAMPLE).map_err(|e| e.to_string())?;
     add_error_responses(&mut doc)?;
     add_examples(&mut doc, &example)?;
+    mark_watch_stream(&mut doc)?;
     Ok(doc)
 }
 
@@ -183,6 +194,26 @@ fn add_examples(doc: &mut Value, example: &Value) -> Result<(), String> {
             .and_then(Value::as_object_mut)
             .ok_or("replace_mxjob has no JSON 200 response")?;
         ok.insert("example".to_string(), example.clone());
+    }
+    Ok(())
+}
+
+/// The watch operation answers a stream of `WatchEvent`s, not one JSON
+/// document: its success response is declared as newline-delimited JSON,
+/// so generated clients hand the stream over instead of decoding one object.
+fn mark_watch_stream(doc: &mut Value) -> Result<(), String> {
+    for (id, operation) in operations(doc)? {
+        if id != "watch_mxjobs" {
+            continue;
+        }
+        let content = operation
+            .pointer_mut("/responses/200/content")
+            .and_then(Value::as_object_mut)
+            .ok_or("watch_mxjobs has no 200 response")?;
+        let media = content
+            .remove("application/json")
+            .ok_or("watch_mxjobs has no JSON 200")?;
+        content.insert(crate::wire::WATCH_CONTENT_TYPE.to_string(), media);
     }
     Ok(())
 }

@@ -22,15 +22,23 @@
 //! * `fieldManager` is validated but managed fields are not tracked.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
 
 use chrono::{SubsecRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::Value;
 
-use crate::api::{DeleteQuery, DryRun, FieldValidation, PropagationPolicy, WriteQuery};
-use crate::model::{MXJob, MXJobList, API_VERSION, KIND};
+use crate::api::{
+    DeleteQuery, DryRun, FieldValidation, PropagationPolicy, ResourceVersionMatch, WriteQuery,
+};
+use crate::model::{MXJob, MXJobList, WatchEvent, WatchEventType, API_VERSION, KIND};
+use crate::pagination::ContinueToken;
+use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, FieldError, Status};
-use crate::store::{KeyValue, ListOptions, Revision, Store, StoreError};
+use crate::store::{Event, KeyValue, ListOptions, Revision, Store, StoreError};
 use crate::validation;
 
 /// How often a patch or delete is retried when another write got in first.
@@ -441,27 +449,210 @@ impl Registry {
         Ok(self.load(namespace, name).await?.job)
     }
 
-    /// Lists the MXJobs of a namespace at the newest revision.
-    pub async fn list(&self, namespace: &str) -> Result<MXJobList, ApiError> {
+    /// Lists the MXJobs of a namespace that match `params.selection`: all
+    /// of them, or one page of at most `limit`, at one store revision.
+    pub async fn list(&self, namespace: &str, params: &ListParams) -> Result<MXJobList, ApiError> {
+        let (revision, start_after) = self.list_start(params).await?;
         if !validation::dns1123_label(namespace).is_empty() {
-            let revision = self
-                .store
-                .current_revision()
-                .await
-                .map_err(|e| store_error(e, ""))?;
+            let revision = match revision {
+                Some(r) => r,
+                None => self
+                    .store
+                    .current_revision()
+                    .await
+                    .map_err(|e| store_error(e, ""))?,
+            };
             return Ok(MXJobList::new(Vec::new(), revision.to_string()));
         }
-        let page = self
-            .store
-            .list(&namespace_prefix(namespace), ListOptions::default())
-            .await
-            .map_err(|e| store_error(e, ""))?;
-        let items = page
-            .items
-            .iter()
-            .map(Self::decode_stored)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(MXJobList::new(items, page.revision.to_string()))
+        let prefix = namespace_prefix(namespace);
+        let limit = params.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut cursor = start_after.map(|name| format!("{prefix}{name}"));
+        let mut revision = revision;
+        let mut more = false;
+        let mut last_examined = None;
+        'pages: loop {
+            let wanted = limit.map(|l| l - items.len());
+            let page = self
+                .store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        revision,
+                        start_after: cursor.clone(),
+                        limit: wanted,
+                    },
+                )
+                .await
+                .map_err(|e| list_error(e, params))?;
+            // Every page is read at the first page's revision.
+            revision = Some(page.revision);
+            let count = page.items.len();
+            for (index, kv) in page.items.iter().enumerate() {
+                let job = Self::decode_stored(kv)?;
+                last_examined = job.metadata.name.clone();
+                if params.selection.matches(&job) {
+                    items.push(job);
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    more = index + 1 < count || page.more;
+                    break 'pages;
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.more => cursor = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        let revision = revision.unwrap_or_default();
+        let mut list = MXJobList::new(items, revision.to_string());
+        if more {
+            if let Some(start_after) = last_examined {
+                list.metadata.continue_ = Some(
+                    ContinueToken {
+                        revision,
+                        start_after,
+                    }
+                    .encode(),
+                );
+            }
+        }
+        Ok(list)
+    }
+
+    /// The revision and start position a list reads at, from its
+    /// `continue`, `resourceVersion` and `resourceVersionMatch`.
+    async fn list_start(
+        &self,
+        params: &ListParams,
+    ) -> Result<(Option<Revision>, Option<String>), ApiError> {
+        let version = params.resource_version.as_deref().filter(|v| !v.is_empty());
+        if let Some(token) = params.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            if version.is_some() {
+                return Err(ApiError::bad_request(
+                    "specifying resourceVersion is not allowed when using continue",
+                ));
+            }
+            let token = ContinueToken::decode(token)?;
+            return Ok((Some(token.revision), Some(token.start_after)));
+        }
+        let Some(version) = version else {
+            if params.version_match.is_some() {
+                return Err(ApiError::bad_request(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            return Ok((None, None));
+        };
+        let requested = parse_resource_version(version)?;
+        match &params.version_match {
+            Some(ResourceVersionMatch::Unsupported(other)) => Err(ApiError::bad_request(format!(
+                "invalid resourceVersionMatch {other:?}: must be NotOlderThan or Exact"
+            ))),
+            Some(ResourceVersionMatch::Exact) if requested == 0 => Err(ApiError::bad_request(
+                "resourceVersionMatch=Exact needs a resourceVersion other than 0",
+            )),
+            Some(ResourceVersionMatch::Exact) => Ok((Some(requested), None)),
+            // NotOlderThan (the default): the newest state is never older,
+            // unless the client has seen a revision this store has not.
+            _ => {
+                let current = self
+                    .store
+                    .current_revision()
+                    .await
+                    .map_err(|e| store_error(e, ""))?;
+                if requested > current {
+                    return Err(store_error(StoreError::FutureRevision { current }, ""));
+                }
+                Ok((None, None))
+            }
+        }
+    }
+
+    /// Watches the MXJobs of a namespace that match `params.selection`.
+    ///
+    /// Without a resourceVersion (or with "0") the stream starts with an
+    /// ADDED event for every matching object, then follows changes; with
+    /// one, it follows every change after it. An object that starts or
+    /// stops matching the selection is ADDED or DELETED, as in Kubernetes.
+    /// A resourceVersion older than the kept history is answered with one
+    /// ERROR event carrying `410 Expired`.
+    pub async fn watch(
+        &self,
+        namespace: &str,
+        params: WatchParams,
+    ) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        let prefix = namespace_prefix(namespace);
+        let version = params
+            .resource_version
+            .as_deref()
+            .filter(|v| !v.is_empty() && *v != "0");
+        let (initial, after) = match version {
+            Some(version) => (Vec::new(), parse_resource_version(version)?),
+            None => {
+                let page = self
+                    .store
+                    .list(&prefix, ListOptions::default())
+                    .await
+                    .map_err(|e| store_error(e, ""))?;
+                let mut initial = Vec::new();
+                for kv in &page.items {
+                    let job = Self::decode_stored(kv)?;
+                    if params.selection.matches(&job) {
+                        initial.push(watch_event(WatchEventType::ADDED, &job)?);
+                    }
+                }
+                (initial, page.revision)
+            }
+        };
+        let mut events = match self.store.watch(&prefix, after).await {
+            Ok(events) => events,
+            Err(StoreError::Compacted { compacted }) => {
+                let error = ApiError::gone(format!(
+                    "too old resource version: {after} (the oldest kept is {compacted})"
+                ));
+                return Ok(futures::stream::iter([error_event(&error)]).boxed());
+            }
+            Err(e) => return Err(store_error(e, "")),
+        };
+        let selection = params.selection;
+        let stream = async_stream::stream! {
+            for event in initial {
+                yield event;
+            }
+            let deadline = tokio::time::sleep(params.timeout);
+            tokio::pin!(deadline);
+            let mut bookmarks = tokio::time::interval_at(
+                tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+                BOOKMARK_INTERVAL,
+            );
+            let mut reached = after;
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => break,
+                    _ = bookmarks.tick(), if params.bookmarks => yield bookmark(reached),
+                    next = events.next() => match next {
+                        None => break,
+                        Some(Err(e)) => {
+                            yield error_event(&store_error(e, ""));
+                            break;
+                        }
+                        Some(Ok(event)) => {
+                            reached = event.revision();
+                            match convert_event(&event, &selection) {
+                                Ok(Some(event)) => yield event,
+                                Ok(None) => {}
+                                Err(e) => {
+                                    yield error_event(&e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(Box::pin(stream))
     }
 
     /// Replaces an MXJob with a request body (semantics.md, steps 1-12).
@@ -658,9 +849,10 @@ impl Registry {
     pub async fn delete_collection(
         &self,
         namespace: &str,
+        params: &ListParams,
         options: &DeleteOptions,
     ) -> Result<MXJobList, ApiError> {
-        let listed = self.list(namespace).await?;
+        let listed = self.list(namespace, params).await?;
         let mut deleted = Vec::with_capacity(listed.items.len());
         for job in listed.items {
             let name = job.metadata.name.clone().unwrap_or_default();
@@ -740,5 +932,135 @@ fn check_name(metadata: &ObjectMeta, name: &str) -> Result<(), ApiError> {
         Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )))
+    }
+}
+
+/// How often an idle watch that asked for bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Which objects a list, watch or delete collection applies to.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selection {
+    /// Parses `labelSelector` and `fieldSelector`; a malformed one is 400.
+    pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(labels.unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+        let fields = FieldSelector::parse(fields.unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?;
+        Ok(Selection { labels, fields })
+    }
+
+    /// Whether `job` is selected.
+    pub fn matches(&self, job: &MXJob) -> bool {
+        let empty = std::collections::BTreeMap::new();
+        let metadata = &job.metadata;
+        self.labels
+            .matches(metadata.labels.as_ref().unwrap_or(&empty))
+            && self.fields.matches(
+                metadata.name.as_deref().unwrap_or_default(),
+                metadata.namespace.as_deref().unwrap_or_default(),
+            )
+    }
+}
+
+/// Validated list parameters.
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub selection: Selection,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub version_match: Option<ResourceVersionMatch>,
+}
+
+/// Validated watch parameters.
+#[derive(Clone, Debug)]
+pub struct WatchParams {
+    pub selection: Selection,
+    pub resource_version: Option<String>,
+    pub bookmarks: bool,
+    /// The stream ends after this long.
+    pub timeout: Duration,
+}
+
+fn parse_resource_version(text: &str) -> Result<Revision, ApiError> {
+    text.parse::<Revision>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid resourceVersion {text:?}: must be a decimal number"
+        ))
+    })
+}
+
+/// Store errors of a list: a compacted continue token is `410 Expired`.
+fn list_error(error: StoreError, params: &ListParams) -> ApiError {
+    match (error, params.continue_token.is_some()) {
+        (StoreError::Compacted { compacted }, true) => ApiError::gone(format!(
+            "the continue token is too old to give a consistent list: its resourceVersion has \
+             been compacted (the oldest kept is {compacted}); start a new list without it"
+        )),
+        (error, _) => store_error(error, ""),
+    }
+}
+
+fn watch_event(type_: WatchEventType, job: &MXJob) -> Result<WatchEvent, ApiError> {
+    match serde_json::to_value(job) {
+        Ok(Value::Object(object)) => Ok(WatchEvent { type_, object }),
+        _ => Err(ApiError::internal("encoding a watch event")),
+    }
+}
+
+fn error_event(error: &ApiError) -> WatchEvent {
+    let object = match serde_json::to_value(error) {
+        Ok(Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    WatchEvent {
+        type_: WatchEventType::ERROR,
+        object,
+    }
+}
+
+fn bookmark(revision: Revision) -> WatchEvent {
+    let object = serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"resourceVersion": revision.to_string()},
+    });
+    WatchEvent {
+        type_: WatchEventType::BOOKMARK,
+        object: object.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+/// A store event as the watcher of `selection` sees it, if at all.
+fn convert_event(event: &Event, selection: &Selection) -> Result<Option<WatchEvent>, ApiError> {
+    match event {
+        Event::Put { kv, prev } => {
+            let job = Registry::decode_stored(kv)?;
+            let was = match prev {
+                Some(prev) => selection.matches(&Registry::decode_stored(prev)?),
+                None => false,
+            };
+            let type_ = match (was, selection.matches(&job)) {
+                (false, true) => WatchEventType::ADDED,
+                (true, true) => WatchEventType::MODIFIED,
+                (true, false) => WatchEventType::DELETED,
+                (false, false) => return Ok(None),
+            };
+            watch_event(type_, &job).map(Some)
+        }
+        Event::Delete { prev, revision } => {
+            let mut job = Registry::decode_stored(prev)?;
+            if !selection.matches(&job) {
+                return Ok(None);
+            }
+            job.metadata.resource_version = Some(revision.to_string());
+            watch_event(WatchEventType::DELETED, &job).map(Some)
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! options, call the [`Registry`], and wrap the answer in a [`Reply`].
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
 
 use dropshot::{
     ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, Path, Query, RequestContext,
@@ -12,13 +15,19 @@ use dropshot::{
 use slog::Logger;
 
 use crate::api::{
-    mxjob_api_mod, DeleteQuery, MXJobPatch, MxjobApi, NamespacePath, ObjectPath, ReadQuery,
-    WriteQuery,
+    mxjob_api_mod, DeleteCollectionQuery, DeleteQuery, ListQuery, MXJobPatch, MxjobApi,
+    NamespacePath, ObjectPath, QueryBool, ReadQuery, WriteQuery,
 };
-use crate::model::{MXJob, MXJobList};
-use crate::registry::{is_pretty, DeleteOptions, Registry, WriteOptions};
+use crate::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
+use crate::registry::{
+    is_pretty, DeleteOptions, ListParams, Registry, Selection, WatchParams, WriteOptions,
+};
 use crate::status::{ApiError, Status};
-use crate::wire::{Created201, JsonBody, Reply, MAX_BODY_BYTES};
+use crate::table;
+use crate::wire::{
+    stream_response, Created201, JsonBody, ListResponse, Reply, WatchResponse, MAX_BODY_BYTES,
+    WATCH_CONTENT_TYPE,
+};
 
 /// What every handler shares.
 pub struct ServerState {
@@ -63,26 +72,57 @@ impl MxjobApi for MxjobServer {
         query: Query<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
+        let pretty = is_pretty(query.into_inner().pretty.as_deref());
         let job = rqctx.context().registry.get(&namespace, &name).await?;
-        Ok(Reply::new(
-            job,
-            is_pretty(query.into_inner().pretty.as_deref()),
-            Vec::new(),
-        ))
+        Ok(match table::requested(rqctx.request.headers()) {
+            Some(version) => Reply::other(table::for_object(&job, version), pretty),
+            None => Reply::new(job, pretty, Vec::new()),
+        })
     }
 
     async fn list_mxjobs(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
-        query: Query<ReadQuery>,
-    ) -> Result<Reply<MXJobList>, ApiError> {
+        query: Query<ListQuery>,
+    ) -> Result<ListResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
-        let list = rqctx.context().registry.list(&namespace).await?;
-        Ok(Reply::new(
-            list,
-            is_pretty(query.into_inner().pretty.as_deref()),
-            Vec::new(),
-        ))
+        let query = query.into_inner();
+        let table = table::requested(rqctx.request.headers());
+        let registry = &rqctx.context().registry;
+        if QueryBool::of(query.watch) {
+            let events = registry.watch(&namespace, watch_params(&query)?).await?;
+            return Ok(ListResponse::Watch(watch_stream(
+                events,
+                "application/json",
+                table,
+            )));
+        }
+        let list = registry.list(&namespace, &list_params(&query)?).await?;
+        let pretty = is_pretty(query.pretty.as_deref());
+        Ok(ListResponse::List(match table {
+            Some(version) => Reply::other(table::for_list(&list, version), pretty),
+            None => Reply::new(list, pretty, Vec::new()),
+        }))
+    }
+
+    async fn watch_mxjobs(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+        query: Query<ListQuery>,
+    ) -> Result<WatchResponse, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        let query = query.into_inner();
+        let table = table::requested(rqctx.request.headers());
+        let events = rqctx
+            .context()
+            .registry
+            .watch(&namespace, watch_params(&query)?)
+            .await?;
+        Ok(WatchResponse(watch_stream(
+            events,
+            WATCH_CONTENT_TYPE,
+            table,
+        )))
     }
 
     async fn replace_mxjob(
@@ -162,15 +202,22 @@ impl MxjobApi for MxjobServer {
     async fn delete_mxjob_collection(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
-        query: Query<DeleteQuery>,
+        query: Query<DeleteCollectionQuery>,
     ) -> Result<Reply<MXJobList>, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         let query = query.into_inner();
-        let options = DeleteOptions::try_from(&query)?;
+        let options = DeleteOptions::try_from(&query.delete_query())?;
+        let params = ListParams {
+            selection: Selection::parse(
+                query.label_selector.as_deref(),
+                query.field_selector.as_deref(),
+            )?,
+            ..Default::default()
+        };
         let list = rqctx
             .context()
             .registry
-            .delete_collection(&namespace, &options)
+            .delete_collection(&namespace, &params, &options)
             .await?;
         Ok(Reply::new(
             list,
@@ -178,6 +225,68 @@ impl MxjobApi for MxjobServer {
             Vec::new(),
         ))
     }
+}
+
+/// The default and the longest duration of a watch.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+fn list_params(query: &ListQuery) -> Result<ListParams, ApiError> {
+    Ok(ListParams {
+        selection: Selection::parse(
+            query.label_selector.as_deref(),
+            query.field_selector.as_deref(),
+        )?,
+        limit: query
+            .limit
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|l| *l > 0),
+        continue_token: query.continue_.clone(),
+        resource_version: query.resource_version.clone(),
+        version_match: query.resource_version_match.clone(),
+    })
+}
+
+fn watch_params(query: &ListQuery) -> Result<WatchParams, ApiError> {
+    let timeout = match query.timeout_seconds {
+        Some(s) if s < 0 => {
+            return Err(ApiError::bad_request(format!(
+                "invalid timeoutSeconds {s}: must not be negative"
+            )))
+        }
+        Some(s) if s > 0 => Duration::from_secs(s.unsigned_abs()).min(WATCH_TIMEOUT),
+        _ => WATCH_TIMEOUT,
+    };
+    Ok(WatchParams {
+        selection: Selection::parse(
+            query.label_selector.as_deref(),
+            query.field_selector.as_deref(),
+        )?,
+        resource_version: query.resource_version.clone(),
+        bookmarks: QueryBool::of(query.allow_watch_bookmarks),
+        timeout,
+    })
+}
+
+/// The HTTP stream of a watch; objects become one-row tables for kubectl.
+fn watch_stream(
+    events: BoxStream<'static, WatchEvent>,
+    content_type: &'static str,
+    table: Option<&'static str>,
+) -> http::Response<dropshot::Body> {
+    stream_response(events, content_type, move |mut event| {
+        let is_object = matches!(
+            event.type_,
+            WatchEventType::ADDED | WatchEventType::MODIFIED | WatchEventType::DELETED
+        );
+        if let (Some(version), true) = (table, is_object) {
+            if let Ok(job) = serde_json::from_value::<MXJob>(event.object.clone().into()) {
+                if let serde_json::Value::Object(object) = table::for_object(&job, version) {
+                    event.object = object;
+                }
+            }
+        }
+        event
+    })
 }
 
 /// The API with the server's handlers.

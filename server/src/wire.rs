@@ -18,6 +18,7 @@
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use dropshot::{
     ApiEndpointBodyContentType, ApiEndpointResponse, Body, ExclusiveExtractor, ExtractorMetadata,
     HttpError, HttpResponse, HttpResponseCreated, HttpResponseOk, RequestContext, ServerContext,
@@ -29,6 +30,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::model::{MXJobList, WatchEvent};
 use crate::status::ApiError;
 
 /// The largest request body accepted, as in the Kubernetes API server (3 MiB).
@@ -133,18 +135,35 @@ impl SuccessCode for Created201 {
 
 /// A JSON response: compact or pretty, with optional `Warning` headers.
 pub struct Reply<T, C = Ok200> {
-    body: T,
+    body: ReplyBody<T>,
     pretty: bool,
     warnings: Vec<String>,
     _code: PhantomData<fn() -> C>,
 }
 
+enum ReplyBody<T> {
+    /// The documented type.
+    Typed(T),
+    /// Another representation the client asked for (a `Table`).
+    Other(serde_json::Value),
+}
+
 impl<T, C> Reply<T, C> {
     pub fn new(body: T, pretty: bool, warnings: Vec<String>) -> Self {
         Reply {
-            body,
+            body: ReplyBody::Typed(body),
             pretty,
             warnings,
+            _code: PhantomData,
+        }
+    }
+
+    /// A reply in another representation the client negotiated.
+    pub fn other(body: serde_json::Value, pretty: bool) -> Self {
+        Reply {
+            body: ReplyBody::Other(body),
+            pretty,
+            warnings: Vec::new(),
             _code: PhantomData,
         }
     }
@@ -174,8 +193,11 @@ where
     C: SuccessCode,
 {
     fn to_result(self) -> Result<Response<Body>, HttpError> {
-        let bytes = to_json(&self.body, self.pretty)
-            .map_err(|e| HttpError::for_internal_error(format!("encoding response: {e}")))?;
+        let bytes = match &self.body {
+            ReplyBody::Typed(body) => to_json(body, self.pretty),
+            ReplyBody::Other(body) => to_json(body, self.pretty),
+        }
+        .map_err(|e| HttpError::for_internal_error(format!("encoding response: {e}")))?;
         let mut builder = Response::builder()
             .status(C::CODE)
             .header(header::CONTENT_TYPE, dropshot::CONTENT_TYPE_JSON);
@@ -197,5 +219,97 @@ where
 
     fn status_code(&self) -> StatusCode {
         C::CODE
+    }
+}
+
+/// A response body fed from a channel: what a watch streams.
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
+/// Streams `events` as JSON lines with `content_type`. Each event is turned
+/// into its wire form by `encode` (tables for kubectl, objects otherwise).
+/// The stream stops when the client goes away.
+pub fn stream_response<S, F>(events: S, content_type: &'static str, encode: F) -> Response<Body>
+where
+    S: futures::Stream<Item = WatchEvent> + Send + 'static,
+    F: Fn(WatchEvent) -> WatchEvent + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let Ok(bytes) = to_json(&encode(event), false) else {
+                break;
+            };
+            if sender.send(Bytes::from(bytes)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = Response::new(Body::wrap(ChannelBody(receiver)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The answer of the list operation: a list (or its table), or, for
+/// `watch=true`, a stream. Documented as the list.
+pub enum ListResponse {
+    List(Reply<MXJobList>),
+    Watch(Response<Body>),
+}
+
+impl HttpResponse for ListResponse {
+    fn to_result(self) -> Result<Response<Body>, HttpError> {
+        match self {
+            ListResponse::List(reply) => reply.to_result(),
+            ListResponse::Watch(response) => Ok(response),
+        }
+    }
+
+    fn response_metadata() -> ApiEndpointResponse {
+        Reply::<MXJobList>::response_metadata()
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::OK
+    }
+}
+
+/// The media type of the watch operation's stream: newline-delimited JSON.
+/// (The list operation's `watch=true` answers `application/json`, as the
+/// Kubernetes API server does; this path can say precisely what it sends,
+/// and generated clients then hand over the stream instead of decoding one
+/// document.)
+pub const WATCH_CONTENT_TYPE: &str = dropshot::CONTENT_TYPE_NDJSON;
+
+/// The answer of the watch operation: a stream of `WatchEvent`s.
+pub struct WatchResponse(pub Response<Body>);
+
+impl HttpResponse for WatchResponse {
+    fn to_result(self) -> Result<Response<Body>, HttpError> {
+        Ok(self.0)
+    }
+
+    fn response_metadata() -> ApiEndpointResponse {
+        HttpResponseOk::<WatchEvent>::response_metadata()
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::OK
     }
 }

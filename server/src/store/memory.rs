@@ -73,7 +73,7 @@ impl State {
             value,
         };
         let event = match (to_key_value(key, &version), prev) {
-            (Some(kv), _) => Some(Event::Put(kv)),
+            (Some(kv), prev) => Some(Event::Put { kv, prev }),
             (None, Some(prev)) => Some(Event::Delete { prev, revision }),
             (None, None) => None,
         };

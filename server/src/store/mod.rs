@@ -11,8 +11,14 @@
 //!
 //! A backend states its [`Durability`] so that nobody mistakes the
 //! in-memory store for one that survives a restart.
+//!
+//! Backends: [`memory`] (volatile, for tests and throwaway servers) and
+//! [`sqlite`] (durable, the server's default: a revision log in one SQLite
+//! file). Both pass the same conformance suite,
+//! `tests/tests/store_conformance.rs`.
 
 pub mod memory;
+pub mod sqlite;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,9 +73,13 @@ pub struct ListPage {
 /// One change to one key, as a watch reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The key was created (`create_revision == mod_revision`) or updated;
-    /// this is its new value.
-    Put(KeyValue),
+    /// The key was created (`prev` is `None`) or updated; `kv` is its new
+    /// value and `prev` the one it replaced (watchers with a selector need
+    /// both, to tell an object leaving the selection from one changing in it).
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// The key was deleted at `revision`; `prev` is its last value.
     Delete { prev: KeyValue, revision: Revision },
 }
@@ -78,7 +88,7 @@ impl Event {
     /// The revision of the write.
     pub fn revision(&self) -> Revision {
         match self {
-            Event::Put(kv) => kv.mod_revision,
+            Event::Put { kv, .. } => kv.mod_revision,
             Event::Delete { revision, .. } => *revision,
         }
     }
@@ -86,7 +96,7 @@ impl Event {
     /// The key written.
     pub fn key(&self) -> &str {
         match self {
-            Event::Put(kv) => &kv.key,
+            Event::Put { kv, .. } => &kv.key,
             Event::Delete { prev, .. } => &prev.key,
         }
     }
