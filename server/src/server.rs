@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
+use futures::StreamExt;
 
 use dropshot::{
     ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, Path, Query, RequestContext,
@@ -32,6 +33,9 @@ use crate::wire::{
 /// What every handler shares.
 pub struct ServerState {
     pub registry: Registry,
+    /// Becomes `true` when the server shuts down; open watches end then,
+    /// instead of holding the shutdown up until they time out.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The server's implementation of the API trait.
@@ -91,11 +95,9 @@ impl MxjobApi for MxjobServer {
         let registry = &rqctx.context().registry;
         if QueryBool::of(query.watch) {
             let events = registry.watch(&namespace, watch_params(&query)?).await?;
-            return Ok(ListResponse::Watch(watch_stream(
-                events,
-                "application/json",
-                table,
-            )));
+            let stopping = rqctx.context().stopping.clone();
+            let response = watch_stream(events, "application/json", table, stopping);
+            return Ok(ListResponse::Watch(response));
         }
         let list = registry.list(&namespace, &list_params(&query)?).await?;
         let pretty = is_pretty(query.pretty.as_deref());
@@ -118,10 +120,12 @@ impl MxjobApi for MxjobServer {
             .registry
             .watch(&namespace, watch_params(&query)?)
             .await?;
+        let stopping = rqctx.context().stopping.clone();
         Ok(WatchResponse(watch_stream(
             events,
             WATCH_CONTENT_TYPE,
             table,
+            stopping,
         )))
     }
 
@@ -272,7 +276,11 @@ fn watch_stream(
     events: BoxStream<'static, WatchEvent>,
     content_type: &'static str,
     table: Option<&'static str>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> http::Response<dropshot::Body> {
+    let events = events.take_until(async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    });
     stream_response(events, content_type, move |mut event| {
         let is_object = matches!(
             event.type_,
@@ -295,11 +303,26 @@ pub fn api() -> Result<ApiDescription<ServerState>, String> {
 }
 
 /// Starts serving `registry` on `listen`.
-pub fn start(
-    registry: Registry,
-    listen: SocketAddr,
-    log: &Logger,
-) -> Result<HttpServer<ServerState>, String> {
+/// A running server.
+pub struct Server {
+    http: HttpServer<ServerState>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Server {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Ends open watches, then waits for the other requests to finish.
+    pub async fn close(self) -> Result<(), String> {
+        self.stopping.send_replace(true);
+        self.http.close().await
+    }
+}
+
+pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Server, String> {
     let config = ConfigDropshot {
         bind_address: listen,
         default_request_body_max_bytes: MAX_BODY_BYTES,
@@ -307,8 +330,14 @@ pub fn start(
         default_handler_task_mode: HandlerTaskMode::Detached,
         ..Default::default()
     };
-    ServerBuilder::new(api()?, ServerState { registry }, log.clone())
+    let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
+    let state = ServerState {
+        registry,
+        stopping: stopping_receiver,
+    };
+    let http = ServerBuilder::new(api()?, state, log.clone())
         .config(config)
         .start()
-        .map_err(|e| format!("starting the HTTP server on {listen}: {e}"))
+        .map_err(|e| format!("starting the HTTP server on {listen}: {e}"))?;
+    Ok(Server { http, stopping })
 }

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use dropshot::HttpServer;
 use mxjob_client::types;
 use mxjob_server::registry::Registry;
-use mxjob_server::server::ServerState;
+use mxjob_server::server::Server;
 use mxjob_server::store::memory::MemoryStore;
 use mxjob_server::store::Store;
 use serde_json::Value;
@@ -24,7 +23,7 @@ pub struct TestServer {
     pub client: mxjob_client::Client,
     /// A plain HTTP client for raw requests.
     pub http: reqwest::Client,
-    server: HttpServer<ServerState>,
+    server: Server,
 }
 
 impl TestServer {

@@ -509,3 +509,53 @@ mod tests {
         });
     }
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn a_watcher_that_never_reads_holds_up_no_writer_and_is_cut_off() {
+        runtime().block_on(async {
+            let store = MemoryStore::with_window(100_000);
+            let mut events = store.watch("/p/", 0).await.expect("watch");
+            let writes = WATCH_BUFFER * 3;
+            for i in 0..writes {
+                store.create(&format!("/p/{i:06}"), b"x".to_vec()).await.expect("write");
+            }
+            let mut delivered = 0;
+            while let Some(event) = events.next().await {
+                event.expect("event");
+                delivered += 1;
+            }
+            assert!(delivered < writes, "the slow watcher was cut off ({delivered} of {writes})");
+        });
+    }
+
+    #[test]
+    fn watch_delivers_history_then_live_events_in_order() {
+        runtime().block_on(async {
+            let store = MemoryStore::new();
+            let a = store.create("/p/a", b"1".to_vec()).await.expect("create");
+            store.create("/q/x", b"1".to_vec()).await.expect("create");
+            let mut events = store.watch("/p/", 0).await.expect("watch");
+            store.update("/p/a", a.mod_revision, b"2".to_vec()).await.expect("update");
+            store.delete("/p/a", 3).await.expect("delete");
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let event = events.next().await.expect("event").expect("ok");
+                seen.push(match event {
+                    Event::Put { kv, prev } => (kv.mod_revision, prev.is_some(), true),
+                    Event::Delete { revision, .. } => (revision, true, false),
+                });
+            }
+            assert_eq!(seen, vec![(1, false, true), (3, true, true), (4, true, false)]);
+        });
+    }
+}
