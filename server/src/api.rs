@@ -21,6 +21,10 @@
 //!   documents one success code, 200.
 
 use dropshot::{Path, Query, RequestContext};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIGroupList, APIResourceList, APIVersions,
+};
+use k8s_openapi::apimachinery::pkg::version::Info;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -419,4 +423,103 @@ pub trait MxjobApi {
         path: Path<NamespacePath>,
         query: Query<DeleteCollectionQuery>,
     ) -> Result<Reply<MXJobList>, ApiError>;
+
+    /// Read the status of an MXJob
+    ///
+    /// The `status` subresource: the same object as read, at the path
+    /// through which the job controller reports progress.
+    #[endpoint {
+        method = GET,
+        path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}/status",
+        tags = ["mxjobs"],
+    }]
+    async fn read_mxjob_status(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<ObjectPath>,
+        query: Query<ReadQuery>,
+    ) -> Result<Reply<MXJob>, ApiError>;
+
+    /// Replace the status of an MXJob
+    ///
+    /// Replaces only `status`: everything else in the body is ignored and
+    /// kept as stored, and `metadata.generation` does not move. The body must
+    /// carry the `resourceVersion` it was read at (stale: 409). This is how a
+    /// job controller reports conditions, replica counts and times.
+    #[endpoint {
+        method = PUT,
+        path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}/status",
+        tags = ["mxjobs"],
+    }]
+    async fn replace_mxjob_status(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<ObjectPath>,
+        query: Query<WriteQuery>,
+        body: JsonBody<MXJob>,
+    ) -> Result<Reply<MXJob>, ApiError>;
+
+    /// Patch the status of an MXJob
+    ///
+    /// Applies a merge or JSON patch (as for patch) and keeps only the
+    /// resulting `status`.
+    #[endpoint {
+        method = PATCH,
+        path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}/status",
+        tags = ["mxjobs"],
+    }]
+    async fn patch_mxjob_status(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<ObjectPath>,
+        query: Query<WriteQuery>,
+        body: JsonBody<MXJobPatch>,
+    ) -> Result<Reply<MXJob>, ApiError>;
+
+    /// List the core API versions
+    ///
+    /// Discovery: the versions of the core group — none, as this server has
+    /// no core resources.
+    #[endpoint { method = GET, path = "/api", tags = ["discovery"] }]
+    async fn get_core_api_versions(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIVersions>, ApiError>;
+
+    /// List the core v1 resources
+    ///
+    /// Discovery: the resources of the core group's v1 (none here).
+    #[endpoint { method = GET, path = "/api/v1", tags = ["discovery"] }]
+    async fn get_core_api_resources(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIResourceList>, ApiError>;
+
+    /// List the API groups
+    ///
+    /// Discovery: the API groups this server serves (`kubeflow.org`) and their
+    /// preferred versions.
+    #[endpoint { method = GET, path = "/apis", tags = ["discovery"] }]
+    async fn get_api_groups(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIGroupList>, ApiError>;
+
+    /// Describe the kubeflow.org group
+    ///
+    /// Discovery: the versions of the `kubeflow.org` group.
+    #[endpoint { method = GET, path = "/apis/kubeflow.org", tags = ["discovery"] }]
+    async fn get_kubeflow_api_group(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIGroup>, ApiError>;
+
+    /// List the kubeflow.org/v1 resources
+    ///
+    /// Discovery: the resources of `kubeflow.org/v1` — `mxjobs`, kind MXJob,
+    /// namespaced — with the verbs this server supports on them.
+    #[endpoint { method = GET, path = "/apis/kubeflow.org/v1", tags = ["discovery"] }]
+    async fn get_kubeflow_api_resources(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIResourceList>, ApiError>;
+
+    /// Get the server version
+    ///
+    /// The Kubernetes version whose API machinery the server follows, with
+    /// mxjob's own version in `gitVersion`.
+    #[endpoint { method = GET, path = "/version", tags = ["discovery"] }]
+    async fn get_version(rqctx: RequestContext<Self::Context>) -> Result<Reply<Info>, ApiError>;
 }

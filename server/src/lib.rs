@@ -9,6 +9,7 @@
 //! * [`selectors`] — label and field selectors.
 //! * [`pagination`] — continue tokens of paged lists.
 //! * [`table`] — `meta.k8s.io Table` output for kubectl.
+//! * [`discovery`] — the documents clients read first (`/apis`, `/version`).
 //! * [`store`] — revisioned key-value storage backends.
 //! * [`status`] — `v1 Status`, the body of every error.
 //! * [`wire`] — request body and response encoding.
@@ -16,6 +17,7 @@
 //! * [`server`] — the implementation of the API trait and server startup.
 
 pub mod api;
+pub mod discovery;
 pub mod model;
 pub mod openapi;
 pub mod pagination;

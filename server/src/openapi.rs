@@ -38,6 +38,41 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
         ],
     ),
     (
+        "read_mxjob_status",
+        &[
+            (400, "BadRequest: a query parameter is malformed"),
+            (404, "NotFound: no MXJob with this name"),
+        ],
+    ),
+    (
+        "replace_mxjob_status",
+        &[
+            (400, "BadRequest: the body is not JSON or not an MXJob, or its name or namespace does not match the URL"),
+            (404, "NotFound: no MXJob with this name"),
+            (409, "Conflict: the resourceVersion is stale or the uid does not match"),
+            (413, "RequestEntityTooLarge: the body is over 3 MiB"),
+            (415, "UnsupportedMediaType: the body is not application/json"),
+            (422, "Invalid: resourceVersion missing, or the status has unsupported values"),
+        ],
+    ),
+    (
+        "patch_mxjob_status",
+        &[
+            (400, "BadRequest: the patch is not valid JSON or not a valid patch"),
+            (404, "NotFound: no MXJob with this name"),
+            (409, "Conflict: the patch names a stale resourceVersion or another uid"),
+            (413, "RequestEntityTooLarge: the body is over 3 MiB"),
+            (415, "UnsupportedMediaType: the patch type is not supported"),
+            (422, "Invalid: the patched status has unsupported values"),
+        ],
+    ),
+    ("get_core_api_versions", &[]),
+    ("get_core_api_resources", &[]),
+    ("get_api_groups", &[]),
+    ("get_kubeflow_api_group", &[]),
+    ("get_kubeflow_api_resources", &[]),
+    ("get_version", &[]),
+    (
         "read_mxjob",
         &[
             (400, "BadRequest: a query parameter is malformed"),

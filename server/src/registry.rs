@@ -61,6 +61,17 @@ pub fn self_link(namespace: &str, name: &str) -> String {
     format!("/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}")
 }
 
+/// What a replace or patch may change: the object (everything the
+/// replace rules allow, never the status) or, through the `/status`
+/// subresource, only the status — the split Kubernetes makes for custom
+/// resources with a status subresource, so that clients and the controller
+/// reporting progress cannot overwrite each other's half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Object,
+    Status,
+}
+
 /// A written (or dry-run) object and the warnings to send with it.
 #[derive(Debug)]
 pub struct Written {
@@ -663,13 +674,14 @@ impl Registry {
         body: &[u8],
         media_type: Option<&str>,
         options: &WriteOptions,
+        part: Part,
     ) -> Result<Written, ApiError> {
         require_json_body(media_type)?;
         let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
         check_namespace(&mut job.metadata, namespace)?;
         check_name(&job.metadata, name)?;
         let stored = self.load(namespace, name).await?;
-        let object = self.update(stored, job, options, true).await?;
+        let object = self.update(stored, job, options, true, part).await?;
         Ok(Written { object, warnings })
     }
 
@@ -681,6 +693,7 @@ impl Registry {
         body: &[u8],
         media_type: Option<&str>,
         options: &WriteOptions,
+        part: Part,
     ) -> Result<Written, ApiError> {
         let patch = parse_json(body)?;
         let kind = patch_kind(media_type, &patch)?;
@@ -736,7 +749,7 @@ impl Registry {
             }
             check_namespace(&mut job.metadata, namespace)?;
             check_name(&job.metadata, name)?;
-            match self.update(stored, job, options, false).await {
+            match self.update(stored, job, options, false, part).await {
                 Err(e) if e.reason() == "Conflict" && !carries_version && attempt < MAX_RETRIES => {
                     continue
                 }
@@ -752,6 +765,7 @@ impl Registry {
         mut job: MXJob,
         options: &WriteOptions,
         version_required: bool,
+        part: Part,
     ) -> Result<MXJob, ApiError> {
         let Stored { job: old, kv } = stored;
         let name = old.metadata.name.clone().unwrap_or_default();
@@ -785,6 +799,18 @@ impl Registry {
             return Err(ApiError::stale(&name));
         }
 
+        if part == Part::Status {
+            // Through /status only the status changes; the rest is stored.
+            let status = std::mem::take(&mut job.status);
+            job = old.clone();
+            job.status = status;
+            let errors = validation::validate_status(&job.status);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(&name, &errors));
+            }
+            return self.write_update(kv, old, job, options, &name).await;
+        }
+
         // Server-owned metadata and status come from storage.
         let (new_meta, old_meta) = (&mut job.metadata, &old.metadata);
         new_meta.uid = old_meta.uid.clone();
@@ -801,11 +827,23 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(&name, &errors));
         }
-        if job == old {
-            return Ok(old);
-        }
         if job.spec != old.spec {
             job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+        }
+        self.write_update(kv, old, job, options, &name).await
+    }
+
+    /// Step 12: stores `job` over `old` unless nothing changed.
+    async fn write_update(
+        &self,
+        kv: KeyValue,
+        old: MXJob,
+        job: MXJob,
+        options: &WriteOptions,
+        name: &str,
+    ) -> Result<MXJob, ApiError> {
+        if job == old {
+            return Ok(old);
         }
         if options.dry_run {
             return Ok(job);
@@ -814,7 +852,7 @@ impl Registry {
             .store
             .update(&kv.key, kv.mod_revision, Self::encode_for_store(&job)?)
             .await
-            .map_err(|e| store_error(e, &name))?;
+            .map_err(|e| store_error(e, name))?;
         Self::decode_stored(&kv)
     }
 

@@ -21,14 +21,18 @@ use crate::api::{
 };
 use crate::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
 use crate::registry::{
-    is_pretty, DeleteOptions, ListParams, Registry, Selection, WatchParams, WriteOptions,
+    is_pretty, DeleteOptions, ListParams, Part, Registry, Selection, WatchParams, WriteOptions,
 };
 use crate::status::{ApiError, Status};
-use crate::table;
 use crate::wire::{
     stream_response, Created201, JsonBody, ListResponse, Reply, WatchResponse, MAX_BODY_BYTES,
     WATCH_CONTENT_TYPE,
 };
+use crate::{discovery, table};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIGroupList, APIResourceList, APIVersions,
+};
+use k8s_openapi::apimachinery::pkg::version::Info;
 
 /// What every handler shares.
 pub struct ServerState {
@@ -147,6 +151,7 @@ impl MxjobApi for MxjobServer {
                 &body.bytes,
                 body.media_type.as_deref(),
                 &options,
+                Part::Object,
             )
             .await?;
         Ok(Reply::new(
@@ -174,6 +179,7 @@ impl MxjobApi for MxjobServer {
                 &body.bytes,
                 body.media_type.as_deref(),
                 &options,
+                Part::Object,
             )
             .await?;
         Ok(Reply::new(
@@ -228,6 +234,110 @@ impl MxjobApi for MxjobServer {
             is_pretty(query.pretty.as_deref()),
             Vec::new(),
         ))
+    }
+
+    async fn read_mxjob_status(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: Query<ReadQuery>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        let job = rqctx.context().registry.get(&namespace, &name).await?;
+        Ok(Reply::new(
+            job,
+            is_pretty(query.into_inner().pretty.as_deref()),
+            Vec::new(),
+        ))
+    }
+
+    async fn replace_mxjob_status(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: Query<WriteQuery>,
+        body: JsonBody<MXJob>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        let query = query.into_inner();
+        let options = WriteOptions::parse(&query, "UpdateOptions")?;
+        let media_type = body.media_type.as_deref();
+        let registry = &rqctx.context().registry;
+        let written = registry
+            .replace(
+                &namespace,
+                &name,
+                &body.bytes,
+                media_type,
+                &options,
+                Part::Status,
+            )
+            .await?;
+        Ok(Reply::new(
+            written.object,
+            is_pretty(query.pretty.as_deref()),
+            written.warnings,
+        ))
+    }
+
+    async fn patch_mxjob_status(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: Query<WriteQuery>,
+        body: JsonBody<MXJobPatch>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        let query = query.into_inner();
+        let options = WriteOptions::parse(&query, "PatchOptions")?;
+        let media_type = body.media_type.as_deref();
+        let registry = &rqctx.context().registry;
+        let written = registry
+            .patch(
+                &namespace,
+                &name,
+                &body.bytes,
+                media_type,
+                &options,
+                Part::Status,
+            )
+            .await?;
+        Ok(Reply::new(
+            written.object,
+            is_pretty(query.pretty.as_deref()),
+            written.warnings,
+        ))
+    }
+
+    async fn get_core_api_versions(
+        _rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIVersions>, ApiError> {
+        Ok(Reply::new(discovery::core_versions(), false, Vec::new()))
+    }
+
+    async fn get_core_api_resources(
+        _rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIResourceList>, ApiError> {
+        Ok(Reply::new(discovery::core_resources(), false, Vec::new()))
+    }
+
+    async fn get_api_groups(
+        _rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIGroupList>, ApiError> {
+        Ok(Reply::new(discovery::groups(), false, Vec::new()))
+    }
+
+    async fn get_kubeflow_api_group(
+        _rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIGroup>, ApiError> {
+        Ok(Reply::new(discovery::group(), false, Vec::new()))
+    }
+
+    async fn get_kubeflow_api_resources(
+        _rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIResourceList>, ApiError> {
+        Ok(Reply::new(discovery::resources(), false, Vec::new()))
+    }
+
+    async fn get_version(_rqctx: RequestContext<ServerState>) -> Result<Reply<Info>, ApiError> {
+        Ok(Reply::new(discovery::version(), false, Vec::new()))
     }
 }
 

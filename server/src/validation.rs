@@ -25,7 +25,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::model::{CleanPodPolicy, JobMode, MXJob, ReplicaSpec, ReplicaType, RestartPolicy};
+use crate::model::{
+    CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, ReplicaSpec,
+    ReplicaType, RestartPolicy,
+};
 use crate::status::FieldError;
 
 /// Longest DNS-1123 label (names, namespaces, name part of qualified names).
@@ -88,6 +91,53 @@ pub fn validate_update(new: &MXJob, old: &MXJob) -> Vec<FieldError> {
         }
     }
     diff("spec", &new_spec, &old_spec, &mut errors);
+    errors
+}
+
+/// Rules for a status written through the `/status` subresource: enum
+/// values are supported ones and replica counts are not negative.
+pub fn validate_status(status: &JobStatus) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (i, condition) in status.conditions.iter().enumerate() {
+        let path = format!("status.conditions[{i}]");
+        if let JobConditionType::Unsupported(value) = &condition.type_ {
+            errors.push(FieldError::not_supported(
+                format!("{path}.type"),
+                value,
+                JobConditionType::SUPPORTED,
+            ));
+        }
+        if let ConditionStatus::Unsupported(value) = &condition.status {
+            errors.push(FieldError::not_supported(
+                format!("{path}.status"),
+                value,
+                ConditionStatus::SUPPORTED,
+            ));
+        }
+    }
+    for (replica_type, counts) in &status.mx_replica_statuses {
+        let path = format!("status.mxReplicaStatuses.{replica_type}");
+        if let ReplicaType::Unsupported(value) = replica_type {
+            errors.push(FieldError::not_supported(
+                "status.mxReplicaStatuses",
+                value,
+                ReplicaType::SUPPORTED,
+            ));
+        }
+        for (name, count) in [
+            ("active", counts.active),
+            ("succeeded", counts.succeeded),
+            ("failed", counts.failed),
+        ] {
+            if let Some(n) = count.filter(|n| *n < 0) {
+                errors.push(FieldError::invalid(
+                    format!("{path}.{name}"),
+                    n,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+    }
     errors
 }
 

@@ -517,7 +517,10 @@ mod watch_tests {
     use super::*;
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
     }
 
     #[test]
@@ -527,14 +530,20 @@ mod watch_tests {
             let mut events = store.watch("/p/", 0).await.expect("watch");
             let writes = WATCH_BUFFER * 3;
             for i in 0..writes {
-                store.create(&format!("/p/{i:06}"), b"x".to_vec()).await.expect("write");
+                store
+                    .create(&format!("/p/{i:06}"), b"x".to_vec())
+                    .await
+                    .expect("write");
             }
             let mut delivered = 0;
             while let Some(event) = events.next().await {
                 event.expect("event");
                 delivered += 1;
             }
-            assert!(delivered < writes, "the slow watcher was cut off ({delivered} of {writes})");
+            assert!(
+                delivered < writes,
+                "the slow watcher was cut off ({delivered} of {writes})"
+            );
         });
     }
 
@@ -545,7 +554,10 @@ mod watch_tests {
             let a = store.create("/p/a", b"1".to_vec()).await.expect("create");
             store.create("/q/x", b"1".to_vec()).await.expect("create");
             let mut events = store.watch("/p/", 0).await.expect("watch");
-            store.update("/p/a", a.mod_revision, b"2".to_vec()).await.expect("update");
+            store
+                .update("/p/a", a.mod_revision, b"2".to_vec())
+                .await
+                .expect("update");
             store.delete("/p/a", 3).await.expect("delete");
             let mut seen = Vec::new();
             for _ in 0..3 {
@@ -555,7 +567,10 @@ mod watch_tests {
                     Event::Delete { revision, .. } => (revision, true, false),
                 });
             }
-            assert_eq!(seen, vec![(1, false, true), (3, true, true), (4, true, false)]);
+            assert_eq!(
+                seen,
+                vec![(1, false, true), (3, true, true), (4, true, false)]
+            );
         });
     }
 }
