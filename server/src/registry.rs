@@ -483,7 +483,8 @@ impl Registry {
         let mut more = false;
         let mut last_examined = None;
         'pages: loop {
-            let wanted = limit.map(|l| l - items.len());
+            // One more than still wanted, to see whether another page follows.
+            let wanted = limit.map(|l| l - items.len() + 1);
             let page = self
                 .store
                 .list(
@@ -498,7 +499,6 @@ impl Registry {
                 .map_err(|e| list_error(e, params))?;
             // Every page is read at the first page's revision.
             revision = Some(page.revision);
-            let count = page.items.len();
             for (index, kv) in page.items.iter().enumerate() {
                 let job = Self::decode_stored(kv)?;
                 last_examined = job.metadata.name.clone();
@@ -506,7 +506,13 @@ impl Registry {
                     items.push(job);
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
-                    more = index + 1 < count || page.more;
+                    // Another page only if something after this one could
+                    // still be selected: a page never ends up empty because
+                    // of what this one already examined.
+                    more = page.more
+                        || page.items[index + 1..].iter().any(|kv| {
+                            Self::decode_stored(kv).is_ok_and(|j| params.selection.matches(&j))
+                        });
                     break 'pages;
                 }
             }

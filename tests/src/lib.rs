@@ -115,3 +115,18 @@ pub fn resource_version(job: &types::MxJob) -> String {
         .clone()
         .expect("a stored job has a resourceVersion")
 }
+
+/// A client program installed by `cargo xtask tools` under
+/// `target/acceptance/`. Panics with the fix when it is missing: these
+/// tests must fail, not pass quietly, on a machine without the tools.
+pub fn acceptance_tool(relative: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/acceptance")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask tools` (or `cargo xtask test`) first",
+        path.display()
+    );
+    path
+}

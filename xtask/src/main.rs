@@ -1,19 +1,98 @@
-//! Project tasks: `cargo xtask openapi generate | check`.
+//! Project tasks.
 //!
-//! `openapi/mxjob.json` is the contract every client is generated from, and
-//! it is generated itself, from the dropshot API trait. `generate` rewrites
-//! the file; `check` fails with a diff when the file and the code disagree,
-//! so a change to the API always shows up as a diff of the file.
+//! * `cargo xtask openapi generate | check` — `openapi/mxjob.json` is the
+//!   contract every client is generated from, and it is generated itself,
+//!   from the dropshot API trait. `generate` rewrites the file; `check`
+//!   fails with a diff when the file and the code disagree, so a change to
+//!   the API always shows up as a diff of the file.
+//! * `cargo xtask tools` — installs the real clients the acceptance tests
+//!   drive, under `target/acceptance/`: Debian's kubectl (unpacked from the
+//!   `kubernetes-client` package, so it cannot clash with another kubectl)
+//!   and the Python `kubernetes` package in a virtualenv.
+//! * `cargo xtask test` — `tools`, then the whole test suite.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask openapi <generate|check>";
+const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|test>";
+
+/// The version of the Python `kubernetes` package the acceptance tests use.
+const PYTHON_KUBERNETES: &str = "kubernetes==37.0.2";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 fn spec_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi/mxjob.json")
+    workspace().join("openapi/mxjob.json")
+}
+
+/// Runs a command, failing with its name when it fails.
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn tools() -> Result<()> {
+    let dir = workspace().join("target/acceptance");
+    std::fs::create_dir_all(dir.join("bin"))?;
+
+    let kubectl = dir.join("bin/kubectl");
+    if !kubectl.exists() {
+        let download = dir.join("download");
+        std::fs::create_dir_all(&download)?;
+        let fetch = || {
+            run(Command::new("apt-get")
+                .args(["download", "kubernetes-client"])
+                .current_dir(&download))
+        };
+        if fetch().is_err() {
+            run(Command::new("apt-get").arg("update"))?;
+            fetch()?;
+        }
+        let deb = std::fs::read_dir(&download)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .context("apt-get download left no .deb")?;
+        let unpacked = dir.join("unpacked");
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+        std::fs::copy(unpacked.join("usr/bin/kubectl"), &kubectl)?;
+    }
+    println!("kubectl: {}", kubectl.display());
+
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let installed = Command::new(&python)
+        .args([
+            "-c",
+            "import kubernetes, sys; sys.exit(kubernetes.__version__ != sys.argv[1])",
+        ])
+        .arg(PYTHON_KUBERNETES.trim_start_matches("kubernetes=="))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", PYTHON_KUBERNETES]))?;
+    }
+    println!("python: {}", python.display());
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    tools()?;
+    run(Command::new(env!("CARGO"))
+        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .current_dir(workspace()))
 }
 
 fn generated() -> Result<String> {
@@ -54,6 +133,8 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["openapi", "generate"] => generate().map(|()| true),
         ["openapi", "check"] => check(),
+        ["tools"] => tools().map(|()| true),
+        ["test"] => test().map(|()| true),
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
