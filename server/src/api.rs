@@ -522,4 +522,16 @@ pub trait MxjobApi {
     /// mxjob's own version in `gitVersion`.
     #[endpoint { method = GET, path = "/version", tags = ["discovery"] }]
     async fn get_version(rqctx: RequestContext<Self::Context>) -> Result<Reply<Info>, ApiError>;
+
+    /// The OpenAPI document, `openapi/mxjob.json`, byte for byte.
+    #[endpoint { method = GET, path = "/openapi.json", unpublished = true }]
+    async fn get_openapi_document(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// The API reference as a self-contained page (built by `cargo xtask docs`).
+    #[endpoint { method = GET, path = "/docs", unpublished = true }]
+    async fn get_docs(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
 }

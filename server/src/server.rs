@@ -4,6 +4,7 @@
 //! options, call the [`Registry`], and wrap the answer in a [`Reply`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -40,6 +41,25 @@ pub struct ServerState {
     /// Becomes `true` when the server shuts down; open watches end then,
     /// instead of holding the shutdown up until they time out.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The page `/docs` serves, if one was built.
+    pub docs_file: Option<PathBuf>,
+}
+
+/// How the server runs, beyond its store.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The HTML page `/docs` serves (`cargo xtask docs` builds it).
+    pub docs_file: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn new(listen: SocketAddr) -> Self {
+        Settings {
+            listen,
+            docs_file: None,
+        }
+    }
 }
 
 /// The server's implementation of the API trait.
@@ -306,6 +326,29 @@ impl MxjobApi for MxjobServer {
         ))
     }
 
+    async fn get_openapi_document(
+        _rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        raw_response(
+            "application/json",
+            crate::openapi::COMMITTED_DOCUMENT.as_bytes().to_vec(),
+        )
+    }
+
+    async fn get_docs(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let missing = || {
+            ApiError::not_found_message(
+                "the API reference page has not been built: run `cargo xtask docs` and start \
+                 the server with --docs-file target/docs/mxjob.html",
+            )
+        };
+        let path = rqctx.context().docs_file.as_ref().ok_or_else(missing)?;
+        let page = tokio::fs::read(path).await.map_err(|_| missing())?;
+        raw_response("text/html; charset=utf-8", page)
+    }
+
     async fn get_core_api_versions(
         _rqctx: RequestContext<ServerState>,
     ) -> Result<Reply<APIVersions>, ApiError> {
@@ -339,6 +382,17 @@ impl MxjobApi for MxjobServer {
     async fn get_version(_rqctx: RequestContext<ServerState>) -> Result<Reply<Info>, ApiError> {
         Ok(Reply::new(discovery::version(), false, Vec::new()))
     }
+}
+
+fn raw_response(
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<http::Response<dropshot::Body>, ApiError> {
+    http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(dropshot::Body::from(body))
+        .map_err(ApiError::internal)
 }
 
 /// The default and the longest duration of a watch.
@@ -433,6 +487,12 @@ impl Server {
 }
 
 pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Server, String> {
+    start_with(registry, Settings::new(listen), log)
+}
+
+/// Starts serving `registry` as `settings` say.
+pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Result<Server, String> {
+    let listen = settings.listen;
     let config = ConfigDropshot {
         bind_address: listen,
         default_request_body_max_bytes: MAX_BODY_BYTES,
@@ -444,6 +504,7 @@ pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Ser
     let state = ServerState {
         registry,
         stopping: stopping_receiver,
+        docs_file: settings.docs_file,
     };
     let http = ServerBuilder::new(api()?, state, log.clone())
         .config(config)

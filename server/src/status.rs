@@ -276,6 +276,11 @@ impl ApiError {
         .with_details(name, RESOURCE)
     }
 
+    /// 404 for something other than an MXJob.
+    pub fn not_found_message(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+
     pub fn already_exists(name: &str) -> Self {
         Self::new(
             StatusCode::CONFLICT,

@@ -1,0 +1,75 @@
+//! The documents the server serves about itself.
+
+use std::sync::Arc;
+
+use mxjob_server::registry::Registry;
+use mxjob_server::server::{start_with, Settings};
+use mxjob_server::store::memory::MemoryStore;
+use mxjob_tests::TestServer;
+
+#[tokio::test]
+async fn openapi_json_is_the_committed_document_byte_for_byte() {
+    let server = TestServer::start().await;
+    let response = server
+        .http
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served = response.bytes().await.expect("body");
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../openapi/mxjob.json"
+    ))
+    .expect("openapi/mxjob.json");
+    assert!(
+        served == committed,
+        "/openapi.json differs from openapi/mxjob.json"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn docs_without_a_built_page_is_a_404_status_saying_how_to_build_it() {
+    let server = TestServer::start().await;
+    let response = server
+        .http
+        .get(format!("{}/docs", server.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 404);
+    let status: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(status["kind"], "Status");
+    assert!(status["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("cargo xtask docs"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn docs_serves_the_built_page() {
+    let page = std::env::temp_dir().join(format!("mxjob-docs-{}.html", std::process::id()));
+    std::fs::write(&page, "<html><body>MXJob API</body></html>").expect("write page");
+    let log = slog::Logger::root(slog::Discard, slog::o!());
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        docs_file: Some(page.clone()),
+    };
+    let server =
+        start_with(Registry::new(Arc::new(MemoryStore::new())), settings, &log).expect("starts");
+    let response = reqwest::get(format!("http://{}/docs", server.local_addr()))
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/html"));
+    assert!(response.text().await.expect("body").contains("MXJob API"));
+    server.close().await.expect("stops");
+    let _ = std::fs::remove_file(page);
+}
