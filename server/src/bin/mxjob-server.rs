@@ -1,16 +1,22 @@
 //! `mxjob-server`: serves the MXJob API.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use mxjob_server::registry::Registry;
 use mxjob_server::store::memory::MemoryStore;
-use mxjob_server::store::Store;
+use mxjob_server::store::sqlite::{SqliteOptions, SqliteStore};
+use mxjob_server::store::{Durability, Store};
 use slog::{info, o, Drain, Logger};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum StoreKind {
+    /// Keep objects in `DATA_DIR/mxjob.db`; acknowledged writes survive
+    /// crashes and power loss.
+    Sqlite,
     /// Keep objects in memory; everything is lost when the server stops.
     Memory,
 }
@@ -31,8 +37,22 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Where objects are kept.
-    #[arg(long, value_enum, default_value = "memory")]
+    #[arg(long, value_enum, default_value = "sqlite")]
     store: StoreKind,
+    /// Directory of the SQLite database (created if missing).
+    #[arg(long, default_value = "./mxjob-data")]
+    data_dir: PathBuf,
+    /// Revisions of history always kept for lists at a resourceVersion,
+    /// continue tokens and watches (older ones answer 410 Gone).
+    #[arg(long, default_value_t = 1000)]
+    history_revisions: u64,
+    /// Seconds of history always kept (SQLite only: a revision is compacted
+    /// only when it is outside both this window and --history-revisions).
+    #[arg(long, default_value_t = 300)]
+    history_seconds: u64,
+    /// Seconds between compactions of the SQLite history.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    compaction_interval_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, default_value = "terminal")]
     log_format: LogFormat,
@@ -97,9 +117,35 @@ fn main() -> Result<(), String> {
 async fn run(args: Args) -> Result<(), String> {
     let log = logger(args.log_format);
     let store: Arc<dyn Store> = match args.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Memory => Arc::new(MemoryStore::with_window(args.history_revisions)),
+        StoreKind::Sqlite => {
+            let options = SqliteOptions {
+                window_revisions: args.history_revisions,
+                window_duration: Duration::from_secs(args.history_seconds),
+                compaction_interval: Duration::from_secs(args.compaction_interval_seconds),
+            };
+            // Opening reads a little of the file; once, before serving.
+            let store = Arc::new(
+                SqliteStore::open(&args.data_dir, options)
+                    .map_err(|e| format!("opening the store: {e}"))?,
+            );
+            info!(log, "opened the SQLite store"; "file" => %store.path().display());
+            store.spawn_compactor(log.new(o!("component" => "compactor")));
+            store
+        }
     };
-    info!(log, "starting"; "store" => store.name(), "listen" => %args.listen);
+    let revision = store
+        .current_revision()
+        .await
+        .map_err(|e| format!("reading the store: {e}"))?;
+    let durable = store.durability() == Durability::Durable;
+    info!(log, "starting";
+        "store" => store.name(),
+        "durable" => durable,
+        "data_dir" => if durable { args.data_dir.display().to_string() } else { "-".to_string() },
+        "revision" => revision,
+        "history_revisions" => args.history_revisions,
+        "listen" => %args.listen);
     let server = mxjob_server::server::start(Registry::new(store), args.listen, &log)?;
     let signal = shutdown_signal()
         .await

@@ -680,10 +680,15 @@ impl SqliteStore {
 
     /// Compacts to `target` in batches, letting writers in between.
     async fn compact_to(&self, target: Revision) -> Result<(), StoreError> {
+        self.compact_in_batches(target, COMPACTION_BATCH).await
+    }
+
+    async fn compact_in_batches(&self, target: Revision, batch: u64) -> Result<(), StoreError> {
+        let batch = batch.max(1);
         loop {
             let done = self
                 .run(move |inner| {
-                    let step = target.min(inner.compacted.saturating_add(COMPACTION_BATCH));
+                    let step = target.min(inner.compacted.saturating_add(batch));
                     inner.compact_batch(step)?;
                     Ok(inner.compacted >= target)
                 })
@@ -895,5 +900,272 @@ impl Store for SqliteStore {
         })
         .filter(move |event| std::future::ready(matches(event)));
         Ok(futures::stream::iter(backlog).chain(live).map(Ok).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn open(dir: &Path) -> SqliteStore {
+        SqliteStore::open(dir, SqliteOptions::default()).expect("open")
+    }
+
+    fn backend_message<T: fmt::Debug>(result: Result<T, StoreError>) -> String {
+        match result {
+            Err(StoreError::Backend(message)) => message,
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn prefix_end_is_the_next_byte_string_after_the_prefix() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b""), vec![0xff]);
+    }
+
+    #[test]
+    fn data_and_revisions_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        block(async {
+            let store = open(dir.path());
+            let a = store.create("/a", b"1".to_vec()).await.expect("create");
+            store
+                .update("/a", a.mod_revision, b"2".to_vec())
+                .await
+                .expect("update");
+            let b = store.create("/b", b"x".to_vec()).await.expect("create");
+            store.delete("/b", b.mod_revision).await.expect("delete");
+            drop(store);
+
+            let store = open(dir.path());
+            assert_eq!(store.current_revision().await, Ok(4));
+            let a = store.get("/a").await.expect("get").expect("present");
+            assert_eq!(
+                (&*a.value, a.create_revision, a.mod_revision),
+                (&b"2"[..], 1, 2)
+            );
+            assert_eq!(store.get("/b").await, Ok(None));
+            let c = store.create("/c", b"c".to_vec()).await.expect("create");
+            assert_eq!(c.mod_revision, 5);
+        });
+    }
+
+    #[test]
+    fn revisions_are_not_reused_after_compacting_away_the_newest_rows_and_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        block(async {
+            let store = open(dir.path());
+            let a = store.create("/a", b"1".to_vec()).await.expect("create");
+            store.delete("/a", a.mod_revision).await.expect("delete");
+            // The delete is the newest row; compaction removes it and the
+            // create it replaced, leaving the log empty.
+            store.compact(2).await.expect("compact");
+            drop(store);
+
+            let store = open(dir.path());
+            assert_eq!(store.current_revision().await, Ok(2));
+            assert_eq!(store.compacted_revision().await, Ok(2));
+            let again = store.create("/a", b"2".to_vec()).await.expect("create");
+            assert_eq!(again.mod_revision, 3);
+        });
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = open(dir.path());
+        let message = backend_message(SqliteStore::open(dir.path(), SqliteOptions::default()));
+        assert!(
+            message.contains("another mxjob-server"),
+            "unexpected message: {message}"
+        );
+        drop(first);
+        open(dir.path());
+    }
+
+    #[test]
+    fn a_file_from_a_newer_schema_version_is_refused_with_both_versions_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(open(dir.path()));
+        let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("set version");
+        drop(conn);
+        let message = backend_message(SqliteStore::open(dir.path(), SqliteOptions::default()));
+        assert!(
+            message.contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+                && message.contains(&format!("supports schema version {SCHEMA_VERSION}")),
+            "unexpected message: {message}"
+        );
+    }
+
+    #[test]
+    fn a_sqlite_file_of_another_program_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+        conn.execute_batch("CREATE TABLE notes (text TEXT)")
+            .expect("create");
+        drop(conn);
+        let message = backend_message(SqliteStore::open(dir.path(), SqliteOptions::default()));
+        assert!(
+            message.contains("not an mxjob database"),
+            "unexpected message: {message}"
+        );
+    }
+
+    #[test]
+    fn the_file_has_the_durable_settings_and_the_schema_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let inner = lock(&store.inner);
+        let pragma = |name: &str| -> String {
+            inner
+                .conn
+                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .expect("pragma")
+        };
+        assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+        // 2 is FULL.
+        assert_eq!(pragma("synchronous"), "Integer(2)");
+        assert_eq!(pragma("user_version"), format!("Integer({SCHEMA_VERSION})"));
+        assert_eq!(
+            pragma("application_id"),
+            format!("Integer({APPLICATION_ID})")
+        );
+    }
+
+    /// A store whose one key was written 20 times (revisions 1 to 20).
+    fn store_with_history(dir: &Path, options: SqliteOptions) -> SqliteStore {
+        let store = SqliteStore::open(dir, options).expect("open");
+        block(async {
+            let mut kv = store.create("/k", b"0".to_vec()).await.expect("create");
+            for i in 1..20u32 {
+                kv = store
+                    .update("/k", kv.mod_revision, i.to_string().into_bytes())
+                    .await
+                    .expect("update");
+            }
+        });
+        store
+    }
+
+    #[test]
+    fn window_compaction_keeps_the_revision_window_when_everything_is_old() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_history(
+            dir.path(),
+            SqliteOptions {
+                window_revisions: 5,
+                window_duration: Duration::from_secs(60),
+                ..Default::default()
+            },
+        );
+        block(async {
+            let later = SystemTime::now() + Duration::from_secs(3600);
+            assert_eq!(store.compact_window_at(later).await, Ok(Some(15)));
+            assert_eq!(store.compacted_revision().await, Ok(15));
+            let old = store
+                .list(
+                    "/",
+                    ListOptions {
+                        revision: Some(14),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert_eq!(
+                old.map(|p| p.revision),
+                Err(StoreError::Compacted { compacted: 15 })
+            );
+            // Nothing more to do until more is written.
+            assert_eq!(store.compact_window_at(later).await, Ok(None));
+        });
+    }
+
+    #[test]
+    fn window_compaction_keeps_recent_revisions_even_beyond_the_revision_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_history(
+            dir.path(),
+            SqliteOptions {
+                window_revisions: 5,
+                window_duration: Duration::from_secs(60),
+                ..Default::default()
+            },
+        );
+        block(async {
+            assert_eq!(store.compact_window_at(SystemTime::now()).await, Ok(None));
+            assert_eq!(store.compacted_revision().await, Ok(0));
+            let first = store
+                .list(
+                    "/",
+                    ListOptions {
+                        revision: Some(1),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("list");
+            assert_eq!(&*first.items[0].value, b"0");
+        });
+    }
+
+    #[test]
+    fn compaction_in_batches_reaches_the_target_and_keeps_the_current_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_history(dir.path(), SqliteOptions::default());
+        block(async {
+            store.compact_in_batches(20, 3).await.expect("compact");
+            assert_eq!(store.compacted_revision().await, Ok(20));
+            let rows: i64 = lock(&store.inner)
+                .conn
+                .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(rows, 1);
+            let kv = store.get("/k").await.expect("get").expect("present");
+            assert_eq!((&*kv.value, kv.mod_revision), (&b"19"[..], 20));
+        });
+    }
+
+    #[test]
+    fn the_compactor_stops_when_the_store_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let store = Arc::new(
+                SqliteStore::open(
+                    dir.path(),
+                    SqliteOptions {
+                        compaction_interval: Duration::from_millis(10),
+                        ..Default::default()
+                    },
+                )
+                .expect("open"),
+            );
+            let log = slog::Logger::root(slog::Discard, slog::o!());
+            let task = store.spawn_compactor(log);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            assert!(!task.is_finished());
+            drop(store);
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("the compactor stops")
+                .expect("the compactor does not panic");
+        });
     }
 }
