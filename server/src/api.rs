@@ -534,4 +534,19 @@ pub trait MxjobApi {
     async fn get_docs(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// The document as Swagger 2.0, where kubectl looks for it: protobuf when
+    /// asked for, JSON otherwise.
+    #[endpoint { method = GET, path = "/openapi/v2", unpublished = true }]
+    async fn get_openapi_v2(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// A namespace. Namespaces exist implicitly here (any valid name holds
+    /// MXJobs); kubectl reads one to phrase its "not found" messages.
+    #[endpoint { method = GET, path = "/api/v1/namespaces/{namespace}", unpublished = true }]
+    async fn get_namespace(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<NamespacePath>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
 }

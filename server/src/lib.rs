@@ -3,6 +3,7 @@
 //!
 //! * [`api`] — the HTTP contract, a dropshot API trait.
 //! * [`model`] — the MXJob wire types.
+//! * [`auth`] — authentication, authorization and per-user limits.
 //! * [`registry`] — Kubernetes object semantics: create, replace, patch,
 //!   delete with resourceVersion, generation, dryRun and field validation.
 //! * [`validation`] — admission rules.
@@ -14,12 +15,15 @@
 //! * [`status`] — `v1 Status`, the body of every error.
 //! * [`wire`] — request body and response encoding.
 //! * [`openapi`] — the OpenAPI document the clients are generated from.
+//! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.
 //! * [`server`] — the implementation of the API trait and server startup.
 
 pub mod api;
+pub mod auth;
 pub mod discovery;
 pub mod model;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod pagination;
 pub mod registry;
 pub mod selectors;

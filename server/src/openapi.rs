@@ -134,6 +134,69 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
     ),
 ];
 
+/// Operations anyone may call, without credentials.
+const DISCOVERY: &[&str] = &[
+    "get_core_api_versions",
+    "get_core_api_resources",
+    "get_api_groups",
+    "get_kubeflow_api_group",
+    "get_kubeflow_api_resources",
+    "get_version",
+];
+
+/// What every operation on MXJobs can answer when credentials are configured.
+const AUTH_ERRORS: &[(u16, &str)] = &[
+    (
+        401,
+        "Unauthorized: no token, or one the server does not know",
+    ),
+    (403, "Forbidden: the user may not do this in this namespace"),
+];
+
+/// What a watch (and a list with watch=true) can answer beyond a list.
+const WATCH_ERRORS: &[(u16, &str)] = &[(
+    429,
+    "TooManyRequests: the user already holds the most watches allowed",
+)];
+
+/// Declares the two ways to present a token — `Authorization: Bearer`
+/// (Kubernetes) and `X-Auth-Token` (CCI) — and requires one of them on
+/// every MXJob operation; discovery needs none.
+fn add_security(doc: &mut Value) -> Result<(), String> {
+    for (id, operation) in operations(doc)? {
+        let security = if DISCOVERY.contains(&id.as_str()) {
+            json!([])
+        } else {
+            json!([{"BearerToken": []}, {"XAuthToken": []}])
+        };
+        operation
+            .as_object_mut()
+            .ok_or_else(|| format!("operation {id} is not an object"))?
+            .insert("security".to_string(), security);
+    }
+    let components = doc
+        .get_mut("components")
+        .and_then(Value::as_object_mut)
+        .ok_or("the document has no components")?;
+    components.insert(
+        "securitySchemes".to_string(),
+        json!({
+            "BearerToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token from the server's --token-auth-file, as `Authorization: Bearer <token>`."
+            },
+            "XAuthToken": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Auth-Token",
+                "description": "The same token in CCI's `X-Auth-Token` header."
+            }
+        }),
+    );
+    Ok(())
+}
+
 /// The complete OpenAPI document.
 pub fn document() -> Result<Value, String> {
     let api = mxjob_api_mod::stub_api_description().map_err(|e| e.to_string())?;
@@ -151,6 +214,7 @@ pub fn document() -> Result<Value, String> {
     let mut doc = definition.json().map_err(|e| e.to_string())?;
     let example: Value = serde_json::from_str(REPLACE_EXAMPLE).map_err(|e| e.to_string())?;
     add_error_responses(&mut doc)?;
+    add_security(&mut doc)?;
     add_examples(&mut doc, &example)?;
     mark_watch_stream(&mut doc)?;
     Ok(doc)
@@ -191,7 +255,14 @@ fn add_error_responses(doc: &mut Value) -> Result<(), String> {
             .get_mut("responses")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| format!("operation {id} has no responses"))?;
-        for (code, description) in codes {
+        let guarded = !DISCOVERY.contains(&id.as_str());
+        let auth_codes: &[(u16, &str)] = if guarded { AUTH_ERRORS } else { &[] };
+        let watch_codes: &[(u16, &str)] = if id == "list_mxjobs" || id == "watch_mxjobs" {
+            WATCH_ERRORS
+        } else {
+            &[]
+        };
+        for (code, description) in codes.iter().chain(auth_codes).chain(watch_codes) {
             responses.insert(
                 code.to_string(),
                 json!({

@@ -1,43 +1,53 @@
 //! The implementation of [`MxjobApi`] and the HTTP server around it.
 //!
-//! Handlers stay thin: take the path, query and body apart, validate the
-//! options, call the [`Registry`], and wrap the answer in a [`Reply`].
+//! Handlers stay thin: extract (path, query, body) → authorize → call the
+//! [`Registry`] → respond with a [`Reply`]. Mutating requests also leave one
+//! audit line each, whatever their outcome.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dropshot::{
+    ApiDescription, ConfigDropshot, ConfigTls, HandlerTaskMode, HttpServer, Path, Query,
+    RequestContext, ServerBuilder,
+};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-
-use dropshot::{
-    ApiDescription, ConfigDropshot, HandlerTaskMode, HttpServer, Path, Query, RequestContext,
-    ServerBuilder,
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIGroupList, APIResourceList, APIVersions,
 };
-use slog::Logger;
+use k8s_openapi::apimachinery::pkg::version::Info;
+use slog::{info, o, Logger};
 
 use crate::api::{
     mxjob_api_mod, DeleteCollectionQuery, DeleteQuery, ListQuery, MXJobPatch, MxjobApi,
     NamespacePath, ObjectPath, QueryBool, ReadQuery, WriteQuery,
 };
+use crate::auth::{Auth, User, Verb, WatchSlot};
 use crate::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
 use crate::registry::{
     is_pretty, DeleteOptions, ListParams, Part, Registry, Selection, WatchParams, WriteOptions,
+    Written,
 };
 use crate::status::{ApiError, Status};
 use crate::wire::{
     stream_response, Created201, JsonBody, ListResponse, Reply, WatchResponse, MAX_BODY_BYTES,
     WATCH_CONTENT_TYPE,
 };
-use crate::{discovery, table};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    APIGroup, APIGroupList, APIResourceList, APIVersions,
-};
-use k8s_openapi::apimachinery::pkg::version::Info;
+use crate::{discovery, openapi_v2, table};
+
+/// The resource names authorization knows.
+const MXJOBS: &str = "mxjobs";
+const MXJOBS_STATUS: &str = "mxjobs/status";
 
 /// What every handler shares.
 pub struct ServerState {
     pub registry: Registry,
+    pub auth: Auth,
+    /// Where audit lines go.
+    pub audit: Logger,
     /// Becomes `true` when the server shuts down; open watches end then,
     /// instead of holding the shutdown up until they time out.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -51,6 +61,12 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The HTML page `/docs` serves (`cargo xtask docs` builds it).
     pub docs_file: Option<PathBuf>,
+    /// Authentication, authorization and per-user limits.
+    pub auth: Auth,
+    /// PEM certificate chain and private key, to serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Settings {
@@ -58,8 +74,100 @@ impl Settings {
         Settings {
             listen,
             docs_file: None,
+            auth: Auth::default(),
+            tls: None,
+            max_body_bytes: MAX_BODY_BYTES,
         }
     }
+}
+
+/// Authenticates the caller and checks that it may `verb` the resource.
+fn authorize(
+    rqctx: &RequestContext<ServerState>,
+    verb: Verb,
+    resource: &str,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<User, ApiError> {
+    let auth = &rqctx.context().auth;
+    let user = auth.authenticate(rqctx.request.headers())?;
+    auth.authorize(&user, verb, resource, namespace, name)?;
+    Ok(user)
+}
+
+/// What an audit line says about a successful outcome.
+trait Audited {
+    /// The object's name and its resourceVersion after the change.
+    fn audit_fields(&self) -> (Option<String>, Option<String>);
+}
+
+impl Audited for Written {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        let metadata = &self.object.metadata;
+        (metadata.name.clone(), metadata.resource_version.clone())
+    }
+}
+
+impl Audited for Status {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        (self.details.as_ref().and_then(|d| d.name.clone()), None)
+    }
+}
+
+impl Audited for MXJobList {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        (None, self.metadata.resource_version.clone())
+    }
+}
+
+/// Authorizes and runs a mutating request, then writes its audit line:
+/// time (from the logger), user, verb, namespace, name, outcome code and
+/// the resourceVersion after the change.
+async fn mutate<T, F, Fut>(
+    rqctx: &RequestContext<ServerState>,
+    verb: Verb,
+    resource: &str,
+    namespace: &str,
+    name: Option<&str>,
+    run: F,
+) -> Result<T, ApiError>
+where
+    T: Audited,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let auth = &rqctx.context().auth;
+    let user = auth.authenticate(rqctx.request.headers());
+    let result = match &user {
+        Ok(user) => match auth.authorize(user, verb, resource, namespace, name) {
+            Ok(()) => run().await,
+            Err(denied) => Err(denied),
+        },
+        Err(error) => Err(error.clone()),
+    };
+    let (object, version, code) = match &result {
+        Ok(outcome) => {
+            let (object, version) = outcome.audit_fields();
+            (
+                object.or(name.map(String::from)),
+                version,
+                if verb == Verb::Create { 201 } else { 200 },
+            )
+        }
+        Err(error) => (name.map(String::from), None, error.code()),
+    };
+    let user = user.map(|u| u.name).unwrap_or_default();
+    info!(rqctx.context().audit, "audit";
+        "user" => user,
+        "verb" => verb.as_str(),
+        "resource" => resource,
+        "namespace" => namespace,
+        "name" => object.unwrap_or_default(),
+        "code" => code,
+        "resourceVersion" => version.unwrap_or_default(),
+        "requestId" => &rqctx.request_id,
+    );
+    result
 }
 
 /// The server's implementation of the API trait.
@@ -76,17 +184,19 @@ impl MxjobApi for MxjobServer {
     ) -> Result<Reply<MXJob, Created201>, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         let query = query.into_inner();
-        let options = WriteOptions::parse(&query, "CreateOptions")?;
-        let written = rqctx
-            .context()
-            .registry
-            .create(
-                &namespace,
-                &body.bytes,
-                body.media_type.as_deref(),
-                &options,
-            )
-            .await?;
+        let registry = &rqctx.context().registry;
+        let written = mutate(&rqctx, Verb::Create, MXJOBS, &namespace, None, || async {
+            let options = WriteOptions::parse(&query, "CreateOptions")?;
+            registry
+                .create(
+                    &namespace,
+                    &body.bytes,
+                    body.media_type.as_deref(),
+                    &options,
+                )
+                .await
+        })
+        .await?;
         Ok(Reply::new(
             written.object,
             is_pretty(query.pretty.as_deref()),
@@ -100,6 +210,7 @@ impl MxjobApi for MxjobServer {
         query: Query<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
+        authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
         let pretty = is_pretty(query.into_inner().pretty.as_deref());
         let job = rqctx.context().registry.get(&namespace, &name).await?;
         Ok(match table::requested(rqctx.request.headers()) {
@@ -115,20 +226,23 @@ impl MxjobApi for MxjobServer {
     ) -> Result<ListResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         let query = query.into_inner();
-        let table = table::requested(rqctx.request.headers());
-        let registry = &rqctx.context().registry;
         if QueryBool::of(query.watch) {
-            let events = registry.watch(&namespace, watch_params(&query)?).await?;
-            let stopping = rqctx.context().stopping.clone();
-            let response = watch_stream(events, "application/json", table, stopping);
+            let response = watch(&rqctx, &namespace, &query, "application/json").await?;
             return Ok(ListResponse::Watch(response));
         }
-        let list = registry.list(&namespace, &list_params(&query)?).await?;
+        authorize(&rqctx, Verb::List, MXJOBS, &namespace, None)?;
+        let list = rqctx
+            .context()
+            .registry
+            .list(&namespace, &list_params(&query)?)
+            .await?;
         let pretty = is_pretty(query.pretty.as_deref());
-        Ok(ListResponse::List(match table {
-            Some(version) => Reply::other(table::for_list(&list, version), pretty),
-            None => Reply::new(list, pretty, Vec::new()),
-        }))
+        Ok(ListResponse::List(
+            match table::requested(rqctx.request.headers()) {
+                Some(version) => Reply::other(table::for_list(&list, version), pretty),
+                None => Reply::new(list, pretty, Vec::new()),
+            },
+        ))
     }
 
     async fn watch_mxjobs(
@@ -138,19 +252,9 @@ impl MxjobApi for MxjobServer {
     ) -> Result<WatchResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         let query = query.into_inner();
-        let table = table::requested(rqctx.request.headers());
-        let events = rqctx
-            .context()
-            .registry
-            .watch(&namespace, watch_params(&query)?)
-            .await?;
-        let stopping = rqctx.context().stopping.clone();
-        Ok(WatchResponse(watch_stream(
-            events,
-            WATCH_CONTENT_TYPE,
-            table,
-            stopping,
-        )))
+        Ok(WatchResponse(
+            watch(&rqctx, &namespace, &query, WATCH_CONTENT_TYPE).await?,
+        ))
     }
 
     async fn replace_mxjob(
@@ -159,26 +263,7 @@ impl MxjobApi for MxjobServer {
         query: Query<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob>, ApiError> {
-        let ObjectPath { namespace, name } = path.into_inner();
-        let query = query.into_inner();
-        let options = WriteOptions::parse(&query, "UpdateOptions")?;
-        let written = rqctx
-            .context()
-            .registry
-            .replace(
-                &namespace,
-                &name,
-                &body.bytes,
-                body.media_type.as_deref(),
-                &options,
-                Part::Object,
-            )
-            .await?;
-        Ok(Reply::new(
-            written.object,
-            is_pretty(query.pretty.as_deref()),
-            written.warnings,
-        ))
+        replace(rqctx, path, query, body, Part::Object).await
     }
 
     async fn patch_mxjob(
@@ -187,26 +272,7 @@ impl MxjobApi for MxjobServer {
         query: Query<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError> {
-        let ObjectPath { namespace, name } = path.into_inner();
-        let query = query.into_inner();
-        let options = WriteOptions::parse(&query, "PatchOptions")?;
-        let written = rqctx
-            .context()
-            .registry
-            .patch(
-                &namespace,
-                &name,
-                &body.bytes,
-                body.media_type.as_deref(),
-                &options,
-                Part::Object,
-            )
-            .await?;
-        Ok(Reply::new(
-            written.object,
-            is_pretty(query.pretty.as_deref()),
-            written.warnings,
-        ))
+        patch(rqctx, path, query, body, Part::Object).await
     }
 
     async fn delete_mxjob(
@@ -216,12 +282,19 @@ impl MxjobApi for MxjobServer {
     ) -> Result<Reply<Status>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
         let query = query.into_inner();
-        let options = DeleteOptions::try_from(&query)?;
-        let status = rqctx
-            .context()
-            .registry
-            .delete(&namespace, &name, &options)
-            .await?;
+        let registry = &rqctx.context().registry;
+        let status = mutate(
+            &rqctx,
+            Verb::Delete,
+            MXJOBS,
+            &namespace,
+            Some(&name),
+            || async {
+                let options = DeleteOptions::try_from(&query)?;
+                registry.delete(&namespace, &name, &options).await
+            },
+        )
+        .await?;
         Ok(Reply::new(
             status,
             is_pretty(query.pretty.as_deref()),
@@ -236,19 +309,28 @@ impl MxjobApi for MxjobServer {
     ) -> Result<Reply<MXJobList>, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         let query = query.into_inner();
-        let options = DeleteOptions::try_from(&query.delete_query())?;
-        let params = ListParams {
-            selection: Selection::parse(
-                query.label_selector.as_deref(),
-                query.field_selector.as_deref(),
-            )?,
-            ..Default::default()
-        };
-        let list = rqctx
-            .context()
-            .registry
-            .delete_collection(&namespace, &params, &options)
-            .await?;
+        let registry = &rqctx.context().registry;
+        let list = mutate(
+            &rqctx,
+            Verb::DeleteCollection,
+            MXJOBS,
+            &namespace,
+            None,
+            || async {
+                let options = DeleteOptions::try_from(&query.delete_query())?;
+                let params = ListParams {
+                    selection: Selection::parse(
+                        query.label_selector.as_deref(),
+                        query.field_selector.as_deref(),
+                    )?,
+                    ..Default::default()
+                };
+                registry
+                    .delete_collection(&namespace, &params, &options)
+                    .await
+            },
+        )
+        .await?;
         Ok(Reply::new(
             list,
             is_pretty(query.pretty.as_deref()),
@@ -262,6 +344,7 @@ impl MxjobApi for MxjobServer {
         query: Query<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
+        authorize(&rqctx, Verb::Get, MXJOBS_STATUS, &namespace, Some(&name))?;
         let job = rqctx.context().registry.get(&namespace, &name).await?;
         Ok(Reply::new(
             job,
@@ -276,26 +359,7 @@ impl MxjobApi for MxjobServer {
         query: Query<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob>, ApiError> {
-        let ObjectPath { namespace, name } = path.into_inner();
-        let query = query.into_inner();
-        let options = WriteOptions::parse(&query, "UpdateOptions")?;
-        let media_type = body.media_type.as_deref();
-        let registry = &rqctx.context().registry;
-        let written = registry
-            .replace(
-                &namespace,
-                &name,
-                &body.bytes,
-                media_type,
-                &options,
-                Part::Status,
-            )
-            .await?;
-        Ok(Reply::new(
-            written.object,
-            is_pretty(query.pretty.as_deref()),
-            written.warnings,
-        ))
+        replace(rqctx, path, query, body, Part::Status).await
     }
 
     async fn patch_mxjob_status(
@@ -304,35 +368,43 @@ impl MxjobApi for MxjobServer {
         query: Query<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError> {
-        let ObjectPath { namespace, name } = path.into_inner();
-        let query = query.into_inner();
-        let options = WriteOptions::parse(&query, "PatchOptions")?;
-        let media_type = body.media_type.as_deref();
-        let registry = &rqctx.context().registry;
-        let written = registry
-            .patch(
-                &namespace,
-                &name,
-                &body.bytes,
-                media_type,
-                &options,
-                Part::Status,
-            )
-            .await?;
-        Ok(Reply::new(
-            written.object,
-            is_pretty(query.pretty.as_deref()),
-            written.warnings,
-        ))
+        patch(rqctx, path, query, body, Part::Status).await
     }
 
     async fn get_openapi_document(
         _rqctx: RequestContext<ServerState>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
-        raw_response(
-            "application/json",
-            crate::openapi::COMMITTED_DOCUMENT.as_bytes().to_vec(),
-        )
+        let document = crate::openapi::COMMITTED_DOCUMENT.as_bytes().to_vec();
+        raw_response("application/json", document)
+    }
+
+    async fn get_openapi_v2(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let accept = rqctx.request.headers().get(http::header::ACCEPT);
+        let wants_protobuf = accept
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(openapi_v2::PROTOBUF_MEDIA_TYPE));
+        if wants_protobuf {
+            let bytes = openapi_v2::document_protobuf().map_err(ApiError::internal)?;
+            // What the Kubernetes API server answers too: Go's media type
+            // parser rejects the `@` of the type kubectl asks for.
+            raw_response(openapi_v2::PROTOBUF_CONTENT_TYPE, bytes)
+        } else {
+            let document = openapi_v2::document_json().map_err(ApiError::internal)?;
+            let bytes = serde_json::to_vec(&document).map_err(ApiError::internal)?;
+            raw_response("application/json", bytes)
+        }
+    }
+
+    async fn get_namespace(
+        _rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        let namespace = discovery::namespace(&namespace)?;
+        let bytes = serde_json::to_vec(&namespace).map_err(ApiError::internal)?;
+        raw_response("application/json", bytes)
     }
 
     async fn get_docs(
@@ -382,6 +454,107 @@ impl MxjobApi for MxjobServer {
     async fn get_version(_rqctx: RequestContext<ServerState>) -> Result<Reply<Info>, ApiError> {
         Ok(Reply::new(discovery::version(), false, Vec::new()))
     }
+}
+
+/// Replace of the object or of its status.
+async fn replace(
+    rqctx: RequestContext<ServerState>,
+    path: Path<ObjectPath>,
+    query: Query<WriteQuery>,
+    body: JsonBody<MXJob>,
+    part: Part,
+) -> Result<Reply<MXJob>, ApiError> {
+    let ObjectPath { namespace, name } = path.into_inner();
+    let query = query.into_inner();
+    let registry = &rqctx.context().registry;
+    let resource = if part == Part::Status {
+        MXJOBS_STATUS
+    } else {
+        MXJOBS
+    };
+    let written = mutate(
+        &rqctx,
+        Verb::Update,
+        resource,
+        &namespace,
+        Some(&name),
+        || async {
+            let options = WriteOptions::parse(&query, "UpdateOptions")?;
+            let media_type = body.media_type.as_deref();
+            registry
+                .replace(&namespace, &name, &body.bytes, media_type, &options, part)
+                .await
+        },
+    )
+    .await?;
+    Ok(Reply::new(
+        written.object,
+        is_pretty(query.pretty.as_deref()),
+        written.warnings,
+    ))
+}
+
+/// Patch of the object or of its status.
+async fn patch(
+    rqctx: RequestContext<ServerState>,
+    path: Path<ObjectPath>,
+    query: Query<WriteQuery>,
+    body: JsonBody<MXJobPatch>,
+    part: Part,
+) -> Result<Reply<MXJob>, ApiError> {
+    let ObjectPath { namespace, name } = path.into_inner();
+    let query = query.into_inner();
+    let registry = &rqctx.context().registry;
+    let resource = if part == Part::Status {
+        MXJOBS_STATUS
+    } else {
+        MXJOBS
+    };
+    let written = mutate(
+        &rqctx,
+        Verb::Patch,
+        resource,
+        &namespace,
+        Some(&name),
+        || async {
+            let options = WriteOptions::parse(&query, "PatchOptions")?;
+            let media_type = body.media_type.as_deref();
+            registry
+                .patch(&namespace, &name, &body.bytes, media_type, &options, part)
+                .await
+        },
+    )
+    .await?;
+    Ok(Reply::new(
+        written.object,
+        is_pretty(query.pretty.as_deref()),
+        written.warnings,
+    ))
+}
+
+/// A watch: authorized, counted against the user's watch limit while it
+/// runs, and ended when the server stops.
+async fn watch(
+    rqctx: &RequestContext<ServerState>,
+    namespace: &str,
+    query: &ListQuery,
+    content_type: &'static str,
+) -> Result<http::Response<dropshot::Body>, ApiError> {
+    let user = authorize(rqctx, Verb::Watch, MXJOBS, namespace, None)?;
+    let context = rqctx.context();
+    let slot = context.auth.start_watch(&user)?;
+    let events = context
+        .registry
+        .watch(namespace, watch_params(query)?)
+        .await?;
+    let table = table::requested(rqctx.request.headers());
+    Ok(watch_stream(
+        events,
+        content_type,
+        table,
+        context.stopping.clone(),
+        slot,
+    ))
 }
 
 fn raw_response(
@@ -441,10 +614,17 @@ fn watch_stream(
     content_type: &'static str,
     table: Option<&'static str>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    slot: WatchSlot,
 ) -> http::Response<dropshot::Body> {
-    let events = events.take_until(async move {
-        let _ = stopping.wait_for(|stopping| *stopping).await;
-    });
+    let events = events
+        .take_until(async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        })
+        // The slot is released when the stream is dropped.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     stream_response(events, content_type, move |mut event| {
         let is_object = matches!(
             event.type_,
@@ -495,19 +675,26 @@ pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Resul
     let listen = settings.listen;
     let config = ConfigDropshot {
         bind_address: listen,
-        default_request_body_max_bytes: MAX_BODY_BYTES,
+        default_request_body_max_bytes: settings.max_body_bytes,
         // A client that hangs up must not abort a write half-way.
         default_handler_task_mode: HandlerTaskMode::Detached,
         ..Default::default()
     };
+    let tls = settings.tls.map(|(cert_file, key_file)| ConfigTls::AsFile {
+        cert_file,
+        key_file,
+    });
     let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
     let state = ServerState {
         registry,
+        auth: settings.auth,
+        audit: log.new(o!("log" => "audit")),
         stopping: stopping_receiver,
         docs_file: settings.docs_file,
     };
     let http = ServerBuilder::new(api()?, state, log.clone())
         .config(config)
+        .tls(tls)
         .start()
         .map_err(|e| format!("starting the HTTP server on {listen}: {e}"))?;
     Ok(Server { http, stopping })

@@ -281,6 +281,26 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
 
+    /// 401: no or unknown credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403 with a message naming who may not do what.
+    pub fn forbidden(name: &str, message: String) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message).with_details(name, RESOURCE)
+    }
+
+    /// 429 TooManyRequests.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        error.0.details = Some(StatusDetails {
+            retry_after_seconds: Some(1),
+            ..Default::default()
+        });
+        error
+    }
+
     pub fn already_exists(name: &str) -> Self {
         Self::new(
             StatusCode::CONFLICT,

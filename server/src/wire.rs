@@ -250,7 +250,13 @@ where
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
+        loop {
+            let event = tokio::select! {
+                // The client went away: stop (and release what the stream holds).
+                _ = sender.closed() => break,
+                event = events.next() => event,
+            };
+            let Some(event) = event else { break };
             let Ok(bytes) = to_json(&encode(event), false) else {
                 break;
             };

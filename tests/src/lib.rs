@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mxjob_client::types;
 use mxjob_server::registry::Registry;
-use mxjob_server::server::Server;
+use mxjob_server::server::{Server, Settings};
 use mxjob_server::store::memory::MemoryStore;
 use mxjob_server::store::Store;
 use serde_json::Value;
@@ -34,10 +34,19 @@ impl TestServer {
 
     /// Starts a server over `store`.
     pub async fn start_with(store: Arc<dyn Store>) -> Self {
-        let log = slog::Logger::root(slog::Discard, slog::o!());
-        let listen = "127.0.0.1:0".parse().expect("loopback address");
-        let server =
-            mxjob_server::server::start(Registry::new(store), listen, &log).expect("server starts");
+        Self::start_configured(store, Settings::new(loopback()), discard()).await
+    }
+
+    /// Starts a server over `store` with `settings` (its `listen` is
+    /// replaced by an ephemeral loopback port), logging to `log`.
+    pub async fn start_configured(
+        store: Arc<dyn Store>,
+        mut settings: Settings,
+        log: slog::Logger,
+    ) -> Self {
+        settings.listen = loopback();
+        let server = mxjob_server::server::start_with(Registry::new(store), settings, &log)
+            .expect("server starts");
         let url = format!("http://{}", server.local_addr());
         TestServer {
             client: mxjob_client::Client::new(&url),
@@ -64,6 +73,15 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.close().await.expect("server stops");
     }
+}
+
+fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().expect("loopback address")
+}
+
+/// A logger that drops everything.
+pub fn discard() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
 }
 
 /// The seed's body as JSON.
@@ -96,7 +114,7 @@ pub fn from_value(value: Value) -> types::MxJob {
 }
 
 /// The `Status` of a failed call, with its HTTP code.
-pub fn status_of<T: std::fmt::Debug>(
+pub fn status_of<T>(
     result: Result<mxjob_client::ResponseValue<T>, mxjob_client::Error<types::Status>>,
 ) -> (u16, types::Status) {
     match result {
@@ -104,7 +122,8 @@ pub fn status_of<T: std::fmt::Debug>(
             let code = response.status().as_u16();
             (code, response.into_inner())
         }
-        other => panic!("expected an error Status, got {other:?}"),
+        Err(other) => panic!("expected an error Status, got {other}"),
+        Ok(response) => panic!("expected an error Status, got {}", response.status()),
     }
 }
 

@@ -55,10 +55,8 @@ async fn docs_serves_the_built_page() {
     let page = std::env::temp_dir().join(format!("mxjob-docs-{}.html", std::process::id()));
     std::fs::write(&page, "<html><body>MXJob API</body></html>").expect("write page");
     let log = slog::Logger::root(slog::Discard, slog::o!());
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        docs_file: Some(page.clone()),
-    };
+    let mut settings = Settings::new("127.0.0.1:0".parse().expect("address"));
+    settings.docs_file = Some(page.clone());
     let server =
         start_with(Registry::new(Arc::new(MemoryStore::new())), settings, &log).expect("starts");
     let response = reqwest::get(format!("http://{}/docs", server.local_addr()))

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use mxjob_server::auth::{Auth, Policy, TokenFile};
 use mxjob_server::registry::Registry;
+use mxjob_server::server::Settings;
 use mxjob_server::store::memory::MemoryStore;
 use mxjob_server::store::sqlite::{SqliteOptions, SqliteStore};
 use mxjob_server::store::{Durability, Store};
@@ -56,6 +58,65 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "terminal")]
     log_format: LogFormat,
+    /// Tokens that authenticate callers, one `token,user,uid,"group1,group2"`
+    /// per line (kube-apiserver's format). Without it callers are anonymous.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// JSON rules granting verbs in namespaces to users and groups. Without
+    /// it every authenticated caller may do everything.
+    #[arg(long)]
+    authorization_policy_file: Option<PathBuf>,
+    /// Serve anonymous callers on a non-loopback address (by default the
+    /// server refuses to start that way).
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// PEM certificate chain; with --tls-private-key-file, serve HTTPS.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Concurrent watches one user may hold; more are answered 429.
+    #[arg(long, default_value_t = 100)]
+    max_watches_per_user: usize,
+    /// The largest request body in bytes; larger ones are answered 413.
+    #[arg(long, default_value_t = mxjob_server::wire::MAX_BODY_BYTES)]
+    max_request_body_bytes: usize,
+    /// The API reference page `/docs` serves (`cargo xtask docs` builds
+    /// target/docs/mxjob.html).
+    #[arg(long)]
+    docs_file: Option<PathBuf>,
+}
+
+/// The settings the flags describe; refuses anonymous access beyond
+/// loopback unless asked for explicitly.
+fn settings(args: &Args) -> Result<Settings, String> {
+    let tokens = args
+        .token_auth_file
+        .as_deref()
+        .map(TokenFile::load)
+        .transpose()?;
+    if tokens.is_none() && !args.listen.ip().is_loopback() && !args.allow_anonymous {
+        return Err(format!(
+            "refusing to serve anonymous callers on {}: pass --token-auth-file FILE to \
+             authenticate them, listen on a loopback address, or pass --allow-anonymous",
+            args.listen
+        ));
+    }
+    let policy = args
+        .authorization_policy_file
+        .as_deref()
+        .map(Policy::load)
+        .transpose()?;
+    let mut settings = Settings::new(args.listen);
+    settings.auth = Auth::new(tokens, policy, Some(args.max_watches_per_user));
+    settings.tls = args
+        .tls_cert_file
+        .clone()
+        .zip(args.tls_private_key_file.clone());
+    settings.max_body_bytes = args.max_request_body_bytes;
+    settings.docs_file = args.docs_file.clone();
+    Ok(settings)
 }
 
 /// Drops dropshot's per-connection line so that each request logs one line.
@@ -102,20 +163,28 @@ async fn shutdown_signal() -> std::io::Result<&'static str> {
     }
 }
 
-fn main() -> Result<(), String> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     // Decoding a pod template nests deeply; debug builds need more than
     // tokio's default 2 MiB per worker thread.
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(8 * 1024 * 1024)
         .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?
-        .block_on(run(args))
+        .map_err(|e| format!("starting the runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mxjob-server: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(args: Args) -> Result<(), String> {
     let log = logger(args.log_format);
+    let settings = settings(&args)?;
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::with_window(args.history_revisions)),
         StoreKind::Sqlite => {
@@ -145,8 +214,10 @@ async fn run(args: Args) -> Result<(), String> {
         "data_dir" => if durable { args.data_dir.display().to_string() } else { "-".to_string() },
         "revision" => revision,
         "history_revisions" => args.history_revisions,
+        "authentication" => if args.token_auth_file.is_some() { "tokens" } else { "anonymous" },
+        "tls" => args.tls_cert_file.is_some(),
         "listen" => %args.listen);
-    let server = mxjob_server::server::start(Registry::new(store), args.listen, &log)?;
+    let server = mxjob_server::server::start_with(Registry::new(store), settings, &log)?;
     let signal = shutdown_signal()
         .await
         .map_err(|e| format!("waiting for signals: {e}"))?;
