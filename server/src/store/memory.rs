@@ -18,11 +18,11 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use tokio::sync::broadcast;
 
 use super::{
-    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+    backlog_then_live, Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision,
+    Store, StoreError,
 };
 
 /// Revisions kept for lists at a revision and for watches, by default.
@@ -300,29 +300,22 @@ impl Store for MemoryStore {
                 compacted: state.compacted,
             });
         }
-        let matches = {
-            let prefix = prefix.to_string();
-            move |event: &Event| event.revision() > after && event.key().starts_with(&prefix)
-        };
         let backlog: Vec<Event> = state
             .events
             .iter()
-            .filter(|e| matches(e))
+            .filter(|e| e.revision() > after && e.key().starts_with(prefix))
             .cloned()
             .collect();
         // Subscribed under the lock: the next write is the first the
         // receiver sees, and the backlog holds everything before it.
         let receiver = state.sender.subscribe();
         drop(state);
-        let live = futures::stream::unfold(receiver, |mut receiver| async move {
-            match receiver.recv().await {
-                Ok(event) => Some((event, receiver)),
-                // Lagged: the watcher fell behind; Closed: the store is gone.
-                Err(_) => None,
-            }
-        })
-        .filter(move |event| std::future::ready(matches(event)));
-        Ok(futures::stream::iter(backlog).chain(live).map(Ok).boxed())
+        Ok(backlog_then_live(
+            backlog,
+            receiver,
+            prefix.to_string(),
+            after,
+        ))
     }
 }
 

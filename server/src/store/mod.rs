@@ -12,11 +12,14 @@
 //! A backend states its [`Durability`] so that nobody mistakes the
 //! in-memory store for one that survives a restart.
 //!
-//! Backends: [`memory`] (volatile, for tests and throwaway servers) and
+//! Backends: [`memory`] (volatile, for tests and throwaway servers),
 //! [`sqlite`] (durable, the server's default: a revision log in one SQLite
-//! file). Both pass the same conformance suite,
+//! file) and `etcd` (durable and shared by several replicas; cargo feature
+//! `etcd`, on by default). All pass the same conformance suite,
 //! `tests/tests/store_conformance.rs`.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 
@@ -107,6 +110,32 @@ impl Event {
 /// up or to buffer without bound); the consumer then resumes from the last
 /// revision it saw.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
+
+/// The stream of a watch served from an in-process event log: the events
+/// already logged after `after` (`backlog`), then those the broadcast
+/// `receiver` delivers, both filtered to keys under `prefix`. The caller
+/// subscribes under the same lock as it reads the backlog, so nothing falls
+/// between the two. A receiver that lags behind the bounded channel ends
+/// the stream.
+pub(crate) fn backlog_then_live(
+    backlog: Vec<Event>,
+    receiver: tokio::sync::broadcast::Receiver<Event>,
+    prefix: String,
+    after: Revision,
+) -> EventStream {
+    use futures::StreamExt;
+    let live = futures::stream::unfold(receiver, |mut receiver| async move {
+        match receiver.recv().await {
+            Ok(event) => Some((event, receiver)),
+            // Lagged: the watcher fell behind; Closed: the store is gone.
+            Err(_) => None,
+        }
+    })
+    .filter(move |event| {
+        std::future::ready(event.revision() > after && event.key().starts_with(&prefix))
+    });
+    futures::stream::iter(backlog).chain(live).map(Ok).boxed()
+}
 
 /// Why a storage operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

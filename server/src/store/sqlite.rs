@@ -91,12 +91,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::broadcast;
 
 use super::{
-    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+    backlog_then_live, Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision,
+    Store, StoreError,
 };
 
 /// The database file inside the data directory.
@@ -874,10 +874,7 @@ impl Store for SqliteStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
         let prefix = prefix.to_string();
-        let matches = {
-            let prefix = prefix.clone();
-            move |event: &Event| event.revision() > after && event.key().starts_with(&prefix)
-        };
+        let key_prefix = prefix.clone();
         let (backlog, receiver) = self
             .run(move |inner| {
                 if after < inner.compacted {
@@ -885,21 +882,13 @@ impl Store for SqliteStore {
                         compacted: inner.compacted,
                     });
                 }
-                let backlog = inner.events_after(&prefix, after)?;
+                let backlog = inner.events_after(&key_prefix, after)?;
                 // Subscribed under the lock: the next write is the first
                 // the receiver sees, and the backlog holds all before it.
                 Ok((backlog, inner.sender.subscribe()))
             })
             .await?;
-        let live = futures::stream::unfold(receiver, |mut receiver| async move {
-            match receiver.recv().await {
-                Ok(event) => Some((event, receiver)),
-                // Lagged: the watcher fell behind; Closed: the store is gone.
-                Err(_) => None,
-            }
-        })
-        .filter(move |event| std::future::ready(matches(event)));
-        Ok(futures::stream::iter(backlog).chain(live).map(Ok).boxed())
+        Ok(backlog_then_live(backlog, receiver, prefix, after))
     }
 }
 
