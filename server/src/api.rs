@@ -28,7 +28,8 @@ use k8s_openapi::apimachinery::pkg::version::Info;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{string_enum, MXJob, MXJobList};
+use crate::controller::logs::TextResponse;
+use crate::model::{string_enum, MXJob, MXJobList, ReplicaType};
 use crate::status::{ApiError, Status};
 use crate::wire::{Created201, JsonBody, ListResponse, Reply, WatchResponse};
 
@@ -229,6 +230,18 @@ pub struct DeleteQuery {
     pub orphan_dependents: Option<QueryBool>,
     /// How dependents are garbage collected.
     pub propagation_policy: Option<PropagationPolicy>,
+}
+
+/// Query parameters of reading a replica's log.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    /// The role of the replica, such as `Worker`.
+    pub replica_type: ReplicaType,
+    /// Which replica of the role, counting from 0 (default 0).
+    pub index: Option<u32>,
+    /// Accepted as on every operation; a log is sent as it was written.
+    pub pretty: Option<String>,
 }
 
 /// A patch document: an RFC 7386 merge patch (an object, sent as
@@ -472,6 +485,25 @@ pub trait MxjobApi {
         query: Query<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError>;
+
+    /// Read the log of a replica
+    ///
+    /// The output (stdout and stderr) of one replica of the job, as plain
+    /// text: every attempt of it, with one `[mxjob]` line before each start
+    /// and one at each exit. Logs exist only on a server that runs replicas as local
+    /// processes (`--executor local`); 404 when the job, the replica or its
+    /// log does not exist (not started yet, or removed by `cleanPodPolicy:
+    /// All`).
+    #[endpoint {
+        method = GET,
+        path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}/log",
+        tags = ["mxjobs"],
+    }]
+    async fn read_mxjob_log(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<ObjectPath>,
+        query: Query<LogQuery>,
+    ) -> Result<TextResponse, ApiError>;
 
     /// List the core API versions
     ///

@@ -4,6 +4,8 @@
 //! * [`api`] — the HTTP contract, a dropshot API trait.
 //! * [`model`] — the MXJob wire types.
 //! * [`auth`] — authentication, authorization and per-user limits.
+//! * [`controller`] — the job controller: status, deadlines, TTL, and the
+//!   local executor that runs replicas as processes.
 //! * [`registry`] — Kubernetes object semantics: create, replace, patch,
 //!   delete with resourceVersion, generation, dryRun and field validation.
 //! * [`validation`] — admission rules.
@@ -20,6 +22,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod controller;
 pub mod discovery;
 pub mod model;
 pub mod openapi;

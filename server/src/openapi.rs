@@ -132,6 +132,13 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
             (422, "Invalid: the delete options are invalid"),
         ],
     ),
+    (
+        "read_mxjob_log",
+        &[
+            (400, "BadRequest: replicaType is missing or not a replica type, or index is not a number"),
+            (404, "NotFound: no MXJob with this name, no such replica, or no log for it (not started yet, removed by cleanPodPolicy All, or the server runs no processes)"),
+        ],
+    ),
 ];
 
 /// Operations anyone may call, without credentials.
@@ -216,7 +223,10 @@ pub fn document() -> Result<Value, String> {
     add_error_responses(&mut doc)?;
     add_security(&mut doc)?;
     add_examples(&mut doc, &example)?;
+    drop_empty_defaults(&mut doc)?;
     mark_watch_stream(&mut doc)?;
+    mark_plain_text(&mut doc)?;
+    add_tooling_metadata(&mut doc, &example)?;
     Ok(doc)
 }
 
@@ -325,6 +335,506 @@ fn mark_watch_stream(doc: &mut Value) -> Result<(), String> {
             .remove("application/json")
             .ok_or("watch_mxjobs has no JSON 200")?;
         content.insert(crate::wire::WATCH_CONTENT_TYPE.to_string(), media);
+    }
+    Ok(())
+}
+
+/// A replica's log is plain text: its success response is declared as
+/// `text/plain` (dropshot can only say JSON), so clients take the text as is.
+fn mark_plain_text(doc: &mut Value) -> Result<(), String> {
+    for (id, operation) in operations(doc)? {
+        if id != "read_mxjob_log" {
+            continue;
+        }
+        let content = operation
+            .pointer_mut("/responses/200/content")
+            .and_then(Value::as_object_mut)
+            .ok_or("read_mxjob_log has no 200 response")?;
+        let media = content
+            .remove("application/json")
+            .ok_or("read_mxjob_log has no JSON 200")?;
+        content.insert("text/plain".to_string(), media);
+    }
+    Ok(())
+}
+
+// What the tools that read the document need (contract tests, linting, the
+// API reference page): links between operations, an example for every
+// request and success response, path parameter examples, tag descriptions,
+// a server and a typed form of nullable references. Each step is a pure
+// function of the document, so the output stays byte-for-byte stable.
+
+/// Adds everything [`document`] needs for schemathesis, Redocly and the
+/// generated clients in other languages beyond what dropshot writes.
+fn add_tooling_metadata(doc: &mut Value, seed: &Value) -> Result<(), String> {
+    add_links(doc)?;
+    add_operation_examples(doc, seed)?;
+    add_path_parameter_examples(doc)?;
+    describe_document(doc)?;
+    type_nullable_references(doc)
+}
+
+/// Where a link's target takes the object's name from: the object itself
+/// (the namespace comes from the request's path).
+const NAME_FROM_RESPONSE: &str = "$response.body#/metadata/name";
+
+/// OpenAPI links: after an operation answers with an MXJob, these
+/// operations can act on that same object. Schemathesis's stateful phase
+/// follows them (create, then read, replace, patch, delete); Redoc shows
+/// them. A link to a replace sends the object it got back unchanged, which
+/// carries the `resourceVersion` a replace needs.
+const LINKS: &[(&str, &str, &[&str])] = &[
+    (
+        "create_mxjob",
+        "201",
+        &[
+            "read_mxjob",
+            "replace_mxjob",
+            "patch_mxjob",
+            "delete_mxjob",
+            "read_mxjob_status",
+            "replace_mxjob_status",
+            "patch_mxjob_status",
+        ],
+    ),
+    (
+        "read_mxjob",
+        "200",
+        &["replace_mxjob", "patch_mxjob", "delete_mxjob"],
+    ),
+    (
+        "replace_mxjob",
+        "200",
+        &["read_mxjob", "patch_mxjob", "delete_mxjob"],
+    ),
+    (
+        "patch_mxjob",
+        "200",
+        &["read_mxjob", "replace_mxjob", "delete_mxjob"],
+    ),
+    (
+        "replace_mxjob_status",
+        "200",
+        &["read_mxjob_status", "patch_mxjob_status", "delete_mxjob"],
+    ),
+    (
+        "patch_mxjob_status",
+        "200",
+        &["read_mxjob_status", "replace_mxjob_status", "delete_mxjob"],
+    ),
+];
+
+fn add_links(doc: &mut Value) -> Result<(), String> {
+    let known: Vec<String> = operations(doc)?.into_iter().map(|(id, _)| id).collect();
+    for (source, code, targets) in LINKS {
+        if let Some(missing) = targets.iter().find(|t| !known.iter().any(|k| k == *t)) {
+            return Err(format!("link from {source} to unknown operation {missing}"));
+        }
+        let mut links = Map::new();
+        for target in *targets {
+            let mut link = json!({
+                "operationId": target,
+                "description": format!(
+                    "{} the MXJob this response describes.",
+                    link_verb(target)
+                ),
+                "parameters": {
+                    "namespace": "$request.path.namespace",
+                    "name": NAME_FROM_RESPONSE,
+                },
+            });
+            if target.starts_with("replace_") {
+                link["requestBody"] = json!("$response.body");
+            }
+            links.insert((*target).to_string(), link);
+        }
+        let (_, operation) = operations(doc)?
+            .into_iter()
+            .find(|(id, _)| id == source)
+            .ok_or_else(|| format!("no operation {source} to link from"))?;
+        let response = operation
+            .pointer_mut(&format!("/responses/{code}"))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("{source} has no {code} response"))?;
+        response.insert("links".to_string(), Value::Object(links));
+    }
+    Ok(())
+}
+
+/// The verb a link's description starts with.
+fn link_verb(operation_id: &str) -> &'static str {
+    match operation_id.split('_').next() {
+        Some("read") => "Read",
+        Some("replace") => "Replace",
+        Some("patch") => "Patch",
+        Some("delete") => "Delete",
+        _ => "Use",
+    }
+}
+
+/// The seed as a client would create it: a name, no server-owned metadata,
+/// no status, and without the TTL that the README's walk-through then sets
+/// with a replace. No namespace either: the URL's applies.
+fn create_example(seed: &Value) -> Value {
+    let mut job = seed.clone();
+    job["metadata"] = json!({ "name": seed["metadata"]["name"].clone() });
+    if let Some(object) = job.as_object_mut() {
+        object.remove("status");
+    }
+    if let Some(spec) = job["spec"].as_object_mut() {
+        spec.remove("ttlSecondsAfterFinished");
+    }
+    job
+}
+
+/// What create answers for [`create_example`]: the server's metadata
+/// (generation 1) added, no status yet.
+fn created_example(seed: &Value) -> Value {
+    let mut job = create_example(seed);
+    let mut metadata = seed["metadata"].clone();
+    metadata["generation"] = json!(1);
+    job["metadata"] = metadata;
+    job
+}
+
+/// A merge patch that labels the job and shortens its TTL.
+fn patch_example() -> Value {
+    json!({
+        "metadata": { "labels": { "team": "vision" } },
+        "spec": { "ttlSecondsAfterFinished": 3600 }
+    })
+}
+
+/// The seed after [`patch_example`]: a spec change, so generation moves.
+fn patched_example(seed: &Value) -> Value {
+    let mut job = seed.clone();
+    job["metadata"]["labels"] = json!({ "team": "vision" });
+    job["metadata"]["generation"] = json!(3);
+    job["metadata"]["resourceVersion"] = json!("75615501");
+    job["spec"]["ttlSecondsAfterFinished"] = json!(3600);
+    job
+}
+
+/// A status patch as a job controller sends it when the job ends.
+fn status_patch_example() -> Value {
+    json!({ "status": { "completionTime": "2019-07-29T04:10:00Z" } })
+}
+
+/// The seed after [`status_patch_example`]: only status and
+/// resourceVersion change.
+fn status_patched_example(seed: &Value) -> Value {
+    let mut job = seed.clone();
+    job["status"]["completionTime"] = json!("2019-07-29T04:10:00Z");
+    job["metadata"]["resourceVersion"] = json!("75615502");
+    job
+}
+
+fn list_example(seed: &Value) -> Value {
+    json!({
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "MXJobList",
+        "metadata": { "resourceVersion": seed["metadata"]["resourceVersion"].clone() },
+        "items": [seed.clone()]
+    })
+}
+
+fn deleted_example(seed: &Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": seed["metadata"]["name"].clone(),
+            "group": crate::model::GROUP,
+            "kind": crate::model::RESOURCE,
+            "uid": seed["metadata"]["uid"].clone(),
+        }
+    })
+}
+
+/// `GET /version` as this build answers it, with the platform fixed so the
+/// document does not depend on the machine that generated it.
+fn version_example() -> Result<Value, String> {
+    let mut info = serde_json::to_value(crate::discovery::version()).map_err(|e| e.to_string())?;
+    info["platform"] = json!("linux/x86_64");
+    Ok(info)
+}
+
+fn to_value<T: serde::Serialize>(value: T) -> Result<Value, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+/// Request and success-response examples of every operation but replace
+/// (whose example is the seed itself, see [`add_examples`]). All are built
+/// from the seed, so they describe one job through its life. Each is kept
+/// once under `components/examples` and referenced by name, because the
+/// same object answers several operations.
+fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), String> {
+    type Named = (&'static str, Value);
+    let examples: Vec<(&str, Option<Named>, Named)> = vec![
+        (
+            "create_mxjob",
+            Some(("NewMXJob", create_example(seed))),
+            ("CreatedMXJob", created_example(seed)),
+        ),
+        ("read_mxjob", None, ("MXJob", seed.clone())),
+        ("read_mxjob_status", None, ("MXJob", seed.clone())),
+        ("list_mxjobs", None, ("MXJobList", list_example(seed))),
+        (
+            "watch_mxjobs",
+            None,
+            (
+                "AddedEvent",
+                json!({ "type": "ADDED", "object": seed.clone() }),
+            ),
+        ),
+        (
+            "patch_mxjob",
+            Some(("MergePatch", patch_example())),
+            ("PatchedMXJob", patched_example(seed)),
+        ),
+        (
+            "replace_mxjob_status",
+            Some(("MXJob", seed.clone())),
+            ("MXJob", seed.clone()),
+        ),
+        (
+            "patch_mxjob_status",
+            Some(("StatusPatch", status_patch_example())),
+            ("StatusPatchedMXJob", status_patched_example(seed)),
+        ),
+        ("delete_mxjob", None, ("Deleted", deleted_example(seed))),
+        (
+            "delete_mxjob_collection",
+            None,
+            ("MXJobList", list_example(seed)),
+        ),
+        (
+            "read_mxjob_log",
+            None,
+            (
+                "ReplicaLog",
+                json!("[mxjob] 2019-07-29T03:34:40Z attempt 1 starting\nINFO:root:Epoch[0] Batch [0-20]\tSpeed: 1024.00 samples/sec\n[mxjob] 2019-07-29T03:52:07Z attempt 1 (pid 4242) exited with code 0\n"),
+            ),
+        ),
+        (
+            "get_core_api_versions",
+            None,
+            ("CoreAPIVersions", to_value(crate::discovery::core_versions())?),
+        ),
+        (
+            "get_core_api_resources",
+            None,
+            (
+                "CoreAPIResources",
+                to_value(crate::discovery::core_resources())?,
+            ),
+        ),
+        (
+            "get_api_groups",
+            None,
+            ("APIGroups", to_value(crate::discovery::groups())?),
+        ),
+        (
+            "get_kubeflow_api_group",
+            None,
+            ("KubeflowAPIGroup", to_value(crate::discovery::group())?),
+        ),
+        (
+            "get_kubeflow_api_resources",
+            None,
+            (
+                "KubeflowAPIResources",
+                to_value(crate::discovery::resources())?,
+            ),
+        ),
+        ("get_version", None, ("Version", version_example()?)),
+    ];
+    let mut shared = Map::new();
+    for (id, operation) in operations(doc)? {
+        if id == "replace_mxjob" {
+            continue;
+        }
+        let (_, request, response) = examples
+            .iter()
+            .find(|(op, _, _)| *op == id)
+            .ok_or_else(|| format!("no example written for operation {id}"))?;
+        if let Some((name, value)) = request {
+            set_examples(operation, "/requestBody/content", name, &id)?;
+            shared.insert((*name).to_string(), json!({ "value": value }));
+        }
+        let code = if id == "create_mxjob" { "201" } else { "200" };
+        let (name, value) = response;
+        set_examples(operation, &format!("/responses/{code}/content"), name, &id)?;
+        shared.insert((*name).to_string(), json!({ "value": value }));
+    }
+    doc.pointer_mut("/components")
+        .and_then(Value::as_object_mut)
+        .ok_or("the document has no components")?
+        .insert("examples".to_string(), Value::Object(shared));
+    Ok(())
+}
+
+/// Refers every media type under `pointer` to the shared example `name`.
+fn set_examples(operation: &mut Value, pointer: &str, name: &str, id: &str) -> Result<(), String> {
+    let content = operation
+        .pointer_mut(pointer)
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| format!("{id} has nothing at {pointer}"))?;
+    for media in content.values_mut().filter_map(Value::as_object_mut) {
+        media.insert(
+            "examples".to_string(),
+            json!({ name: { "$ref": format!("#/components/examples/{name}") } }),
+        );
+    }
+    Ok(())
+}
+
+/// Examples of the path parameters: the seed's namespace and name, so that
+/// the reference page and tools that send examples address one real job.
+fn add_path_parameter_examples(doc: &mut Value) -> Result<(), String> {
+    for (_, operation) in operations(doc)? {
+        let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for parameter in parameters.iter_mut().filter_map(Value::as_object_mut) {
+            if parameter.get("in").and_then(Value::as_str) != Some("path") {
+                continue;
+            }
+            let example = match parameter.get("name").and_then(Value::as_str) {
+                Some("namespace") => "kube-test",
+                Some("name") => "mxnet-job",
+                _ => continue,
+            };
+            parameter.insert("example".to_string(), json!(example));
+        }
+    }
+    Ok(())
+}
+
+/// The tags' descriptions, the license's URL and the default server: what
+/// the reference page shows around the operations, and the base URL that
+/// generated clients start from (`mxjob-server`'s default `--listen`).
+fn describe_document(doc: &mut Value) -> Result<(), String> {
+    let root = doc.as_object_mut().ok_or("the document is not an object")?;
+    root.insert(
+        "servers".to_string(),
+        json!([{
+            "url": "http://127.0.0.1:8080",
+            "description": "mxjob-server with its default --listen address"
+        }]),
+    );
+    if let Some(license) = root
+        .get_mut("info")
+        .and_then(|info| info.get_mut("license"))
+        .and_then(Value::as_object_mut)
+    {
+        license.insert(
+            "url".to_string(),
+            json!("https://www.apache.org/licenses/LICENSE-2.0"),
+        );
+    }
+    let tags = root
+        .get_mut("tags")
+        .and_then(Value::as_array_mut)
+        .ok_or("the document has no tags")?;
+    for tag in tags.iter_mut().filter_map(Value::as_object_mut) {
+        let description = match tag.get("name").and_then(Value::as_str) {
+            Some("mxjobs") => {
+                "MXJobs in a namespace: create, read, list, watch, replace, patch and delete, \
+                 and the status subresource a job controller writes."
+            }
+            Some("discovery") => {
+                "What Kubernetes clients ask before anything else: the API groups, versions \
+                 and resources this server serves, and its version. No credentials needed."
+            }
+            Some(other) => return Err(format!("tag {other} has no description here")),
+            None => continue,
+        };
+        tag.insert("description".to_string(), json!(description));
+    }
+    Ok(())
+}
+
+/// schemars writes an optional reference as `nullable` beside an `allOf`
+/// of the reference, without a `type`. OpenAPI 3.0.3 gives `nullable`
+/// meaning only next to `type`, and JSON Schema validators that follow it
+/// (Redocly's, which checks the examples) refuse such a schema. Each gets
+/// the `type` of the schema it refers to; a typeless `nullable` (any JSON
+/// value, null included) just loses the keyword, which changes nothing.
+fn type_nullable_references(doc: &mut Value) -> Result<(), String> {
+    let schemas = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .ok_or("the document has no schemas")?;
+    let types: Map<String, Value> = schemas
+        .iter()
+        .filter_map(|(name, schema)| {
+            let ty = schema.get("type")?;
+            Some((format!("#/components/schemas/{name}"), ty.clone()))
+        })
+        .collect();
+    type_nullable_in(doc, &types)
+}
+
+fn type_nullable_in(value: &mut Value, types: &Map<String, Value>) -> Result<(), String> {
+    match value {
+        Value::Object(object) => {
+            let typeless_nullable =
+                object.get("nullable") == Some(&Value::Bool(true)) && !object.contains_key("type");
+            if typeless_nullable {
+                let reference = object
+                    .get("allOf")
+                    .and_then(Value::as_array)
+                    .filter(|all| all.len() == 1)
+                    .and_then(|all| all[0].get("$ref"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                match reference {
+                    Some(reference) => {
+                        let ty = types
+                            .get(&reference)
+                            .ok_or_else(|| format!("{reference} has no type"))?;
+                        object.insert("type".to_string(), ty.clone());
+                    }
+                    None => {
+                        object.remove("nullable");
+                    }
+                }
+            }
+            object
+                .values_mut()
+                .try_for_each(|child| type_nullable_in(child, types))
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|child| type_nullable_in(child, types)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the `default: {}` schemars writes for fields that decode as
+/// empty when absent (`MXJob.status`, `Status.metadata`): generators read a
+/// default as "always present" (TypeScript makes the field required) or
+/// emit code for it that does not compile (Go), while the server never
+/// needs the client to send it.
+fn drop_empty_defaults(doc: &mut Value) -> Result<(), String> {
+    let schemas = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+        .ok_or("the document has no schemas")?;
+    for schema in schemas.values_mut() {
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for property in properties.values_mut().filter_map(Value::as_object_mut) {
+                if property.get("default") == Some(&json!({})) {
+                    property.remove("default");
+                }
+            }
+        }
     }
     Ok(())
 }

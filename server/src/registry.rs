@@ -282,6 +282,9 @@ pub fn decode_job(
             }
         }
     }
+    // As for custom resources in Kubernetes, a null is the same as an
+    // absent field (generated clients send nulls for every unset field).
+    prune_nulls(&mut value);
     let mut unknown = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
     let ignoring = serde_ignored::Deserializer::new(&value, &mut record);
@@ -303,6 +306,18 @@ pub fn decode_job(
         ))),
         FieldValidation::Warn => Ok((job, messages)),
         _ => Ok((job, Vec::new())),
+    }
+}
+
+/// Removes every object member whose value is null, at any depth.
+fn prune_nulls(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            object.retain(|_, v| !v.is_null());
+            object.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_nulls),
+        _ => {}
     }
 }
 
@@ -1106,5 +1121,116 @@ fn convert_event(event: &Event, selection: &Selection) -> Result<Option<WatchEve
             job.metadata.resource_version = Some(revision.to_string());
             watch_event(WatchEventType::DELETED, &job).map(Some)
         }
+    }
+}
+
+/// The storage prefix of the MXJobs of every namespace.
+pub const ALL_NAMESPACES_PREFIX: &str = "/registry/kubeflow.org/mxjobs/";
+
+/// One change to an MXJob of any namespace, as the job controller sees it.
+#[derive(Debug)]
+pub struct Change {
+    /// The revision of the write.
+    pub revision: Revision,
+    /// Whether the object was deleted; `job` is then its last state.
+    pub deleted: bool,
+    /// The object, or why it could not be decoded.
+    pub job: Result<MXJob, ApiError>,
+}
+
+/// What the job controller needs beyond the API's operations.
+impl Registry {
+    /// Every MXJob of every namespace, read at one revision, and that revision.
+    pub async fn list_all(&self) -> Result<(Vec<Result<MXJob, ApiError>>, Revision), StoreError> {
+        const PAGE: usize = 500;
+        let mut jobs = Vec::new();
+        let mut options = ListOptions {
+            limit: Some(PAGE),
+            ..Default::default()
+        };
+        loop {
+            let page = self
+                .store
+                .list(ALL_NAMESPACES_PREFIX, options.clone())
+                .await?;
+            jobs.extend(page.items.iter().map(Self::decode_stored));
+            match page.items.last() {
+                Some(last) if page.more => {
+                    options.revision = Some(page.revision);
+                    options.start_after = Some(last.key.clone());
+                }
+                _ => return Ok((jobs, page.revision)),
+            }
+        }
+    }
+
+    /// Every change to MXJobs of every namespace after revision `after`.
+    pub async fn watch_all(
+        &self,
+        after: Revision,
+    ) -> Result<BoxStream<'static, Result<Change, StoreError>>, StoreError> {
+        let events = self.store.watch(ALL_NAMESPACES_PREFIX, after).await?;
+        Ok(events
+            .map(|event| {
+                event.map(|event| match event {
+                    Event::Put { kv, .. } => Change {
+                        revision: kv.mod_revision,
+                        deleted: false,
+                        job: Self::decode_stored(&kv),
+                    },
+                    Event::Delete { prev, revision } => Change {
+                        revision,
+                        deleted: true,
+                        job: Self::decode_stored(&prev).map(|mut job| {
+                            job.metadata.resource_version = Some(revision.to_string());
+                            job
+                        }),
+                    },
+                })
+            })
+            .boxed())
+    }
+
+    /// Writes `job.status` as the job controller: only the status changes,
+    /// and only if the stored object still has `job`'s uid and
+    /// resourceVersion (409 otherwise).
+    pub async fn write_status(&self, job: &MXJob) -> Result<MXJob, ApiError> {
+        let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        let stored = self.load(namespace, name).await?;
+        let options = WriteOptions {
+            dry_run: false,
+            field_validation: FieldValidation::Ignore,
+        };
+        self.update(stored, job.clone(), &options, true, Part::Status)
+            .await
+    }
+
+    /// Deletes `job` only if the stored object still has its uid and
+    /// resourceVersion (409 otherwise): how the job controller removes a
+    /// job whose TTL ran out without racing a replace that changed it.
+    pub async fn delete_unchanged(&self, job: &MXJob) -> Result<(), ApiError> {
+        let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        let stored = self.load(namespace, name).await?;
+        if stored.job.metadata.uid != job.metadata.uid {
+            return Err(ApiError::conflict(
+                name,
+                "Precondition failed: the object has another UID",
+            ));
+        }
+        let expected = job
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<Revision>().ok());
+        if expected != Some(stored.kv.mod_revision) {
+            return Err(ApiError::stale(name));
+        }
+        self.store
+            .delete(&stored.kv.key, stored.kv.mod_revision)
+            .await
+            .map_err(|e| store_error(e, name))?;
+        Ok(())
     }
 }

@@ -22,10 +22,12 @@ use k8s_openapi::apimachinery::pkg::version::Info;
 use slog::{info, o, Logger};
 
 use crate::api::{
-    mxjob_api_mod, DeleteCollectionQuery, DeleteQuery, ListQuery, MXJobPatch, MxjobApi,
+    mxjob_api_mod, DeleteCollectionQuery, DeleteQuery, ListQuery, LogQuery, MXJobPatch, MxjobApi,
     NamespacePath, ObjectPath, QueryBool, ReadQuery, WriteQuery,
 };
 use crate::auth::{Auth, User, Verb, WatchSlot};
+use crate::controller::logs::TextResponse;
+use crate::controller::{Controller, ControllerSettings};
 use crate::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
 use crate::registry::{
     is_pretty, DeleteOptions, ListParams, Part, Registry, Selection, WatchParams, WriteOptions,
@@ -53,6 +55,8 @@ pub struct ServerState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The page `/docs` serves, if one was built.
     pub docs_file: Option<PathBuf>,
+    /// Where replica logs are, when the local executor runs here.
+    pub replica_logs: Option<PathBuf>,
 }
 
 /// How the server runs, beyond its store.
@@ -67,6 +71,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The job controller; `None` (the default here) runs none.
+    pub controller: Option<ControllerSettings>,
 }
 
 impl Settings {
@@ -77,6 +83,7 @@ impl Settings {
             auth: Auth::default(),
             tls: None,
             max_body_bytes: MAX_BODY_BYTES,
+            controller: None,
         }
     }
 }
@@ -371,6 +378,19 @@ impl MxjobApi for MxjobServer {
         patch(rqctx, path, query, body, Part::Status).await
     }
 
+    async fn read_mxjob_log(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: Query<LogQuery>,
+    ) -> Result<TextResponse, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
+        let context = rqctx.context();
+        let job = context.registry.get(&namespace, &name).await?;
+        let root = context.replica_logs.as_deref();
+        crate::controller::logs::replica_log(root, &job, &query.into_inner()).await
+    }
+
     async fn get_openapi_document(
         _rqctx: RequestContext<ServerState>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
@@ -651,6 +671,7 @@ pub fn api() -> Result<ApiDescription<ServerState>, String> {
 pub struct Server {
     http: HttpServer<ServerState>,
     stopping: tokio::sync::watch::Sender<bool>,
+    controller: Option<Controller>,
 }
 
 impl Server {
@@ -659,9 +680,13 @@ impl Server {
         self.http.local_addr()
     }
 
-    /// Ends open watches, then waits for the other requests to finish.
+    /// Ends open watches, stops the controller (and the processes it
+    /// runs), then waits for the other requests to finish.
     pub async fn close(self) -> Result<(), String> {
         self.stopping.send_replace(true);
+        if let Some(controller) = self.controller {
+            controller.stop().await;
+        }
         self.http.close().await
     }
 }
@@ -685,7 +710,13 @@ pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Resul
         key_file,
     });
     let (stopping, stopping_receiver) = tokio::sync::watch::channel(false);
+    let replica_logs = settings
+        .controller
+        .as_ref()
+        .and_then(|c| c.replica_log_dir().map(PathBuf::from));
+    let controller_registry = registry.clone();
     let state = ServerState {
+        replica_logs,
         registry,
         auth: settings.auth,
         audit: log.new(o!("log" => "audit")),
@@ -697,5 +728,16 @@ pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Resul
         .tls(tls)
         .start()
         .map_err(|e| format!("starting the HTTP server on {listen}: {e}"))?;
-    Ok(Server { http, stopping })
+    let controller = settings.controller.map(|c| {
+        Controller::spawn(
+            controller_registry,
+            c,
+            log.new(o!("component" => "controller")),
+        )
+    });
+    Ok(Server {
+        http,
+        stopping,
+        controller,
+    })
 }

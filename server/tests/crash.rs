@@ -45,8 +45,10 @@ const KILL_DELAYS: [Duration; 5] = [
     Duration::from_millis(1500),
 ];
 /// A small history window, compacted every second, so that compactions
-/// run during the storms and the kills can land in one.
-const SERVER_ARGS: [&str; 6] = [
+/// run during the storms and the kills can land in one. No job controller:
+/// its status writes would make the clients' replaces stale.
+const SERVER_ARGS: [&str; 7] = [
+    "--controller=false",
     "--history-revisions",
     "100",
     "--history-seconds",

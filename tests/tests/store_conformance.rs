@@ -51,6 +51,19 @@ async fn sqlite_fixture() -> Fixture {
     }
 }
 
+/// A fresh etcd per test (each case counts revisions from an empty store),
+/// started from the same helper as the server's replica tests.
+#[path = "../../server/tests/support/etcd.rs"]
+mod etcd_process;
+
+async fn etcd_fixture() -> Fixture {
+    let etcd = etcd_process::Etcd::start().await;
+    Fixture {
+        store: Arc::new(etcd.store().await),
+        _keep: Some(Box::new(etcd)),
+    }
+}
+
 /// `conformance_suite!(module, fixture_future)` runs every case in
 /// [`cases`] against the store the future builds, each in its own test.
 macro_rules! conformance_suite {
@@ -98,6 +111,7 @@ macro_rules! conformance_suite {
 
 conformance_suite!(memory, memory_fixture());
 conformance_suite!(sqlite, sqlite_fixture());
+conformance_suite!(etcd, etcd_fixture());
 
 mod cases {
     use std::collections::HashSet;

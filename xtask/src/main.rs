@@ -8,15 +8,24 @@
 //! * `cargo xtask tools` — installs the real clients the acceptance tests
 //!   drive, under `target/acceptance/`: Debian's kubectl (unpacked from the
 //!   `kubernetes-client` package, so it cannot clash with another kubectl)
-//!   and the Python `kubernetes` package in a virtualenv.
-//! * `cargo xtask test` — `tools`, then the whole test suite.
+//!   and the Python `kubernetes` package in a virtualenv; and, with
+//!   apt-get when missing, Debian's `etcd-server` (the etcd the tests start)
+//!   and `protobuf-compiler` (`protoc`, which building the etcd backend
+//!   needs).
+//! * `cargo xtask clients` — Python, TypeScript and Go clients generated
+//!   from `openapi/mxjob.json` into `target/clients/`, checked, and the
+//!   programs in `tests/clients/` built against them (see [`clients`]).
+//! * `cargo xtask test` — `tools`, then `clients`, then the whole test suite.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|test>";
+mod bench;
+mod clients;
+
+const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|test>";
 
 /// The version of the Python `kubernetes` package the acceptance tests use.
 const PYTHON_KUBERNETES: &str = "kubernetes==37.0.2";
@@ -40,7 +49,43 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Debian packages the build and the tests need, with how to tell each is
+/// there: `protoc` compiles etcd's protocol for the `etcd` feature (CI
+/// installs it before the first build, see `.ci/run`), and `etcd` is the
+/// server the etcd conformance and replica tests start.
+const DEBIAN_PACKAGES: [(&str, &str); 2] = [
+    ("protobuf-compiler", "/usr/bin/protoc"),
+    ("etcd-server", "/usr/bin/etcd"),
+];
+
+/// Installs the missing [`DEBIAN_PACKAGES`] with apt-get, refreshing the
+/// package lists once if the first try fails.
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, file)| !std::path::Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if !missing.is_empty() {
+        let install = || {
+            run(Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&missing))
+        };
+        if install().is_err() {
+            run(Command::new("apt-get").arg("update"))?;
+            install()?;
+        }
+    }
+    for (package, file) in DEBIAN_PACKAGES {
+        println!("{package}: {file}");
+    }
+    Ok(())
+}
+
 fn tools() -> Result<()> {
+    debian_packages()?;
     let dir = workspace().join("target/acceptance");
     std::fs::create_dir_all(dir.join("bin"))?;
 
@@ -90,6 +135,7 @@ fn tools() -> Result<()> {
 
 fn test() -> Result<()> {
     tools()?;
+    clients::clients()?;
     run(Command::new(env!("CARGO"))
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .current_dir(workspace()))
@@ -134,7 +180,17 @@ fn main() -> ExitCode {
         ["openapi", "generate"] => generate().map(|()| true),
         ["openapi", "check"] => check(),
         ["tools"] => tools().map(|()| true),
+        ["clients"] => clients::clients().map(|()| true),
         ["test"] => test().map(|()| true),
+        ["bench", rest @ ..] => bench::Options::parse(rest)
+            .and_then(|options| {
+                bench::bench(
+                    &workspace(),
+                    &options,
+                    &format!("cargo xtask {}", args.join(" ")),
+                )
+            })
+            .map(|()| true),
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {

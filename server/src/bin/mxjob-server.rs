@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use mxjob_server::auth::{Auth, Policy, TokenFile};
+use mxjob_server::controller::{ControllerSettings, ExecutorKind};
 use mxjob_server::registry::Registry;
 use mxjob_server::server::Settings;
 use mxjob_server::store::memory::MemoryStore;
@@ -21,6 +22,10 @@ enum StoreKind {
     Sqlite,
     /// Keep objects in memory; everything is lost when the server stops.
     Memory,
+    /// Keep objects in etcd (--etcd-endpoints); several servers may share
+    /// one etcd.
+    #[cfg(feature = "etcd")]
+    Etcd,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,6 +46,10 @@ struct Args {
     /// Where objects are kept.
     #[arg(long, value_enum, default_value = "sqlite")]
     store: StoreKind,
+    /// etcd client URLs for --store etcd, comma-separated.
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_delimiter = ',', default_value = mxjob_server::store::etcd::DEFAULT_ENDPOINT)]
+    etcd_endpoints: Vec<String>,
     /// Directory of the SQLite database (created if missing).
     #[arg(long, default_value = "./mxjob-data")]
     data_dir: PathBuf,
@@ -86,6 +95,37 @@ struct Args {
     /// target/docs/mxjob.html).
     #[arg(long)]
     docs_file: Option<PathBuf>,
+    /// Run the job controller (status, deadlines, TTL); `--controller=false`
+    /// leaves status entirely to outside writers.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    controller: bool,
+    /// What runs each job's replicas: `none` starts nothing (status comes
+    /// from outside), `local` runs them as processes of this machine, which
+    /// means running whatever commands clients send (see the README).
+    #[arg(long, value_enum, default_value = "none")]
+    executor: Executor,
+    /// Where the local executor keeps replica logs (default DATA_DIR/logs).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// This server's name in the controller lease (default: random per
+    /// start). A fixed one lets a restarted server take its lease back at once.
+    #[arg(long)]
+    controller_identity: Option<String>,
+    /// Seconds the controller lease lasts without renewal; a standby server
+    /// takes over that long after the holder stops.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    lease_duration_seconds: u64,
+    /// Seconds a replica has between SIGTERM and SIGKILL when it is stopped.
+    #[arg(long, default_value_t = 5)]
+    kill_grace_seconds: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Executor {
+    /// Start nothing.
+    None,
+    /// Run every replica as a local process.
+    Local,
 }
 
 /// The settings the flags describe; refuses anonymous access beyond
@@ -116,6 +156,23 @@ fn settings(args: &Args) -> Result<Settings, String> {
         .zip(args.tls_private_key_file.clone());
     settings.max_body_bytes = args.max_request_body_bytes;
     settings.docs_file = args.docs_file.clone();
+    settings.controller = args.controller.then(|| {
+        let executor = match args.executor {
+            Executor::None => ExecutorKind::None,
+            Executor::Local => ExecutorKind::Local,
+        };
+        let log_dir = args
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("logs"));
+        let mut controller = ControllerSettings::new(executor, log_dir);
+        if let Some(identity) = &args.controller_identity {
+            controller.identity = identity.clone();
+        }
+        controller.lease_duration = Duration::from_secs(args.lease_duration_seconds);
+        controller.kill_grace = Duration::from_secs(args.kill_grace_seconds);
+        controller
+    });
     Ok(settings)
 }
 
@@ -202,6 +259,17 @@ async fn run(args: Args) -> Result<(), String> {
             store.spawn_compactor(log.new(o!("component" => "compactor")));
             store
         }
+        #[cfg(feature = "etcd")]
+        StoreKind::Etcd => {
+            use mxjob_server::store::etcd::{EtcdOptions, EtcdStore};
+            let endpoints = args.etcd_endpoints.join(",");
+            info!(log, "connecting to etcd"; "endpoints" => &endpoints);
+            let store = EtcdStore::connect(EtcdOptions::new(args.etcd_endpoints.clone()))
+                .await
+                .map_err(|e| format!("opening the store: {e}"))?;
+            info!(log, "connected to etcd"; "endpoints" => &endpoints);
+            Arc::new(store)
+        }
     };
     let revision = store
         .current_revision()
@@ -211,11 +279,12 @@ async fn run(args: Args) -> Result<(), String> {
     info!(log, "starting";
         "store" => store.name(),
         "durable" => durable,
-        "data_dir" => if durable { args.data_dir.display().to_string() } else { "-".to_string() },
+        "data_dir" => if matches!(args.store, StoreKind::Sqlite) { args.data_dir.display().to_string() } else { "-".to_string() },
         "revision" => revision,
         "history_revisions" => args.history_revisions,
         "authentication" => if args.token_auth_file.is_some() { "tokens" } else { "anonymous" },
         "tls" => args.tls_cert_file.is_some(),
+        "controller" => if args.controller { format!("{:?}", args.executor).to_lowercase() } else { "off".to_string() },
         "listen" => %args.listen);
     let server = mxjob_server::server::start_with(Registry::new(store), settings, &log)?;
     let signal = shutdown_signal()

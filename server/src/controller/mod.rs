@@ -1,0 +1,359 @@
+//! The job controller: it runs MXJobs and reports their progress in
+//! `status`, as mxnet-operator does in a cluster.
+//!
+//! **Driven by the store, not by polling.** The controller lists every
+//! MXJob of every namespace (the store prefix
+//! `/registry/kubeflow.org/mxjobs/`) and then watches the prefix from the
+//! revision of that list, so after a restart it picks each job up where
+//! the store says it is, and sees every later change in order. Each job
+//! gets a task of its own ([`job`]) that owns its processes and its one
+//! timer (the active deadline, the TTL, or a pending restart, whichever
+//! comes first); a replace that changes `activeDeadlineSeconds` or
+//! `ttlSecondsAfterFinished` reaches the task as a MODIFIED object and moves
+//! the timer at once. A watch that ends is resumed from the last revision;
+//! one whose revision was compacted starts over with a new list.
+//!
+//! **Status goes through the registry.** The controller writes only the
+//! status (as the `/status` subresource does), with compare-and-swap on the
+//! resourceVersion it last read; on a conflict it reads the job again and
+//! works the status out again. It deletes a job whose TTL ran out the same
+//! way, conditional on the uid and resourceVersion it judged, so a replace
+//! that moved the TTL in the meantime wins.
+//!
+//! **What it writes**, with mxnet-operator's reasons and messages
+//! ([`conditions`]): on admission `startTime` and `Created`; then, from the
+//! processes, `Running`, `Restarting`, `Succeeded` or `Failed`,
+//! `mxReplicaStatuses`, `completionTime`; and `lastReconcileTime` with every
+//! write. It enforces `activeDeadlineSeconds` (counted from `startTime`),
+//! `backoffLimit`, each replica's `restartPolicy`, `cleanPodPolicy`
+//! (default `Running`) when the job finishes, and `ttlSecondsAfterFinished`.
+//! An MXTrain job succeeds when its Scheduler does, an MXTune job when its
+//! Tuner does (the roles that coordinate the rest).
+//!
+//! **Executors.** With [`ExecutorKind::None`] nothing is started: the status
+//! comes from outside through the subresource, and the controller only
+//! admits jobs, fails those past their deadline and deletes finished ones
+//! after their TTL. With [`ExecutorKind::Local`] every replica is a process
+//! on this machine ([`local`]).
+//!
+//! **A restarted server** finds jobs that had started but not finished. Their
+//! processes belonged to the previous server: it killed them when it shut
+//! down (or, if it died, this one kills them from their pid files). Under
+//! the local executor the controller marks such a job `Restarting` and
+//! starts all its replicas again from scratch, as the operator recreates
+//! pods that vanished; this does not count against `backoffLimit`, since no
+//! replica failed.
+//!
+//! **One controller per store** ([`lease`]): servers sharing a store take a
+//! lease through it, and only the holder reconciles. The others wait and
+//! take over when the holder stops renewing it or releases it on shutdown;
+//! the new holder then treats the running jobs as a restarted server does.
+
+pub mod conditions;
+mod job;
+pub mod lease;
+pub mod local;
+pub mod logs;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use slog::{error, info, o, warn, Logger};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::model::MXJob;
+use crate::registry::Registry;
+use crate::store::{Revision, StoreError};
+use job::{JobEvent, Shared};
+use lease::{Ended, Lease};
+use local::LocalExecutor;
+
+/// What runs a job's replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Nothing: status is written from outside.
+    None,
+    /// Local processes.
+    Local,
+}
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerSettings {
+    pub executor: ExecutorKind,
+    /// Where the local executor keeps each replica's log (and runs it,
+    /// unless its container names a `workingDir`).
+    pub log_dir: PathBuf,
+    /// This server's name in the lease.
+    pub identity: String,
+    /// How long the lease lasts without renewal.
+    pub lease_duration: Duration,
+    /// How long a replica has between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+impl ControllerSettings {
+    pub fn new(executor: ExecutorKind, log_dir: PathBuf) -> Self {
+        let uid = uuid::Uuid::new_v4().simple().to_string();
+        ControllerSettings {
+            executor,
+            log_dir,
+            identity: format!("mxjob-server-{}-{}", std::process::id(), &uid[..8]),
+            lease_duration: Duration::from_secs(15),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// The directory replica logs are read from, when processes run here.
+    pub fn replica_log_dir(&self) -> Option<&Path> {
+        (self.executor == ExecutorKind::Local).then_some(self.log_dir.as_path())
+    }
+}
+
+/// A running controller.
+pub struct Controller {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    /// Starts the controller over `registry` (on the current runtime).
+    pub fn spawn(registry: Registry, settings: ControllerSettings, log: Logger) -> Self {
+        let executor = match settings.executor {
+            ExecutorKind::None => None,
+            ExecutorKind::Local => Some(LocalExecutor::new(
+                settings.log_dir.clone(),
+                settings.kill_grace,
+                log.new(o!("executor" => "local")),
+            )),
+        };
+        let lease = Lease::new(
+            registry.store().clone(),
+            settings.identity.clone(),
+            settings.lease_duration,
+            log.clone(),
+        );
+        let shared = Arc::new(Shared {
+            registry,
+            executor,
+            log,
+        });
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(serve(shared, lease, stopping));
+        Controller { stop, task }
+    }
+
+    /// Stops reconciling, kills the processes it runs, and releases the lease.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Resolves once `stop` is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Takes the lease, reconciles while holding it, and starts over when it
+/// is lost.
+async fn serve(shared: Arc<Shared>, mut lease: Lease, mut stop: watch::Receiver<bool>) {
+    loop {
+        if !lease.acquire(&mut stop).await {
+            return;
+        }
+        let (end_leading, leading_ends) = watch::channel(false);
+        let leading = tokio::spawn(lead(shared.clone(), leading_ends));
+        let ended = lease.hold(&mut stop).await;
+        end_leading.send_replace(true);
+        if let Err(e) = leading.await {
+            error!(shared.log, "the controller failed"; "error" => %e);
+        }
+        if ended == Ended::Stopped {
+            // Only now that its processes are gone may another server start them.
+            lease.release().await;
+            return;
+        }
+    }
+}
+
+/// The job tasks of a leading controller.
+struct Jobs {
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    workers: HashMap<(String, String), Worker>,
+    tasks: JoinSet<()>,
+}
+
+struct Worker {
+    uid: String,
+    inbox: mpsc::UnboundedSender<JobEvent>,
+}
+
+fn key_of(job: &MXJob) -> (String, String) {
+    (
+        job.metadata.namespace.clone().unwrap_or_default(),
+        job.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Jobs {
+    /// Hands a job's newest state to its task, starting one if needed.
+    fn observe(&mut self, job: MXJob) {
+        let key = key_of(&job);
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        if let Some(worker) = self.workers.get(&key) {
+            if worker.uid == uid && !worker.inbox.is_closed() {
+                let _ = worker.inbox.send(JobEvent::Observed(Box::new(job)));
+                return;
+            }
+            // Another object under the same name: the old one is gone.
+            let _ = worker.inbox.send(JobEvent::Deleted);
+        }
+        let (inbox, received) = mpsc::unbounded_channel();
+        self.tasks.spawn(job::run(
+            self.shared.clone(),
+            job,
+            inbox.clone(),
+            received,
+            self.stop.clone(),
+        ));
+        self.workers.insert(key, Worker { uid, inbox });
+        while let Some(result) = self.tasks.try_join_next() {
+            if let Err(e) = result {
+                error!(self.shared.log, "a job task failed"; "error" => %e);
+            }
+        }
+    }
+
+    fn deleted(&mut self, job: &MXJob) {
+        let key = key_of(job);
+        let uid = job.metadata.uid.as_deref().unwrap_or_default();
+        if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
+            if let Some(worker) = self.workers.remove(&key) {
+                let _ = worker.inbox.send(JobEvent::Deleted);
+            }
+        }
+    }
+
+    /// Lists every job and brings the tasks in line with the list; returns
+    /// the list's revision, or `None` when stopped first.
+    async fn relist(&mut self) -> Option<Revision> {
+        loop {
+            match self.shared.registry.list_all().await {
+                Ok((jobs, revision)) => {
+                    let mut live = HashSet::new();
+                    let mut listed = HashSet::new();
+                    for job in jobs {
+                        match job {
+                            Ok(job) => {
+                                live.insert(job.metadata.uid.clone().unwrap_or_default());
+                                listed.insert(key_of(&job));
+                                self.observe(job);
+                            }
+                            Err(e) => warn!(self.shared.log, "skipping an undecodable job";
+                                "error" => %e.message()),
+                        }
+                    }
+                    let gone: Vec<_> = self
+                        .workers
+                        .keys()
+                        .filter(|k| !listed.contains(*k))
+                        .cloned()
+                        .collect();
+                    for key in gone {
+                        if let Some(worker) = self.workers.remove(&key) {
+                            let _ = worker.inbox.send(JobEvent::Deleted);
+                        }
+                    }
+                    if let Some(executor) = self.shared.executor.clone() {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            executor.collect_garbage(&live);
+                        })
+                        .await;
+                    }
+                    return Some(revision);
+                }
+                Err(e) => {
+                    warn!(self.shared.log, "listing jobs"; "error" => %e);
+                    if !self.pause().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits a moment before retrying; `false` when stopped meanwhile.
+    async fn pause(&mut self) -> bool {
+        tokio::select! {
+            _ = stopped(&mut self.stop) => false,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+        }
+    }
+}
+
+/// Reconciles every job until `stop` fires, then waits for the job tasks
+/// to stop their processes.
+async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    info!(shared.log, "reconciling jobs");
+    let mut jobs = Jobs {
+        shared: shared.clone(),
+        stop: stop.clone(),
+        workers: HashMap::new(),
+        tasks: JoinSet::new(),
+    };
+    let mut stopping = stop;
+    let mut resume = jobs.relist().await;
+    while let Some(after) = resume {
+        resume = match shared.registry.watch_all(after).await {
+            Ok(mut events) => {
+                let mut last = after;
+                loop {
+                    let next = tokio::select! {
+                        _ = stopped(&mut stopping) => break None,
+                        next = events.next() => next,
+                    };
+                    match next {
+                        // The stream ended (the watcher fell behind): resume.
+                        None => break Some(last),
+                        Some(Ok(change)) => {
+                            last = change.revision;
+                            match change.job {
+                                Ok(job) if change.deleted => jobs.deleted(&job),
+                                Ok(job) => jobs.observe(job),
+                                Err(e) => warn!(shared.log, "skipping an undecodable job";
+                                    "error" => %e.message()),
+                            }
+                        }
+                        Some(Err(StoreError::Compacted { .. })) => break jobs.relist().await,
+                        Some(Err(e)) => {
+                            warn!(shared.log, "watching jobs"; "error" => %e);
+                            break Some(last);
+                        }
+                    }
+                }
+            }
+            Err(StoreError::Compacted { .. }) => jobs.relist().await,
+            Err(e) => {
+                warn!(shared.log, "watching jobs"; "error" => %e);
+                if jobs.pause().await {
+                    Some(after)
+                } else {
+                    None
+                }
+            }
+        };
+    }
+    // The tasks see the same stop signal; wait until their processes are gone.
+    while let Some(result) = jobs.tasks.join_next().await {
+        if let Err(e) = result {
+            error!(shared.log, "a job task failed"; "error" => %e);
+        }
+    }
+    info!(shared.log, "stopped reconciling jobs");
+}

@@ -1,0 +1,162 @@
+//! Clients in other languages, generated from `openapi/mxjob.json` by
+//! `cargo xtask clients`: a program per language (`tests/clients/`) creates
+//! the seed's job, reads it, replaces its TTL, merge-patches a label, lists
+//! by that label, provokes and recognises a 409 Conflict, and deletes it,
+//! against a server started here. Each prints one `ok: STEP ...` line per
+//! step and exits non-zero at the first answer it did not expect.
+//!
+//! The clients are not generated here: when they are missing, or were
+//! generated from another version of the document, or a program changed
+//! since it was built, these tests fail and say to run `cargo xtask
+//! clients` (which `cargo xtask test` runs too).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use mxjob_tests::TestServer;
+use tokio::process::Command;
+
+/// The steps every program prints, in order.
+const STEPS: [&str; 7] = [
+    "create", "read", "replace", "patch", "list", "conflict", "delete",
+];
+
+/// How long a program may take.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn clients_dir() -> PathBuf {
+    workspace().join("target/clients")
+}
+
+/// Fails unless `cargo xtask clients` has run to the end on the current
+/// `openapi/mxjob.json`.
+fn assert_clients_generated_from_current_spec() {
+    let source = clients_dir().join("source.json");
+    let generated_from = std::fs::read_to_string(&source).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: the generated clients are not there. Run `cargo xtask clients` \
+             (or `cargo xtask test`) first",
+            source.display()
+        )
+    });
+    let current =
+        std::fs::read_to_string(workspace().join("openapi/mxjob.json")).expect("the spec");
+    assert!(
+        generated_from == current,
+        "openapi/mxjob.json changed since the clients in target/clients were generated: \
+         run `cargo xtask clients`"
+    );
+}
+
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `artifact` (relative to `target/clients`), failing with the fix when it
+/// is missing or older than one of `sources` (relative to the workspace).
+fn built(artifact: &str, sources: &[&str]) -> PathBuf {
+    assert_clients_generated_from_current_spec();
+    let path = clients_dir().join(artifact);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask clients` (or `cargo xtask test`) first",
+        path.display()
+    );
+    for source in sources {
+        assert!(
+            modified(&workspace().join(source)) <= modified(&path),
+            "{source} changed since {artifact} was built: run `cargo xtask clients`"
+        );
+    }
+    path
+}
+
+/// A tool `cargo xtask clients` installed under `target/acceptance/`.
+fn installed(relative: &str) -> PathBuf {
+    let path = workspace().join("target/acceptance").join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask clients` (or `cargo xtask test`) first",
+        path.display()
+    );
+    path
+}
+
+/// Runs a language's program against a fresh server and checks that it
+/// succeeded and printed the steps in order.
+async fn run_program(language: &str, mut command: Command) {
+    let server = TestServer::start().await;
+    command
+        .arg(&server.url)
+        .arg(workspace().join("server/examples/replace-mxjob.json"))
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("the {language} program ran longer than {TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("the {language} program does not start: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the {language} program failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let steps: Vec<&str> = stdout
+        .lines()
+        .map(|line| {
+            line.strip_prefix("ok: ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("unexpected line from {language}: {line:?}"))
+        })
+        .collect();
+    assert_eq!(steps, STEPS, "{stdout}");
+    assert!(
+        stdout.contains("ok: conflict 409 Conflict"),
+        "the {language} program did not report the Conflict: {stdout}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_python_client_runs_the_job_lifecycle_and_recognises_a_conflict() {
+    let package = built("python/mxjob_client/__init__.py", &[]);
+    let python = installed("clients-venv/bin/python");
+    let mut command = Command::new(python);
+    command
+        .arg(workspace().join("tests/clients/python/main.py"))
+        .env(
+            "PYTHONPATH",
+            package.parent().and_then(Path::parent).expect("dir"),
+        )
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_program("python", command).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_typescript_types_with_openapi_fetch_run_the_job_lifecycle() {
+    let program = built(
+        "typescript/dist/main.js",
+        &[
+            "tests/clients/typescript/main.ts",
+            "tests/clients/typescript/tsconfig.json",
+        ],
+    );
+    let mut command = Command::new("node");
+    command.arg(program);
+    run_program("typescript", command).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_go_client_runs_the_job_lifecycle_and_recognises_a_conflict() {
+    let program = built(
+        "bin/mxjob-go-client",
+        &["tests/clients/go/main.go", "tests/clients/go/go.mod"],
+    );
+    run_program("go", Command::new(program)).await;
+}
