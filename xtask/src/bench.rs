@@ -74,6 +74,9 @@ fn start(binary: &Path, backend: &str) -> Result<Server> {
     command
         .args(["--store", backend, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--history-revisions", "1000"])
+        // Measure the API alone: the controller's own status writes would
+        // make the replaces (which reuse the create's resourceVersion) 409.
+        .arg("--controller=false")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let data = if backend == "sqlite" {

@@ -69,6 +69,10 @@ pub async fn run(
         "job" => job.metadata.name.clone().unwrap_or_default(),
     ));
     let adopted = job.status.start_time.is_some() && finished(&job.status).is_none();
+    if let Some(executor) = &shared.executor {
+        // Whatever a previous server left running of this job is not ours to manage.
+        executor.kill_orphans(&job);
+    }
     let mut worker = Worker {
         shared,
         job,
@@ -491,10 +495,6 @@ impl Worker {
 
     /// Sets up the processes of the job (none started yet).
     fn start_run(&mut self) -> Option<Run> {
-        let executor = self.shared.executor.as_ref()?;
-        if self.adopted {
-            executor.kill_orphans(&self.job);
-        }
         let ports = match Ports::allocate(&self.job) {
             Ok(ports) => ports,
             Err(error) => {
