@@ -246,8 +246,12 @@ fn resident_kib(pid: u32) -> Result<u64> {
 }
 
 pub fn bench(workspace: &Path, options: &Options, command_line: &str) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "mxjob-server"])
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--release", "-p", "mxjob-server"]);
+    if options.backends.iter().any(|b| b == "etcd") {
+        build.args(["--features", "etcd"]);
+    }
+    let status = build
         .current_dir(workspace)
         .status()?;
     if !status.success() {
