@@ -371,6 +371,7 @@ fn add_tooling_metadata(doc: &mut Value, seed: &Value) -> Result<(), String> {
     add_operation_examples(doc, seed)?;
     add_path_parameter_examples(doc)?;
     describe_document(doc)?;
+    bound_integer_formats(doc);
     type_nullable_references(doc)
 }
 
@@ -445,6 +446,9 @@ fn add_links(doc: &mut Value) -> Result<(), String> {
             });
             if target.starts_with("replace_") {
                 link["requestBody"] = json!("$response.body");
+                // Schemathesis otherwise merges the object field by field
+                // into a generated body, which is no longer the object.
+                link["x-schemathesis"] = json!({ "merge_body": false });
             }
             links.insert((*target).to_string(), link);
         }
@@ -837,4 +841,49 @@ fn drop_empty_defaults(doc: &mut Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The range of each integer `format` the schemas use.
+const INTEGER_RANGES: &[(&str, i128, i128)] = &[
+    ("int8", i8::MIN as i128, i8::MAX as i128),
+    ("uint8", 0, u8::MAX as i128),
+    ("int16", i16::MIN as i128, i16::MAX as i128),
+    ("uint16", 0, u16::MAX as i128),
+    ("int32", i32::MIN as i128, i32::MAX as i128),
+    ("uint32", 0, u32::MAX as i128),
+    ("int64", i64::MIN as i128, i64::MAX as i128),
+    ("uint64", 0, u64::MAX as i128),
+];
+
+/// An integer's `format` names its range, but JSON Schema validation (and
+/// so every tool that generates or checks values from the document) reads
+/// only `minimum` and `maximum`. The server's decoder rejects a value
+/// outside the format's range, so the document states the range wherever
+/// it does not already say something narrower.
+fn bound_integer_formats(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let range = object
+                .get("format")
+                .and_then(Value::as_str)
+                .and_then(|format| INTEGER_RANGES.iter().find(|(f, _, _)| *f == format));
+            if let (Some(Value::String(ty)), Some((_, min, max))) = (object.get("type"), range) {
+                if ty == "integer" {
+                    let (min, max) = (*min, *max);
+                    for (key, bound) in [("minimum", min), ("maximum", max)] {
+                        if !object.contains_key(key) {
+                            let number = i64::try_from(bound)
+                                .map(Value::from)
+                                .or_else(|_| u64::try_from(bound).map(Value::from))
+                                .unwrap_or(Value::Null);
+                            object.insert(key.to_string(), number);
+                        }
+                    }
+                }
+            }
+            object.values_mut().for_each(bound_integer_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integer_formats),
+        _ => {}
+    }
 }

@@ -257,27 +257,34 @@ pub fn decode_job(
             "the request body must be a JSON object describing an MXJob",
         ));
     };
+    // Both are required, as the API server requires them of a custom
+    // resource body: a client that leaves them out is talking about
+    // something else, or about nothing in particular.
     for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+        let what = if field == "kind" {
+            "kind"
+        } else {
+            "API version"
+        };
         match object.get(field) {
-            None | Some(Value::Null) => {
-                object.insert(field.to_string(), Value::from(expected));
-            }
             Some(Value::String(s)) if s == expected => {}
+            None | Some(Value::Null) => {
+                return Err(ApiError::bad_request(format!(
+                    "the body has no {field:?}: it must be {expected:?}"
+                )))
+            }
             Some(Value::String(s)) if s.is_empty() => {
-                object.insert(field.to_string(), Value::from(expected));
+                return Err(ApiError::bad_request(format!(
+                    "the body has an empty {field:?}: it must be {expected:?}"
+                )))
             }
             Some(other) => {
-                let what = if field == "kind" {
-                    "kind"
-                } else {
-                    "API version"
-                };
+                let shown = other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| other.to_string());
                 return Err(ApiError::bad_request(format!(
-                    "the {what} in the data ({}) does not match the expected {what} ({expected})",
-                    other
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| other.to_string())
+                    "the {what} in the data ({shown}) does not match the expected {what} ({expected})"
                 )));
             }
         }
@@ -307,6 +314,20 @@ pub fn decode_job(
         FieldValidation::Warn => Ok((job, messages)),
         _ => Ok((job, Vec::new())),
     }
+}
+
+/// A JSON patch without `"from": null` members, which the document allows
+/// (the member is optional) and the patch library does not.
+fn without_null_from(patch: &Value) -> Value {
+    let mut patch = patch.clone();
+    if let Some(operations) = patch.as_array_mut() {
+        for operation in operations.iter_mut().filter_map(Value::as_object_mut) {
+            if operation.get("from").is_some_and(Value::is_null) {
+                operation.remove("from");
+            }
+        }
+    }
+    patch
 }
 
 /// Removes every object member whose value is null, at any depth.
@@ -723,9 +744,9 @@ impl Registry {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"))
             }
             PatchKind::Merge => None,
-            PatchKind::Json => Some(serde_json::from_value(patch.clone()).map_err(|e| {
-                ApiError::bad_request(format!("the body is not a valid JSON patch: {e}"))
-            })?),
+            PatchKind::Json => Some(serde_json::from_value(without_null_from(&patch)).map_err(
+                |e| ApiError::bad_request(format!("the body is not a valid JSON patch: {e}")),
+            )?),
         };
         // A patch that names a resourceVersion is a precondition and is not
         // retried; one that does not applies to whatever version is newest.

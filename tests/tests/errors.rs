@@ -1341,3 +1341,57 @@ async fn replace_with_a_non_numeric_resource_version_is_a_400() {
     assert!(read(&server, "replaced").await.metadata.labels.is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_without_kind_or_api_version_is_a_400() {
+    let server = TestServer::start().await;
+    for field in ["kind", "apiVersion"] {
+        let mut job = new_job_value(NS, "no-type");
+        job.as_object_mut().map(|o| o.remove(field));
+        let response = server
+            .http
+            .post(server.collection_url(NS))
+            .json(&job)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status().as_u16(), 400, "{field}");
+        let status: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(status["reason"], "BadRequest");
+        assert!(status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(field));
+    }
+    let missing = server
+        .http
+        .get(server.object_url(NS, "no-type"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status().as_u16(), 404, "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_json_patch_operation_with_a_null_from_is_read_as_without_it() {
+    let server = TestServer::start().await;
+    server
+        .http
+        .post(server.collection_url(NS))
+        .json(&new_job_value(NS, "nullfrom"))
+        .send()
+        .await
+        .expect("create");
+    let ops = serde_json::json!([{"op": "add", "path": "/metadata/labels", "value": {"a": "b"}, "from": null}]);
+    let response = server
+        .http
+        .patch(server.object_url(NS, "nullfrom"))
+        .header("content-type", "application/json-patch+json")
+        .body(ops.to_string())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status().as_u16(), 200);
+    server.stop().await;
+}

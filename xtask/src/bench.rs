@@ -251,9 +251,7 @@ pub fn bench(workspace: &Path, options: &Options, command_line: &str) -> Result<
     if options.backends.iter().any(|b| b == "etcd") {
         build.args(["--features", "etcd"]);
     }
-    let status = build
-        .current_dir(workspace)
-        .status()?;
+    let status = build.current_dir(workspace).status()?;
     if !status.success() {
         bail!("building the release server failed");
     }

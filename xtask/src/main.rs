@@ -15,7 +15,16 @@
 //! * `cargo xtask clients` — Python, TypeScript and Go clients generated
 //!   from `openapi/mxjob.json` into `target/clients/`, checked, and the
 //!   programs in `tests/clients/` built against them (see [`clients`]).
-//! * `cargo xtask test` — `tools`, then `clients`, then the whole test suite.
+//! * `cargo xtask conformance` — schemathesis against `mxjob-server` with
+//!   `openapi/mxjob.json`: every operation, every check, and the links
+//!   between operations (see [`conformance`]).
+//! * `cargo xtask lint` — openapi-spec-validator and Redocly's lint with
+//!   `openapi/redocly.yaml` on the document (see [`lint`]).
+//! * `cargo xtask docs [--check]` — the API reference page
+//!   `target/docs/mxjob.html`, self-contained; `--check` also opens it in
+//!   headless Chromium as the server serves it at `/docs` (see [`docs`]).
+//! * `cargo xtask test` — `tools`, then `clients`, then the whole test suite,
+//!   then `conformance`, `lint` and `docs --check`.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -24,8 +33,13 @@ use anyhow::{bail, Context, Result};
 
 mod bench;
 mod clients;
+mod conformance;
+mod docs;
+mod lint;
+mod local_server;
+mod toolchain;
 
-const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|test>";
+const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test>";
 
 /// The version of the Python `kubernetes` package the acceptance tests use.
 const PYTHON_KUBERNETES: &str = "kubernetes==37.0.2";
@@ -136,9 +150,25 @@ fn tools() -> Result<()> {
 fn test() -> Result<()> {
     tools()?;
     clients::clients()?;
-    run(Command::new(env!("CARGO"))
+    let suite = run(Command::new(env!("CARGO"))
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-        .current_dir(workspace()))
+        .current_dir(workspace()));
+    // The contract tests, the document's lint and the page test run even
+    // when the suite failed, so that one run reports every failure.
+    let steps: [(&str, Result<()>); 4] = [
+        ("cargo nextest run", suite),
+        ("cargo xtask conformance", conformance::conformance()),
+        ("cargo xtask lint", lint::lint()),
+        ("cargo xtask docs --check", docs::docs(true)),
+    ];
+    let failed: Vec<String> = steps
+        .into_iter()
+        .filter_map(|(name, result)| result.err().map(|e| format!("{name}: {e:#}")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("failed:\n  {}", failed.join("\n  "));
+    }
+    Ok(())
 }
 
 fn generated() -> Result<String> {
@@ -181,6 +211,10 @@ fn main() -> ExitCode {
         ["openapi", "check"] => check(),
         ["tools"] => tools().map(|()| true),
         ["clients"] => clients::clients().map(|()| true),
+        ["conformance"] => conformance::conformance().map(|()| true),
+        ["lint"] => lint::lint().map(|()| true),
+        ["docs"] => docs::docs(false).map(|()| true),
+        ["docs", "--check"] => docs::docs(true).map(|()| true),
         ["test"] => test().map(|()| true),
         ["bench", rest @ ..] => bench::Options::parse(rest)
             .and_then(|options| {
