@@ -289,9 +289,16 @@ pub fn decode_job(
             }
         }
     }
-    // As for custom resources in Kubernetes, a null is the same as an
-    // absent field (generated clients send nulls for every unset field).
-    prune_nulls(&mut value);
+    // The document declares each role of `spec.mxReplicaSpecs` nullable
+    // (they are optional, one property each), and generated clients send
+    // null for the roles a job does not use: null reads as absent there.
+    // Elsewhere a null is what the schema says it is.
+    if let Some(roles) = value
+        .pointer_mut("/spec/mxReplicaSpecs")
+        .and_then(Value::as_object_mut)
+    {
+        roles.retain(|_, role| !role.is_null());
+    }
     let mut unknown = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
     let ignoring = serde_ignored::Deserializer::new(&value, &mut record);
@@ -328,18 +335,6 @@ fn without_null_from(patch: &Value) -> Value {
         }
     }
     patch
-}
-
-/// Removes every object member whose value is null, at any depth.
-fn prune_nulls(value: &mut Value) {
-    match value {
-        Value::Object(object) => {
-            object.retain(|_, v| !v.is_null());
-            object.values_mut().for_each(prune_nulls);
-        }
-        Value::Array(items) => items.iter_mut().for_each(prune_nulls),
-        _ => {}
-    }
 }
 
 /// A stored object and the key-value it came from.
@@ -771,9 +766,12 @@ impl Registry {
             let stored = self.load(namespace, name).await?;
             let mut document = serde_json::to_value(&stored.job)
                 .map_err(|e| ApiError::internal(format!("encoding object: {e}")))?;
+            // `document` is a fresh copy that is dropped when the patch
+            // fails, so no undo is needed — and json-patch's own undo can
+            // panic on some operation sequences.
             match &operations {
                 None => json_patch::merge(&mut document, &patch),
-                Some(ops) => json_patch::patch(&mut document, &ops.0).map_err(|e| {
+                Some(ops) => json_patch::patch_unsafe(&mut document, &ops.0).map_err(|e| {
                     ApiError::invalid_patch(
                         name,
                         format!("the JSON patch could not be applied: {e}"),
