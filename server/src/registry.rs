@@ -293,6 +293,7 @@ pub fn decode_job(
     // (they are optional, one property each), and generated clients send
     // null for the roles a job does not use: null reads as absent there.
     // Elsewhere a null is what the schema says it is.
+    require_objects(&value)?;
     if let Some(roles) = value
         .pointer_mut("/spec/mxReplicaSpecs")
         .and_then(Value::as_object_mut)
@@ -335,6 +336,29 @@ fn without_null_from(patch: &Value) -> Value {
         }
     }
     patch
+}
+
+/// serde reads a JSON array as a struct whose fields are all optional
+/// (`JobStatus`, `ReplicaStatus`); the schema says these are objects, so
+/// anything else there is refused before decoding.
+fn require_objects(value: &Value) -> Result<(), ApiError> {
+    let not_object = |path: &str| {
+        ApiError::bad_request(format!(
+            "the body is not a valid MXJob: {path}: must be an object"
+        ))
+    };
+    if value.get("status").is_some_and(|s| !s.is_object()) {
+        return Err(not_object("status"));
+    }
+    if let Some(counts) = value.pointer("/status/mxReplicaStatuses") {
+        let counts = counts
+            .as_object()
+            .ok_or_else(|| not_object("status.mxReplicaStatuses"))?;
+        if let Some((role, _)) = counts.iter().find(|(_, c)| !c.is_object()) {
+            return Err(not_object(&format!("status.mxReplicaStatuses.{role}")));
+        }
+    }
+    Ok(())
 }
 
 /// A stored object and the key-value it came from.

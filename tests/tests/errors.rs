@@ -1395,3 +1395,32 @@ async fn a_json_patch_operation_with_a_null_from_is_read_as_without_it() {
     assert_eq!(response.status().as_u16(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn arrays_where_the_status_has_objects_are_a_400() {
+    let server = TestServer::start().await;
+    for status in [
+        serde_json::json!([]),
+        serde_json::json!({"mxReplicaStatuses": {"Worker": [1, 2]}}),
+    ] {
+        let mut job = new_job_value(NS, "arrays");
+        job["status"] = status.clone();
+        let response = server
+            .http
+            .post(server.collection_url(NS))
+            .json(&job)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status().as_u16(), 400, "{status}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("must be an object"),
+            "{body}"
+        );
+    }
+    server.stop().await;
+}
