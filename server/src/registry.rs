@@ -487,6 +487,12 @@ impl Registry {
         metadata.managed_fields = None;
         metadata.deletion_timestamp = None;
         metadata.deletion_grace_period_seconds = None;
+        // The status a client sends is dropped, but it must still be a
+        // status the schema allows.
+        let status_errors = validation::validate_status(&job.status);
+        if !status_errors.is_empty() {
+            return Err(ApiError::invalid(&name, &status_errors));
+        }
         job.status = Default::default();
 
         errors.extend(validation::validate_object(&job));
@@ -885,6 +891,12 @@ impl Registry {
         new_meta.managed_fields = old_meta.managed_fields.clone();
         new_meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
         new_meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
+        // The status in the body is replaced by the stored one, but it
+        // must still be a status the schema allows.
+        let status_errors = validation::validate_status(&job.status);
+        if !status_errors.is_empty() {
+            return Err(ApiError::invalid(&name, &status_errors));
+        }
         job.status = old.status.clone();
 
         let errors = validation::validate_update(&job, &old);
