@@ -16,8 +16,9 @@
 //!   that does not parse), with `typescript` and `@types/node`: `npm ci` in
 //!   `clients-node` from the manifest and lockfile in
 //!   `tests/clients/typescript/tools/`.
-//! * Debian's Go (`golang-go`, installed when missing) compiles the Go
-//!   client offline: the generated code uses only the standard library.
+//! * Go (the machine's, or Debian's `golang-go` when there is none) compiles
+//!   the Go client offline: the generated code uses only the standard
+//!   library.
 //!
 //! What lands in `target/clients/`:
 //!
@@ -42,7 +43,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{run, spec_path, workspace};
+use crate::{run, spec_path, system, workspace};
 
 /// The workspace, without the `xtask/..` that [`workspace`] has.
 fn root() -> PathBuf {
@@ -291,8 +292,7 @@ impl Tools {
     fn install() -> Result<Tools> {
         let dir = tools_dir();
         std::fs::create_dir_all(&dir)?;
-        require_debian_package("java", "-version", "openjdk-17-jre-headless")?;
-        require_debian_package("go", "version", "golang-go")?;
+        system::ensure(&["openjdk-17-jre-headless", "golang-go"])?;
 
         let venv = dir.join("clients-venv");
         let python = venv.join("bin/python");
@@ -381,26 +381,6 @@ fn capture_plain(command: &mut Command) -> Result<String> {
         bail!("{command:?} failed with {}", output.status);
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Installs a Debian package when `program` is not on the PATH.
-fn require_debian_package(program: &str, version_arg: &str, package: &str) -> Result<()> {
-    let present = Command::new(program)
-        .arg(version_arg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    println!("{program} is missing: installing Debian's {package}");
-    let install = || run(Command::new("apt-get").args(["install", "-y", "-qq", package]));
-    if install().is_err() {
-        run(Command::new("apt-get").arg("update"))?;
-        install()?;
-    }
-    Ok(())
 }
 
 /// Empties (or makes) a directory the generator writes into.

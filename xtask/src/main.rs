@@ -5,13 +5,13 @@
 //!   from the dropshot API trait. `generate` rewrites the file; `check`
 //!   fails with a diff when the file and the code disagree, so a change to
 //!   the API always shows up as a diff of the file.
-//! * `cargo xtask tools` — installs the real clients the acceptance tests
-//!   drive, under `target/acceptance/`: Debian's kubectl (unpacked from the
-//!   `kubernetes-client` package, so it cannot clash with another kubectl)
-//!   and the Python `kubernetes` package in a virtualenv; and, with
-//!   apt-get when missing, Debian's `etcd-server` (the etcd the tests start)
-//!   and `protobuf-compiler` (`protoc`, which building the etcd backend
-//!   needs).
+//! * `cargo xtask tools` — installs what the build and the tests need: the
+//!   Debian packages of [`system::PACKAGES`] when missing (protoc with its
+//!   include files, etcd, Chromium, Go, Java), and, under
+//!   `target/acceptance/`, the real clients the acceptance tests drive:
+//!   Debian's kubectl (unpacked from the `kubernetes-client` package, so it
+//!   cannot clash with another kubectl) and the Python `kubernetes` package
+//!   in a virtualenv.
 //! * `cargo xtask clients` — Python, TypeScript and Go clients generated
 //!   from `openapi/mxjob.json` into `target/clients/`, checked, and the
 //!   programs in `tests/clients/` built against them (see [`clients`]).
@@ -37,6 +37,7 @@ mod conformance;
 mod docs;
 mod lint;
 mod local_server;
+mod system;
 mod toolchain;
 
 const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test>";
@@ -63,43 +64,9 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the build and the tests need, with how to tell each is
-/// there: `protoc` compiles etcd's protocol for the `etcd` feature (CI
-/// installs it before the first build, see `.ci/run`), and `etcd` is the
-/// server the etcd conformance and replica tests start.
-const DEBIAN_PACKAGES: [(&str, &str); 2] = [
-    ("protobuf-compiler", "/usr/bin/protoc"),
-    ("etcd-server", "/usr/bin/etcd"),
-];
-
-/// Installs the missing [`DEBIAN_PACKAGES`] with apt-get, refreshing the
-/// package lists once if the first try fails.
-fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .filter(|(_, file)| !std::path::Path::new(file).exists())
-        .map(|(package, _)| *package)
-        .collect();
-    if !missing.is_empty() {
-        let install = || {
-            run(Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(&missing))
-        };
-        if install().is_err() {
-            run(Command::new("apt-get").arg("update"))?;
-            install()?;
-        }
-    }
-    for (package, file) in DEBIAN_PACKAGES {
-        println!("{package}: {file}");
-    }
-    Ok(())
-}
-
 fn tools() -> Result<()> {
-    debian_packages()?;
+    system::packages()?;
+    nextest()?;
     let dir = workspace().join("target/acceptance");
     std::fs::create_dir_all(dir.join("bin"))?;
 
@@ -144,6 +111,31 @@ fn tools() -> Result<()> {
         run(Command::new(&python).args(["-m", "pip", "install", "--quiet", PYTHON_KUBERNETES]))?;
     }
     println!("python: {}", python.display());
+    Ok(())
+}
+
+/// The version of cargo-nextest installed when there is none.
+const NEXTEST: &str = "0.9.151";
+
+/// cargo-nextest, which runs the suite: installed with `cargo install
+/// --locked` (into `~/.cargo/bin`) when `cargo nextest` is not there.
+fn nextest() -> Result<()> {
+    let present = Command::new(env!("CARGO"))
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        println!("cargo nextest is missing: installing cargo-nextest {NEXTEST}");
+        run(Command::new(env!("CARGO")).args([
+            "install",
+            "cargo-nextest",
+            "--locked",
+            "--version",
+            NEXTEST,
+        ]))?;
+    }
     Ok(())
 }
 

@@ -9,8 +9,8 @@
 //!   so the version pin fixes everything it runs. It needs Node.js 20.19 or
 //!   newer, which the machine image has; a missing or older node is an
 //!   error that says so, since Debian's own nodejs is too old;
-//! * Debian's `chromium`, installed with apt-get when missing (CI starts
-//!   from a fresh machine, as root), for the page test of `docs --check`.
+//! * Debian's `chromium`, installed when missing (see [`crate::system`]),
+//!   for the page test of `docs --check`.
 //!
 //! Each function installs only when the pinned version is not there yet,
 //! so a second run starts at once. Nothing is downloaded but packages from
@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{run, workspace};
+use crate::{run, system, workspace};
 
 /// The Python packages, as `(name, version)`.
 pub const PYTHON_PACKAGES: [(&str, &str); 2] = [
@@ -160,27 +160,8 @@ fn require_node() -> Result<()> {
     Ok(())
 }
 
-/// Debian's chromium, installed with apt-get when missing (the package lists
-/// are refreshed once if the first try fails); returns its path.
+/// Debian's chromium, installed when missing; returns its path.
 pub fn chromium() -> Result<PathBuf> {
-    let program = PathBuf::from("/usr/bin/chromium");
-    if !program.exists() {
-        let install = || {
-            run(Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y", "chromium"]))
-        };
-        if install().is_err() {
-            run(Command::new("apt-get").arg("update"))?;
-            install()?;
-        }
-    }
-    if !program.exists() {
-        bail!(
-            "apt-get installed chromium but {} is missing",
-            program.display()
-        );
-    }
-    println!("chromium: {}", program.display());
-    Ok(program)
+    system::ensure(&["chromium"])?;
+    Ok(PathBuf::from("/usr/bin/chromium"))
 }
