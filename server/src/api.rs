@@ -20,9 +20,9 @@
 //! * Replace never creates (custom resources do not create on PUT), so it
 //!   documents one success code, 200.
 
-use dropshot::{Path, Query, RequestContext};
+use dropshot::{Path, RequestContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    APIGroup, APIGroupList, APIResourceList, APIVersions,
+    APIGroup, APIGroupList, APIResourceList, APIVersions, DeleteOptions,
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 use schemars::JsonSchema;
@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::controller::logs::TextResponse;
 use crate::model::{string_enum, MXJob, MXJobList, ReplicaType};
 use crate::status::{ApiError, Status};
-use crate::wire::{Created201, JsonBody, ListResponse, Reply, WatchResponse};
+use crate::wire::{
+    Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply, WatchResponse,
+};
 
 /// The collection of MXJobs in one namespace.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -305,7 +307,7 @@ pub trait MxjobApi {
     async fn create_mxjob(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob, Created201>, ApiError>;
 
@@ -321,7 +323,7 @@ pub trait MxjobApi {
     async fn read_mxjob(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<ReadQuery>,
+        query: QueryString<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
     /// List or watch MXJobs
@@ -340,7 +342,7 @@ pub trait MxjobApi {
     async fn list_mxjobs(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
-        query: Query<ListQuery>,
+        query: QueryString<ListQuery>,
     ) -> Result<ListResponse, ApiError>;
 
     /// Watch MXJobs
@@ -361,7 +363,7 @@ pub trait MxjobApi {
     async fn watch_mxjobs(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
-        query: Query<ListQuery>,
+        query: QueryString<ListQuery>,
     ) -> Result<WatchResponse, ApiError>;
 
     /// Replace an MXJob
@@ -383,7 +385,7 @@ pub trait MxjobApi {
     async fn replace_mxjob(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
@@ -403,7 +405,7 @@ pub trait MxjobApi {
     async fn patch_mxjob(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
@@ -411,6 +413,12 @@ pub trait MxjobApi {
     ///
     /// Deletes the MXJob at once and answers a `Status` with
     /// `status: Success` and the deleted object's name, group, kind and uid.
+    /// The options come from the query, from an optional `DeleteOptions`
+    /// body (what kubectl and client-go send), or from both when they
+    /// agree: `dryRun`, `preconditions` (a uid or resourceVersion that no
+    /// longer matches is 409 `Conflict` and deletes nothing),
+    /// `gracePeriodSeconds` for stopping the job's replicas, and
+    /// `propagationPolicy` (`Orphan` leaves them running).
     #[endpoint {
         method = DELETE,
         path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}",
@@ -419,13 +427,15 @@ pub trait MxjobApi {
     async fn delete_mxjob(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<DeleteQuery>,
+        query: QueryString<DeleteQuery>,
+        body: OptionalJsonBody<DeleteOptions>,
     ) -> Result<Reply<Status>, ApiError>;
 
     /// Delete a collection of MXJobs
     ///
     /// Deletes every MXJob of the namespace that matches the selectors and
-    /// answers an `MXJobList` of what was deleted.
+    /// answers an `MXJobList` of what was deleted. Takes the delete options
+    /// as delete does, applied to each object.
     #[endpoint {
         method = DELETE,
         path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs",
@@ -434,7 +444,8 @@ pub trait MxjobApi {
     async fn delete_mxjob_collection(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
-        query: Query<DeleteCollectionQuery>,
+        query: QueryString<DeleteCollectionQuery>,
+        body: OptionalJsonBody<DeleteOptions>,
     ) -> Result<Reply<MXJobList>, ApiError>;
 
     /// Read the status of an MXJob
@@ -449,7 +460,7 @@ pub trait MxjobApi {
     async fn read_mxjob_status(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<ReadQuery>,
+        query: QueryString<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
     /// Replace the status of an MXJob
@@ -466,7 +477,7 @@ pub trait MxjobApi {
     async fn replace_mxjob_status(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
@@ -482,7 +493,7 @@ pub trait MxjobApi {
     async fn patch_mxjob_status(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
@@ -502,7 +513,7 @@ pub trait MxjobApi {
     async fn read_mxjob_log(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: Query<LogQuery>,
+        query: QueryString<LogQuery>,
     ) -> Result<TextResponse, ApiError>;
 
     /// List the core API versions

@@ -13,6 +13,8 @@
 //! * [`pagination`] — continue tokens of paged lists.
 //! * [`table`] — `meta.k8s.io Table` output for kubectl.
 //! * [`discovery`] — the documents clients read first (`/apis`, `/version`).
+//! * [`edge`] — the checks every request passes first (Host, Origin).
+//! * [`fallback`] — 405 answers as a `Status`.
 //! * [`store`] — revisioned key-value storage backends.
 //! * [`status`] — `v1 Status`, the body of every error.
 //! * [`wire`] — request body and response encoding.
@@ -24,6 +26,8 @@ pub mod api;
 pub mod auth;
 pub mod controller;
 pub mod discovery;
+pub mod edge;
+pub mod fallback;
 pub mod model;
 pub mod openapi;
 pub mod openapi_v2;

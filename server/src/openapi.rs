@@ -8,7 +8,9 @@
 //! * the error codes each operation can really return, each answered with
 //!   the `Status` schema (dropshot only knows "some 4xx, some 5xx"; the
 //!   `5XX` range stays for internal errors);
-//! * the seed's body as the example of the replace request and response.
+//! * the seed's body as the example of the replace request and response;
+//! * that the `DeleteOptions` body of the deletes is optional (dropshot
+//!   marks every body required).
 //!
 //! Patch declares only `application/json`: one media type per request body
 //! is what the generated clients (progenitor among them) accept. The server
@@ -120,15 +122,21 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
     (
         "delete_mxjob",
         &[
-            (400, "BadRequest: a query parameter is malformed"),
+            (400, "BadRequest: a query parameter is malformed, the body is not DeleteOptions, or the body and the query disagree"),
             (404, "NotFound: no MXJob with this name"),
+            (409, "Conflict: a precondition (uid or resourceVersion) does not match"),
+            (413, "RequestEntityTooLarge: the body is over 3 MiB"),
+            (415, "UnsupportedMediaType: the body is not application/json"),
             (422, "Invalid: the delete options are invalid"),
         ],
     ),
     (
         "delete_mxjob_collection",
         &[
-            (400, "BadRequest: a query parameter or selector is malformed"),
+            (400, "BadRequest: a query parameter or selector is malformed, the body is not DeleteOptions, or the body and the query disagree"),
+            (409, "Conflict: a precondition (uid or resourceVersion) does not match a selected MXJob"),
+            (413, "RequestEntityTooLarge: the body is over 3 MiB"),
+            (415, "UnsupportedMediaType: the body is not application/json"),
             (422, "Invalid: the delete options are invalid"),
         ],
     ),
@@ -226,8 +234,25 @@ pub fn document() -> Result<Value, String> {
     drop_empty_defaults(&mut doc)?;
     mark_watch_stream(&mut doc)?;
     mark_plain_text(&mut doc)?;
+    mark_optional_bodies(&mut doc)?;
     add_tooling_metadata(&mut doc, &example)?;
     Ok(doc)
+}
+
+/// Operations whose request body may be left out.
+const OPTIONAL_BODIES: &[&str] = &["delete_mxjob", "delete_mxjob_collection"];
+
+fn mark_optional_bodies(doc: &mut Value) -> Result<(), String> {
+    for (id, operation) in operations(doc)? {
+        if OPTIONAL_BODIES.contains(&id.as_str()) {
+            let body = operation
+                .pointer_mut("/requestBody")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| format!("operation {id} has no request body"))?;
+            body.insert("required".to_string(), Value::Bool(false));
+        }
+    }
+    Ok(())
 }
 
 /// The document as the bytes of `openapi/mxjob.json`.

@@ -40,6 +40,11 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, FieldError, Status};
 use crate::store::{Event, KeyValue, ListOptions, Revision, Store, StoreError};
 use crate::validation;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+
+/// The finalizer that tells the job controller to leave a deleted job's
+/// replicas running (Kubernetes' `orphan` finalizer).
+pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// How often a patch or delete is retried when another write got in first.
 const MAX_RETRIES: usize = 8;
@@ -125,45 +130,231 @@ impl WriteOptions {
     }
 }
 
-/// Validated delete options.
-#[derive(Clone, Debug)]
-pub struct DeleteOptions {
-    pub dry_run: bool,
+/// How a delete treats the replicas of the jobs it deletes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// Stop them after the job is gone (the default for custom resources).
+    #[default]
+    Background,
+    /// Stop them; the job goes at once, as it owns no API objects to wait for.
+    Foreground,
+    /// Leave them running.
+    Orphan,
 }
 
-impl TryFrom<&DeleteQuery> for DeleteOptions {
-    type Error = ApiError;
+/// Validated delete options: the query's and the body's `DeleteOptions`
+/// together.
+///
+/// The Kubernetes API server reads `DeleteOptions` from the body when there
+/// is one and from the query otherwise, ignoring the query when both are
+/// sent. Here both count, and a field they give different values is 400:
+/// a `dryRun` in a query that a body made the server ignore would delete
+/// what the client meant only to try.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    /// `preconditions.uid`: the object must still have this uid.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`: the object must still be at this version.
+    pub resource_version: Option<String>,
+    /// How long the replicas get to stop; `None` is the executor's default.
+    pub grace_period_seconds: Option<i64>,
+    pub propagation: Propagation,
+}
 
-    fn try_from(query: &DeleteQuery) -> Result<Self, ApiError> {
-        let dry_run = dry_run(query.dry_run.as_ref(), "DeleteOptions")?;
+/// The `apiVersion`s a `DeleteOptions` body may name, as in Kubernetes:
+/// `meta.k8s.io/v1`, the legacy `v1`, and the resource's own group version.
+const DELETE_OPTIONS_VERSIONS: [&str; 3] = ["meta.k8s.io/v1", "v1", API_VERSION];
+
+impl DeleteOptions {
+    /// The options of a delete from its query and its body (empty when none
+    /// was sent). A body must be JSON (415), decode as `DeleteOptions`
+    /// (400) and agree with the query (400); the result is validated as
+    /// Kubernetes validates `DeleteOptions` (422).
+    pub fn from_request(
+        query: &DeleteQuery,
+        body: &[u8],
+        media_type: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let from_query = meta::DeleteOptions {
+            dry_run: query.dry_run.as_ref().map(|d| vec![d.as_str().to_string()]),
+            grace_period_seconds: query.grace_period_seconds,
+            orphan_dependents: query.orphan_dependents.map(|o| o.0),
+            propagation_policy: query
+                .propagation_policy
+                .as_ref()
+                .map(|p| p.as_str().to_string()),
+            ..Default::default()
+        };
+        let options = if body.iter().all(u8::is_ascii_whitespace) {
+            from_query
+        } else {
+            require_json_body(media_type)?;
+            merge_delete_options(decode_delete_options(body)?, from_query)?
+        };
+        Self::validate(options)
+    }
+
+    /// Kubernetes' `ValidateDeleteOptions`, plus a grace period that is
+    /// not negative.
+    fn validate(options: meta::DeleteOptions) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
-        if let Some(grace) = query.grace_period_seconds {
-            if grace < 0 {
-                errors.push(FieldError::invalid(
-                    "gracePeriodSeconds",
-                    grace,
-                    "must be greater than or equal to 0",
-                ));
+        let dry_run = match options.dry_run.as_deref() {
+            None | Some([]) => false,
+            Some(values) => {
+                for value in values.iter().filter(|v| *v != "All") {
+                    errors.push(FieldError::not_supported(
+                        "dryRun",
+                        value,
+                        DryRun::SUPPORTED,
+                    ));
+                }
+                true
             }
+        };
+        if let Some(grace) = options.grace_period_seconds.filter(|g| *g < 0) {
+            errors.push(FieldError::invalid(
+                "gracePeriodSeconds",
+                grace,
+                "must be greater than or equal to 0",
+            ));
         }
-        match &query.propagation_policy {
-            Some(PropagationPolicy::Unsupported(other)) => errors.push(FieldError::not_supported(
+        let mut propagation = match options.orphan_dependents {
+            Some(true) => Propagation::Orphan,
+            _ => Propagation::Background,
+        };
+        match options.propagation_policy.as_deref() {
+            None => {}
+            Some(policy) if options.orphan_dependents.is_some() => {
+                errors.push(FieldError::invalid(
+                    "propagationPolicy",
+                    policy,
+                    "orphanDependents and deletionPropagation cannot be both set",
+                ))
+            }
+            Some("Orphan") => propagation = Propagation::Orphan,
+            Some("Background") => propagation = Propagation::Background,
+            Some("Foreground") => propagation = Propagation::Foreground,
+            Some(other) => errors.push(FieldError::not_supported(
                 "propagationPolicy",
                 other,
                 PropagationPolicy::SUPPORTED,
             )),
-            Some(policy) if query.orphan_dependents.is_some() => errors.push(FieldError::invalid(
-                "propagationPolicy",
-                policy.as_str(),
-                "orphanDependents and propagationPolicy cannot both be set",
-            )),
-            _ => {}
         }
         if !errors.is_empty() {
             return Err(ApiError::invalid_options("DeleteOptions", &errors));
         }
-        Ok(DeleteOptions { dry_run })
+        let preconditions = options.preconditions.unwrap_or_default();
+        Ok(DeleteOptions {
+            dry_run,
+            uid: preconditions.uid.filter(|u| !u.is_empty()),
+            resource_version: preconditions.resource_version.filter(|v| !v.is_empty()),
+            grace_period_seconds: options.grace_period_seconds,
+            propagation,
+        })
     }
+
+    /// Whether the delete must first record how it deletes (see
+    /// [`Registry::delete`]).
+    fn records_deletion(&self) -> bool {
+        self.propagation == Propagation::Orphan || self.grace_period_seconds.is_some()
+    }
+
+    /// 409 unless `job` meets the preconditions.
+    fn check_preconditions(&self, job: &MXJob) -> Result<(), ApiError> {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        if let Some(uid) = &self.uid {
+            let current = job.metadata.uid.as_deref().unwrap_or_default();
+            if uid != current {
+                return Err(ApiError::conflict(
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {current}"
+                    ),
+                ));
+            }
+        }
+        if let Some(version) = &self.resource_version {
+            let current = job.metadata.resource_version.as_deref().unwrap_or_default();
+            if version != current {
+                return Err(ApiError::conflict(
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {version}, \
+                         ResourceVersion in object meta: {current}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `DeleteOptions` body: JSON of that kind (400 otherwise). Unknown
+/// fields are dropped, as Kubernetes decodes options leniently.
+fn decode_delete_options(body: &[u8]) -> Result<meta::DeleteOptions, ApiError> {
+    let bad = |why: String| {
+        ApiError::bad_request(format!("the body is not a valid DeleteOptions: {why}"))
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let options: meta::DeleteOptions = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| bad(format!("{}: {}", e.path(), e.inner())))?;
+    deserializer.end().map_err(|e| bad(e.to_string()))?;
+    if let Some(kind) = options.kind.as_deref().filter(|k| !k.is_empty()) {
+        if kind != "DeleteOptions" {
+            return Err(ApiError::bad_request(format!(
+                "decoded object cannot be converted to DeleteOptions (kind {kind:?})"
+            )));
+        }
+    }
+    if let Some(version) = options.api_version.as_deref().filter(|v| !v.is_empty()) {
+        if !DELETE_OPTIONS_VERSIONS.contains(&version) {
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions in apiVersion {version:?} are not understood: use one of {}",
+                DELETE_OPTIONS_VERSIONS.join(", ")
+            )));
+        }
+    }
+    Ok(options)
+}
+
+/// The body's options with the query's added; 400 where they disagree.
+fn merge_delete_options(
+    body: meta::DeleteOptions,
+    query: meta::DeleteOptions,
+) -> Result<meta::DeleteOptions, ApiError> {
+    fn pick<T: PartialEq + std::fmt::Debug>(
+        field: &str,
+        body: Option<T>,
+        query: Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        match (body, query) {
+            (Some(b), Some(q)) if b != q => Err(ApiError::bad_request(format!(
+                "the body's DeleteOptions and the query disagree on {field} ({b:?} and {q:?})"
+            ))),
+            (Some(b), _) => Ok(Some(b)),
+            (None, q) => Ok(q),
+        }
+    }
+    Ok(meta::DeleteOptions {
+        dry_run: pick("dryRun", body.dry_run, query.dry_run)?,
+        grace_period_seconds: pick(
+            "gracePeriodSeconds",
+            body.grace_period_seconds,
+            query.grace_period_seconds,
+        )?,
+        orphan_dependents: pick(
+            "orphanDependents",
+            body.orphan_dependents,
+            query.orphan_dependents,
+        )?,
+        propagation_policy: pick(
+            "propagationPolicy",
+            body.propagation_policy,
+            query.propagation_policy,
+        )?,
+        ..body
+    })
 }
 
 fn dry_run(value: Option<&DryRun>, options: &str) -> Result<bool, ApiError> {
@@ -209,12 +400,16 @@ fn patch_kind(media_type: Option<&str>, patch: &Value) -> Result<PatchKind, ApiE
     }
 }
 
+/// A body must be JSON: any other media type, or none (the extractor
+/// leaves it unset only for a browser's request, see
+/// [`JsonBody`](crate::wire::JsonBody)), is 415.
 fn require_json_body(media_type: Option<&str>) -> Result<(), ApiError> {
     match media_type {
-        None | Some("application/json") => Ok(()),
-        Some(other) => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media \
-             types include: application/json"
+        Some("application/json") => Ok(()),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({}) - accepted media \
+             types include: application/json",
+            other.unwrap_or("no Content-Type")
         ))),
     }
 }
@@ -933,6 +1128,14 @@ impl Registry {
     }
 
     /// Deletes one MXJob.
+    ///
+    /// A delete that says how the job's replicas go (`Orphan`, or a grace
+    /// period) first records it on the object — `deletionTimestamp`,
+    /// `deletionGracePeriodSeconds` and the `orphan` finalizer, the fields
+    /// Kubernetes uses for the same purpose — and then deletes that
+    /// version, so the job controller, wherever it runs, reads the choice
+    /// from the object's last state. Watchers see the MODIFIED event
+    /// before the DELETED one, as for a graceful deletion in Kubernetes.
     pub async fn delete(
         &self,
         namespace: &str,
@@ -942,24 +1145,56 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let stored = self.load(namespace, name).await?;
-            let uid = stored.job.metadata.uid.clone();
+            let Stored { job, kv } = self.load(namespace, name).await?;
+            options.check_preconditions(&job)?;
+            let uid = job.metadata.uid.clone();
             if options.dry_run {
                 return Ok(Status::deleted(name, uid));
             }
-            match self
-                .store
-                .delete(&stored.kv.key, stored.kv.mod_revision)
-                .await
-            {
-                Ok(_) => return Ok(Status::deleted(name, uid)),
-                Err(StoreError::Conflict { .. }) if attempt < MAX_RETRIES => continue,
+            match self.delete_version(&kv.key, job, options).await {
+                Ok(()) => return Ok(Status::deleted(name, uid)),
+                // A resourceVersion precondition pins the version: no retry.
+                Err(StoreError::Conflict { .. })
+                    if options.resource_version.is_none() && attempt < MAX_RETRIES =>
+                {
+                    continue
+                }
                 Err(e) => return Err(store_error(e, name)),
             }
         }
     }
 
-    /// Deletes every MXJob of a namespace; returns what was deleted.
+    /// Deletes `job` (as read, with its resourceVersion) under `key`,
+    /// recording the deletion first when `options` ask for it.
+    async fn delete_version(
+        &self,
+        key: &str,
+        mut job: MXJob,
+        options: &DeleteOptions,
+    ) -> Result<(), StoreError> {
+        let mut revision = job
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse::<Revision>().ok())
+            .unwrap_or_default();
+        if options.records_deletion() {
+            let metadata = &mut job.metadata;
+            metadata.deletion_timestamp = Some(Time(Utc::now().trunc_subsecs(0)));
+            metadata.deletion_grace_period_seconds = options.grace_period_seconds;
+            if options.propagation == Propagation::Orphan {
+                metadata.finalizers = Some(vec![ORPHAN_FINALIZER.to_string()]);
+            }
+            let value = Self::encode_for_store(&job)
+                .map_err(|e| StoreError::Backend(e.message().to_string()))?;
+            revision = self.store.update(key, revision, value).await?.mod_revision;
+        }
+        self.store.delete(key, revision).await.map(|_| ())
+    }
+
+    /// Deletes every MXJob of a namespace that `params` select; returns
+    /// what was deleted. Preconditions are checked on every selected job
+    /// before any is deleted.
     pub async fn delete_collection(
         &self,
         namespace: &str,
@@ -967,6 +1202,9 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<MXJobList, ApiError> {
         let listed = self.list(namespace, params).await?;
+        for job in &listed.items {
+            options.check_preconditions(job)?;
+        }
         let mut deleted = Vec::with_capacity(listed.items.len());
         for job in listed.items {
             let name = job.metadata.name.clone().unwrap_or_default();
@@ -996,26 +1234,22 @@ impl Registry {
         if options.dry_run {
             return Ok(Some(job));
         }
+        let key = object_key(namespace, name);
         let mut current = job;
         for _ in 0..MAX_RETRIES {
-            let revision = current
-                .metadata
-                .resource_version
-                .as_deref()
-                .and_then(|rv| rv.parse::<Revision>().ok())
-                .unwrap_or_default();
-            match self
-                .store
-                .delete(&object_key(namespace, name), revision)
-                .await
-            {
-                Ok(_) => return Ok(Some(current)),
+            match self.delete_version(&key, current.clone(), options).await {
+                Ok(()) => return Ok(Some(current)),
                 Err(StoreError::NotFound) => return Ok(None),
-                Err(StoreError::Conflict { .. }) => match self.load(namespace, name).await {
-                    Ok(stored) => current = stored.job,
-                    Err(e) if e.reason() == "NotFound" => return Ok(None),
-                    Err(e) => return Err(e),
-                },
+                Err(StoreError::Conflict { .. }) if options.resource_version.is_none() => {
+                    match self.load(namespace, name).await {
+                        Ok(stored) => {
+                            options.check_preconditions(&stored.job)?;
+                            current = stored.job;
+                        }
+                        Err(e) if e.reason() == "NotFound" => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
                 Err(e) => return Err(store_error(e, name)),
             }
         }

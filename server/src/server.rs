@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dropshot::{
-    ApiDescription, ConfigDropshot, ConfigTls, HandlerTaskMode, HttpServer, Path, Query,
-    RequestContext, ServerBuilder,
+    ApiDescription, ConfigDropshot, ConfigTls, HandlerTaskMode, HttpServer, Path, RequestContext,
+    ServerBuilder,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    APIGroup, APIGroupList, APIResourceList, APIVersions,
+    APIGroup, APIGroupList, APIResourceList, APIVersions, DeleteOptions,
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 use slog::{info, o, Logger};
@@ -28,17 +28,17 @@ use crate::api::{
 use crate::auth::{Auth, User, Verb, WatchSlot};
 use crate::controller::logs::TextResponse;
 use crate::controller::{Controller, ControllerSettings};
+use crate::edge::Gate;
 use crate::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
 use crate::registry::{
-    is_pretty, DeleteOptions, ListParams, Part, Registry, Selection, WatchParams, WriteOptions,
-    Written,
+    is_pretty, ListParams, Part, Registry, Selection, WatchParams, WriteOptions, Written,
 };
 use crate::status::{ApiError, Status};
 use crate::wire::{
-    stream_response, Created201, JsonBody, ListResponse, Reply, WatchResponse, MAX_BODY_BYTES,
-    WATCH_CONTENT_TYPE,
+    stream_response, Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply,
+    WatchResponse, BODY_TIMEOUT, MAX_BODY_BYTES, WATCH_CONTENT_TYPE,
 };
-use crate::{discovery, openapi_v2, table};
+use crate::{discovery, openapi_v2, registry, table};
 
 /// The resource names authorization knows.
 const MXJOBS: &str = "mxjobs";
@@ -48,6 +48,10 @@ const MXJOBS_STATUS: &str = "mxjobs/status";
 pub struct ServerState {
     pub registry: Registry,
     pub auth: Auth,
+    /// The checks every request passes first.
+    pub gate: Gate,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
     /// Where audit lines go.
     pub audit: Logger,
     /// Becomes `true` when the server shuts down; open watches end then,
@@ -71,6 +75,11 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Host names anonymous callers may use beyond addresses and
+    /// loopback names (see [`Gate`]).
+    pub allowed_hosts: Vec<String>,
     /// The job controller; `None` (the default here) runs none.
     pub controller: Option<ControllerSettings>,
 }
@@ -83,12 +92,21 @@ impl Settings {
             auth: Auth::default(),
             tls: None,
             max_body_bytes: MAX_BODY_BYTES,
+            body_timeout: BODY_TIMEOUT,
+            allowed_hosts: Vec::new(),
             controller: None,
         }
     }
 }
 
-/// Authenticates the caller and checks that it may `verb` the resource.
+/// The checks every request passes first ([`Gate`]).
+fn admit(rqctx: &RequestContext<ServerState>) -> Result<(), ApiError> {
+    let request = &rqctx.request;
+    rqctx.context().gate.check(request.uri(), request.headers())
+}
+
+/// Admits and authenticates the caller and checks that it may `verb` the
+/// resource — before anything of the request beyond its headers is read.
 fn authorize(
     rqctx: &RequestContext<ServerState>,
     verb: Verb,
@@ -96,6 +114,7 @@ fn authorize(
     namespace: &str,
     name: Option<&str>,
 ) -> Result<User, ApiError> {
+    admit(rqctx)?;
     let auth = &rqctx.context().auth;
     let user = auth.authenticate(rqctx.request.headers())?;
     auth.authorize(&user, verb, resource, namespace, name)?;
@@ -144,7 +163,7 @@ where
     Fut: Future<Output = Result<T, ApiError>>,
 {
     let auth = &rqctx.context().auth;
-    let user = auth.authenticate(rqctx.request.headers());
+    let user = admit(rqctx).and_then(|()| auth.authenticate(rqctx.request.headers()));
     let result = match &user {
         Ok(user) => match auth.authorize(user, verb, resource, namespace, name) {
             Ok(()) => run().await,
@@ -186,39 +205,37 @@ impl MxjobApi for MxjobServer {
     async fn create_mxjob(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob, Created201>, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
-        let query = query.into_inner();
-        let registry = &rqctx.context().registry;
-        let written = mutate(&rqctx, Verb::Create, MXJOBS, &namespace, None, || async {
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let ns = namespace.as_str();
+        let written = mutate(&rqctx, Verb::Create, MXJOBS, ns, None, move || async move {
+            let query = query.parse()?;
+            *pretty_out = is_pretty(query.pretty.as_deref());
             let options = WriteOptions::parse(&query, "CreateOptions")?;
-            registry
-                .create(
-                    &namespace,
-                    &body.bytes,
-                    body.media_type.as_deref(),
-                    &options,
-                )
+            let media_type = body.media_type().map(str::to_string);
+            let bytes = body.read(context.body_timeout).await?;
+            context
+                .registry
+                .create(ns, &bytes, media_type.as_deref(), &options)
                 .await
         })
         .await?;
-        Ok(Reply::new(
-            written.object,
-            is_pretty(query.pretty.as_deref()),
-            written.warnings,
-        ))
+        Ok(Reply::new(written.object, pretty, written.warnings))
     }
 
     async fn read_mxjob(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<ReadQuery>,
+        query: QueryString<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
         authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
-        let pretty = is_pretty(query.into_inner().pretty.as_deref());
+        let pretty = is_pretty(query.parse()?.pretty.as_deref());
         let job = rqctx.context().registry.get(&namespace, &name).await?;
         Ok(match table::requested(rqctx.request.headers()) {
             Some(version) => Reply::other(table::for_object(&job, version), pretty),
@@ -229,15 +246,15 @@ impl MxjobApi for MxjobServer {
     async fn list_mxjobs(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
-        query: Query<ListQuery>,
+        query: QueryString<ListQuery>,
     ) -> Result<ListResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
-        let query = query.into_inner();
-        if QueryBool::of(query.watch) {
+        if is_watch(&query) {
             let response = watch(&rqctx, &namespace, &query, "application/json").await?;
             return Ok(ListResponse::Watch(response));
         }
         authorize(&rqctx, Verb::List, MXJOBS, &namespace, None)?;
+        let query = query.parse()?;
         let list = rqctx
             .context()
             .registry
@@ -255,10 +272,9 @@ impl MxjobApi for MxjobServer {
     async fn watch_mxjobs(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
-        query: Query<ListQuery>,
+        query: QueryString<ListQuery>,
     ) -> Result<WatchResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
-        let query = query.into_inner();
         Ok(WatchResponse(
             watch(&rqctx, &namespace, &query, WATCH_CONTENT_TYPE).await?,
         ))
@@ -267,7 +283,7 @@ impl MxjobApi for MxjobServer {
     async fn replace_mxjob(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob>, ApiError> {
         replace(rqctx, path, query, body, Part::Object).await
@@ -276,7 +292,7 @@ impl MxjobApi for MxjobServer {
     async fn patch_mxjob(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError> {
         patch(rqctx, path, query, body, Part::Object).await
@@ -285,46 +301,52 @@ impl MxjobApi for MxjobServer {
     async fn delete_mxjob(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<DeleteQuery>,
+        query: QueryString<DeleteQuery>,
+        body: OptionalJsonBody<DeleteOptions>,
     ) -> Result<Reply<Status>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
-        let query = query.into_inner();
-        let registry = &rqctx.context().registry;
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let (ns, object) = (namespace.as_str(), name.as_str());
         let status = mutate(
             &rqctx,
             Verb::Delete,
             MXJOBS,
-            &namespace,
-            Some(&name),
-            || async {
-                let options = DeleteOptions::try_from(&query)?;
-                registry.delete(&namespace, &name, &options).await
+            ns,
+            Some(object),
+            move || async move {
+                let query = query.parse()?;
+                *pretty_out = is_pretty(query.pretty.as_deref());
+                let options = delete_options(context, &query, body).await?;
+                context.registry.delete(ns, object, &options).await
             },
         )
         .await?;
-        Ok(Reply::new(
-            status,
-            is_pretty(query.pretty.as_deref()),
-            Vec::new(),
-        ))
+        Ok(Reply::new(status, pretty, Vec::new()))
     }
 
     async fn delete_mxjob_collection(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
-        query: Query<DeleteCollectionQuery>,
+        query: QueryString<DeleteCollectionQuery>,
+        body: OptionalJsonBody<DeleteOptions>,
     ) -> Result<Reply<MXJobList>, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
-        let query = query.into_inner();
-        let registry = &rqctx.context().registry;
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let ns = namespace.as_str();
         let list = mutate(
             &rqctx,
             Verb::DeleteCollection,
             MXJOBS,
-            &namespace,
+            ns,
             None,
-            || async {
-                let options = DeleteOptions::try_from(&query.delete_query())?;
+            move || async move {
+                let query = query.parse()?;
+                *pretty_out = is_pretty(query.pretty.as_deref());
+                let options = delete_options(context, &query.delete_query(), body).await?;
                 let params = ListParams {
                     selection: Selection::parse(
                         query.label_selector.as_deref(),
@@ -332,38 +354,32 @@ impl MxjobApi for MxjobServer {
                     )?,
                     ..Default::default()
                 };
-                registry
-                    .delete_collection(&namespace, &params, &options)
+                context
+                    .registry
+                    .delete_collection(ns, &params, &options)
                     .await
             },
         )
         .await?;
-        Ok(Reply::new(
-            list,
-            is_pretty(query.pretty.as_deref()),
-            Vec::new(),
-        ))
+        Ok(Reply::new(list, pretty, Vec::new()))
     }
 
     async fn read_mxjob_status(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<ReadQuery>,
+        query: QueryString<ReadQuery>,
     ) -> Result<Reply<MXJob>, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
         authorize(&rqctx, Verb::Get, MXJOBS_STATUS, &namespace, Some(&name))?;
+        let pretty = is_pretty(query.parse()?.pretty.as_deref());
         let job = rqctx.context().registry.get(&namespace, &name).await?;
-        Ok(Reply::new(
-            job,
-            is_pretty(query.into_inner().pretty.as_deref()),
-            Vec::new(),
-        ))
+        Ok(Reply::new(job, pretty, Vec::new()))
     }
 
     async fn replace_mxjob_status(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJob>,
     ) -> Result<Reply<MXJob>, ApiError> {
         replace(rqctx, path, query, body, Part::Status).await
@@ -372,7 +388,7 @@ impl MxjobApi for MxjobServer {
     async fn patch_mxjob_status(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<WriteQuery>,
+        query: QueryString<WriteQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError> {
         patch(rqctx, path, query, body, Part::Status).await
@@ -381,19 +397,21 @@ impl MxjobApi for MxjobServer {
     async fn read_mxjob_log(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: Query<LogQuery>,
+        query: QueryString<LogQuery>,
     ) -> Result<TextResponse, ApiError> {
         let ObjectPath { namespace, name } = path.into_inner();
         authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
+        let query = query.parse()?;
         let context = rqctx.context();
         let job = context.registry.get(&namespace, &name).await?;
         let root = context.replica_logs.as_deref();
-        crate::controller::logs::replica_log(root, &job, &query.into_inner()).await
+        crate::controller::logs::replica_log(root, &job, &query).await
     }
 
     async fn get_openapi_document(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
         let document = crate::openapi::COMMITTED_DOCUMENT.as_bytes().to_vec();
         raw_response("application/json", document)
     }
@@ -401,6 +419,7 @@ impl MxjobApi for MxjobServer {
     async fn get_openapi_v2(
         rqctx: RequestContext<ServerState>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
         let accept = rqctx.request.headers().get(http::header::ACCEPT);
         let wants_protobuf = accept
             .and_then(|v| v.to_str().ok())
@@ -418,9 +437,10 @@ impl MxjobApi for MxjobServer {
     }
 
     async fn get_namespace(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
         let NamespacePath { namespace } = path.into_inner();
         let namespace = discovery::namespace(&namespace)?;
         let bytes = serde_json::to_vec(&namespace).map_err(ApiError::internal)?;
@@ -430,6 +450,7 @@ impl MxjobApi for MxjobServer {
     async fn get_docs(
         rqctx: RequestContext<ServerState>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
         let missing = || {
             ApiError::not_found_message(
                 "the API reference page has not been built: run `cargo xtask docs` and start \
@@ -442,114 +463,146 @@ impl MxjobApi for MxjobServer {
     }
 
     async fn get_core_api_versions(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
     ) -> Result<Reply<APIVersions>, ApiError> {
+        admit(&rqctx)?;
         Ok(Reply::new(discovery::core_versions(), false, Vec::new()))
     }
 
     async fn get_core_api_resources(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
     ) -> Result<Reply<APIResourceList>, ApiError> {
+        admit(&rqctx)?;
         Ok(Reply::new(discovery::core_resources(), false, Vec::new()))
     }
 
     async fn get_api_groups(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
     ) -> Result<Reply<APIGroupList>, ApiError> {
+        admit(&rqctx)?;
         Ok(Reply::new(discovery::groups(), false, Vec::new()))
     }
 
     async fn get_kubeflow_api_group(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
     ) -> Result<Reply<APIGroup>, ApiError> {
+        admit(&rqctx)?;
         Ok(Reply::new(discovery::group(), false, Vec::new()))
     }
 
     async fn get_kubeflow_api_resources(
-        _rqctx: RequestContext<ServerState>,
+        rqctx: RequestContext<ServerState>,
     ) -> Result<Reply<APIResourceList>, ApiError> {
+        admit(&rqctx)?;
         Ok(Reply::new(discovery::resources(), false, Vec::new()))
     }
 
-    async fn get_version(_rqctx: RequestContext<ServerState>) -> Result<Reply<Info>, ApiError> {
+    async fn get_version(rqctx: RequestContext<ServerState>) -> Result<Reply<Info>, ApiError> {
+        admit(&rqctx)?;
         Ok(Reply::new(discovery::version(), false, Vec::new()))
     }
+}
+
+/// Whether a list request is a watch: the verb authorization checks, and
+/// so decided before the query is parsed, leniently, as the Kubernetes API
+/// server decides it (any first `watch` value but `false` or `0`).
+fn is_watch(query: &QueryString<ListQuery>) -> bool {
+    query
+        .values("watch")
+        .first()
+        .is_some_and(|v| !v.eq_ignore_ascii_case("false") && v != "0")
+}
+
+/// The options of a delete, from its query and its optional body.
+async fn delete_options(
+    context: &ServerState,
+    query: &DeleteQuery,
+    body: OptionalJsonBody<DeleteOptions>,
+) -> Result<registry::DeleteOptions, ApiError> {
+    let OptionalJsonBody(body) = body;
+    let media_type = body.media_type().map(str::to_string);
+    let bytes = body.read(context.body_timeout).await?;
+    registry::DeleteOptions::from_request(query, &bytes, media_type.as_deref())
 }
 
 /// Replace of the object or of its status.
 async fn replace(
     rqctx: RequestContext<ServerState>,
     path: Path<ObjectPath>,
-    query: Query<WriteQuery>,
+    query: QueryString<WriteQuery>,
     body: JsonBody<MXJob>,
     part: Part,
 ) -> Result<Reply<MXJob>, ApiError> {
     let ObjectPath { namespace, name } = path.into_inner();
-    let query = query.into_inner();
-    let registry = &rqctx.context().registry;
+    let context = rqctx.context();
     let resource = if part == Part::Status {
         MXJOBS_STATUS
     } else {
         MXJOBS
     };
+    let mut pretty = false;
+    let pretty_out = &mut pretty;
+    let (ns, object) = (namespace.as_str(), name.as_str());
     let written = mutate(
         &rqctx,
         Verb::Update,
         resource,
-        &namespace,
-        Some(&name),
-        || async {
+        ns,
+        Some(object),
+        move || async move {
+            let query = query.parse()?;
+            *pretty_out = is_pretty(query.pretty.as_deref());
             let options = WriteOptions::parse(&query, "UpdateOptions")?;
-            let media_type = body.media_type.as_deref();
-            registry
-                .replace(&namespace, &name, &body.bytes, media_type, &options, part)
+            let media_type = body.media_type().map(str::to_string);
+            let bytes = body.read(context.body_timeout).await?;
+            context
+                .registry
+                .replace(ns, object, &bytes, media_type.as_deref(), &options, part)
                 .await
         },
     )
     .await?;
-    Ok(Reply::new(
-        written.object,
-        is_pretty(query.pretty.as_deref()),
-        written.warnings,
-    ))
+    Ok(Reply::new(written.object, pretty, written.warnings))
 }
 
 /// Patch of the object or of its status.
 async fn patch(
     rqctx: RequestContext<ServerState>,
     path: Path<ObjectPath>,
-    query: Query<WriteQuery>,
+    query: QueryString<WriteQuery>,
     body: JsonBody<MXJobPatch>,
     part: Part,
 ) -> Result<Reply<MXJob>, ApiError> {
     let ObjectPath { namespace, name } = path.into_inner();
-    let query = query.into_inner();
-    let registry = &rqctx.context().registry;
+    let context = rqctx.context();
     let resource = if part == Part::Status {
         MXJOBS_STATUS
     } else {
         MXJOBS
     };
+    let mut pretty = false;
+    let pretty_out = &mut pretty;
+    let (ns, object) = (namespace.as_str(), name.as_str());
     let written = mutate(
         &rqctx,
         Verb::Patch,
         resource,
-        &namespace,
-        Some(&name),
-        || async {
+        ns,
+        Some(object),
+        move || async move {
+            let query = query.parse()?;
+            *pretty_out = is_pretty(query.pretty.as_deref());
             let options = WriteOptions::parse(&query, "PatchOptions")?;
-            let media_type = body.media_type.as_deref();
-            registry
-                .patch(&namespace, &name, &body.bytes, media_type, &options, part)
+            let media_type = body.media_type().map(str::to_string);
+            let bytes = body.read(context.body_timeout).await?;
+            context
+                .registry
+                .patch(ns, object, &bytes, media_type.as_deref(), &options, part)
                 .await
         },
     )
     .await?;
-    Ok(Reply::new(
-        written.object,
-        is_pretty(query.pretty.as_deref()),
-        written.warnings,
-    ))
+    Ok(Reply::new(written.object, pretty, written.warnings))
 }
 
 /// A watch: authorized, counted against the user's watch limit while it
@@ -557,10 +610,11 @@ async fn patch(
 async fn watch(
     rqctx: &RequestContext<ServerState>,
     namespace: &str,
-    query: &ListQuery,
+    query: &QueryString<ListQuery>,
     content_type: &'static str,
 ) -> Result<http::Response<dropshot::Body>, ApiError> {
     let user = authorize(rqctx, Verb::Watch, MXJOBS, namespace, None)?;
+    let query = &query.parse()?;
     let context = rqctx.context();
     let slot = context.auth.start_watch(&user)?;
     let events = context
@@ -661,9 +715,13 @@ fn watch_stream(
     })
 }
 
-/// The API with the server's handlers.
+/// The API with the server's handlers, and a 405 `Status` for every
+/// method a path lacks ([`fallback`](crate::fallback)).
 pub fn api() -> Result<ApiDescription<ServerState>, String> {
-    mxjob_api_mod::api_description::<MxjobServer>().map_err(|e| e.to_string())
+    let mut api = mxjob_api_mod::api_description::<MxjobServer>().map_err(|e| e.to_string())?;
+    let routes = crate::fallback::routes(&crate::openapi::document()?);
+    crate::fallback::register(&mut api, &routes)?;
+    Ok(api)
 }
 
 /// Starts serving `registry` on `listen`.
@@ -715,9 +773,12 @@ pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Resul
         .as_ref()
         .and_then(|c| c.replica_log_dir().map(PathBuf::from));
     let controller_registry = registry.clone();
+    let gate = Gate::new(!settings.auth.requires_tokens(), &settings.allowed_hosts);
     let state = ServerState {
         replica_logs,
         registry,
+        gate,
+        body_timeout: settings.body_timeout,
         auth: settings.auth,
         audit: log.new(o!("log" => "audit")),
         stopping: stopping_receiver,

@@ -291,6 +291,20 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message).with_details(name, RESOURCE)
     }
 
+    /// 403 for a request refused before it names an object.
+    pub fn forbidden_message(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    /// 405, for a path that exists with other methods.
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
+    }
+
     /// 429 TooManyRequests.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
@@ -377,6 +391,18 @@ impl ApiError {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", message)
     }
 
+    /// 408: the request body did not arrive in time.
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            format!(
+                "the request body was not received within {} seconds",
+                timeout.as_secs()
+            ),
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -457,6 +483,7 @@ fn reason_for(code: StatusCode) -> &'static str {
         404 => "NotFound",
         405 => "MethodNotAllowed",
         406 => "NotAcceptable",
+        408 => "Timeout",
         409 => "Conflict",
         410 => "Expired",
         413 => "RequestEntityTooLarge",

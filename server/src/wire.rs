@@ -6,6 +6,12 @@
 //! * **Errors.** A body that is too large must be `413` and every bad body
 //!   a `Status`; [`JsonBody`] reads the bytes itself and leaves decoding to
 //!   the registry, which knows about `fieldValidation`.
+//! * **Order.** Kubernetes authenticates and authorizes a request before
+//!   it reads the body or parses the query, so a refused caller costs
+//!   nothing and learns nothing from a 400. Dropshot runs extractors before
+//!   the handler, so [`JsonBody`] and [`QueryString`] only capture the body
+//!   stream and the raw query; the handler reads and parses them after
+//!   authorization. Reading a body has a deadline ([`BODY_TIMEOUT`]).
 //! * **Media types.** Patch bodies arrive as `application/merge-patch+json`
 //!   or `application/json-patch+json`, which dropshot cannot declare; the
 //!   extractor records the media type and the registry chooses the patch
@@ -19,10 +25,12 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::time::Duration;
+
 use dropshot::{
     ApiEndpointBodyContentType, ApiEndpointResponse, Body, ExclusiveExtractor, ExtractorMetadata,
-    HttpError, HttpResponse, HttpResponseCreated, HttpResponseOk, RequestContext, ServerContext,
-    StreamingBody, TypedBody,
+    HttpError, HttpResponse, HttpResponseCreated, HttpResponseOk, Query, RequestContext,
+    ServerContext, SharedExtractor, StreamingBody, TypedBody,
 };
 use futures::StreamExt;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -36,23 +44,92 @@ use crate::status::ApiError;
 /// The largest request body accepted, as in the Kubernetes API server (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// A JSON request body, kept as bytes, documented as `T`.
+/// How long a request body may take to arrive, by default: the Kubernetes
+/// API server's default request timeout. A client that sends its headers
+/// and then stalls is answered 408 and its connection closed after this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A JSON request body, documented as `T`, and read only when the handler
+/// asks for it ([`JsonBody::read`]) — after the caller has been
+/// authenticated and authorized, so that a refused caller costs no more
+/// than its headers.
 pub struct JsonBody<T> {
-    /// The body as sent.
-    pub bytes: Vec<u8>,
+    source: BodySource,
     /// The media type without parameters, lower-cased (`application/json`).
-    pub media_type: Option<String>,
+    media_type: Option<String>,
     _schema: PhantomData<fn() -> T>,
+}
+
+enum BodySource {
+    /// Still on the connection.
+    Request { body: StreamingBody, limit: usize },
+    /// Built in process.
+    Bytes(Vec<u8>),
 }
 
 impl<T> JsonBody<T> {
     /// A body built in process (tests, internal callers).
     pub fn new(bytes: Vec<u8>, media_type: Option<&str>) -> Self {
         JsonBody {
-            bytes,
+            source: BodySource::Bytes(bytes),
             media_type: media_type.map(str::to_string),
             _schema: PhantomData,
         }
+    }
+
+    /// The declared media type, without parameters, lower-cased.
+    pub fn media_type(&self) -> Option<&str> {
+        self.media_type.as_deref()
+    }
+
+    /// Reads the body: 413 past the size limit, 408 when it has not all
+    /// arrived within `timeout`.
+    pub async fn read(self, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+        let (body, limit) = match self.source {
+            BodySource::Bytes(bytes) => return Ok(bytes),
+            BodySource::Request { body, limit } => (body, limit),
+        };
+        let reading = async {
+            let mut stream = std::pin::pin!(body.into_stream());
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => bytes.extend_from_slice(&chunk),
+                    // Dropshot ends the stream with this error once the body
+                    // passes the cap.
+                    Err(error) if error.external_message.contains("exceeded maximum size") => {
+                        return Err(ApiError::too_large(limit))
+                    }
+                    Err(error) => return Err(ApiError::from(error)),
+                }
+            }
+            Ok(bytes)
+        };
+        tokio::time::timeout(timeout, reading)
+            .await
+            .unwrap_or_else(|_| Err(ApiError::body_timeout(timeout)))
+    }
+}
+
+/// The media type a request body is read as, without parameters,
+/// lower-cased: the declared one; or, when none is declared, JSON for a
+/// client that is not a browser — the Kubernetes API server reads such
+/// bodies as its first media type, JSON, and the Python `kubernetes`
+/// client sends custom objects that way. A browser always sends `Origin`
+/// with a write, and its cross-site "simple" requests are the ones without
+/// a declared type: from a browser an undeclared body stays undeclared, and
+/// is refused (415).
+fn effective_media_type(headers: &http::HeaderMap) -> Option<String> {
+    match headers.get(header::CONTENT_TYPE) {
+        Some(value) => value.to_str().ok().map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        }),
+        None if headers.contains_key(header::ORIGIN) => None,
+        None => Some("application/json".to_string()),
     }
 }
 
@@ -65,36 +142,11 @@ where
         rqctx: &RequestContext<Context>,
         request: http::Request<Body>,
     ) -> Result<Self, HttpError> {
-        let media_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+        let media_type = effective_media_type(request.headers());
         let limit = rqctx.request_body_max_bytes();
-        let mut stream = std::pin::pin!(StreamingBody::from_request(rqctx, request)
-            .await?
-            .into_stream());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => bytes.extend_from_slice(&chunk),
-                // Dropshot ends the stream with this error once the body passes
-                // the cap, having read and dropped the rest of it, so the
-                // connection stays usable.
-                Err(error) if error.external_message.contains("exceeded maximum size") => {
-                    return Err(too_large(limit))
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let body = StreamingBody::from_request(rqctx, request).await?;
         Ok(JsonBody {
-            bytes,
+            source: BodySource::Request { body, limit },
             media_type,
             _schema: PhantomData,
         })
@@ -105,15 +157,111 @@ where
     }
 }
 
-fn too_large(limit: usize) -> HttpError {
-    let status = ApiError::too_large(limit);
-    let mut error = HttpError::for_client_error(
-        None,
-        dropshot::ClientErrorStatusCode::PAYLOAD_TOO_LARGE,
-        status.message().to_string(),
-    );
-    error.internal_message = "request body over the limit".to_string();
-    error
+/// A request body that may be left out, documented as an optional `T`
+/// (the `DeleteOptions` of a delete). An empty body reads as no body.
+pub struct OptionalJsonBody<T>(pub JsonBody<T>);
+
+#[async_trait]
+impl<T> ExclusiveExtractor for OptionalJsonBody<T>
+where
+    T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn from_request<Context: ServerContext>(
+        rqctx: &RequestContext<Context>,
+        request: http::Request<Body>,
+    ) -> Result<Self, HttpError> {
+        JsonBody::from_request(rqctx, request)
+            .await
+            .map(OptionalJsonBody)
+    }
+
+    fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
+        let mut metadata = TypedBody::<T>::metadata(content_type);
+        for parameter in &mut metadata.parameters {
+            parameter.required = false;
+        }
+        metadata
+    }
+}
+
+/// Query parameters documented as `T`, kept as the raw query string until
+/// the handler parses them ([`QueryString::parse`]) — after authorization,
+/// as the Kubernetes API server does, so that an unauthenticated
+/// `?limit=abc` is 401, not 400.
+pub struct QueryString<T> {
+    raw: String,
+    _schema: PhantomData<fn() -> T>,
+}
+
+/// Query parameters that are lists in Kubernetes (`dryRun` is `[]string`
+/// in its options types), with their one valid value: every value given
+/// counts. Every other parameter is a single value, and when one is
+/// repeated the first counts, as Go's `url.Values.Get` reads it.
+const LIST_PARAMETERS: [(&str, &str); 1] = [("dryRun", "All")];
+
+impl<T: DeserializeOwned> QueryString<T> {
+    /// A query built in process (tests, internal callers).
+    pub fn new(raw: impl Into<String>) -> Self {
+        QueryString {
+            raw: raw.into(),
+            _schema: PhantomData,
+        }
+    }
+
+    /// The raw values of parameter `name`, decoded, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&self.raw)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, value)| (key == name).then_some(value))
+            .collect()
+    }
+
+    /// The parameters; 400 when they do not parse.
+    pub fn parse(&self) -> Result<T, ApiError> {
+        let bad = |e: serde_urlencoded::de::Error| {
+            ApiError::bad_request(format!("unable to parse query string: {e}"))
+        };
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&self.raw).map_err(bad)?;
+        let mut kept: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            match kept.iter_mut().find(|(k, _)| *k == key) {
+                None => kept.push((key, value)),
+                // A list parameter takes every value: the first one that is
+                // not valid stands for all, so that it is the one refused.
+                Some((k, first)) => {
+                    let valid = LIST_PARAMETERS
+                        .iter()
+                        .find(|(name, _)| name == k)
+                        .map(|(_, valid)| *valid);
+                    if valid.is_some_and(|valid| first == valid && value != valid) {
+                        *first = value;
+                    }
+                }
+            }
+        }
+        let deduplicated = serde_urlencoded::to_string(&kept)
+            .map_err(|e| ApiError::internal(format!("re-encoding the query: {e}")))?;
+        serde_urlencoded::from_str(&deduplicated).map_err(bad)
+    }
+}
+
+#[async_trait]
+impl<T> SharedExtractor for QueryString<T>
+where
+    T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn from_request<Context: ServerContext>(
+        rqctx: &RequestContext<Context>,
+    ) -> Result<Self, HttpError> {
+        Ok(QueryString::new(
+            rqctx.request.uri().query().unwrap_or_default(),
+        ))
+    }
+
+    fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
+        <Query<T> as SharedExtractor>::metadata(content_type)
+    }
 }
 
 /// The success code of a [`Reply`].

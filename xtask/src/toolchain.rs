@@ -48,7 +48,18 @@ pub fn python_tools() -> Result<PathBuf> {
     if !python.exists() {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    let mut check = Command::new(&python);
+    pip_install_pinned(&python, &PYTHON_PACKAGES)?;
+    for (name, version) in PYTHON_PACKAGES {
+        println!("{name} {version}: {}", venv.join("bin").display());
+    }
+    Ok(venv.join("bin"))
+}
+
+/// Installs the pinned `(name, version)` packages with `python`'s pip
+/// unless exactly those versions are there already (one `pip install` of
+/// all, so that pip checks that their dependencies agree).
+pub fn pip_install_pinned(python: &Path, pins: &[(&str, &str)]) -> Result<()> {
+    let mut check = Command::new(python);
     check.args([
         "-c",
         "import importlib.metadata as m, sys\n\
@@ -60,7 +71,7 @@ pub fn python_tools() -> Result<PathBuf> {
          \x20       return None\n\
          sys.exit(any(version(n) != v for n, v in pins.items()))",
     ]);
-    for (name, version) in PYTHON_PACKAGES {
+    for (name, version) in pins {
         check.arg(name).arg(version);
     }
     let installed = check
@@ -68,11 +79,11 @@ pub fn python_tools() -> Result<PathBuf> {
         .status()
         .is_ok_and(|s| s.success());
     if !installed {
-        let pins: Vec<String> = PYTHON_PACKAGES
+        let pins: Vec<String> = pins
             .iter()
             .map(|(name, version)| format!("{name}=={version}"))
             .collect();
-        run(Command::new(&python)
+        run(Command::new(python)
             .args([
                 "-m",
                 "pip",
@@ -82,10 +93,7 @@ pub fn python_tools() -> Result<PathBuf> {
             ])
             .args(&pins))?;
     }
-    for (name, version) in PYTHON_PACKAGES {
-        println!("{name} {version}: {}", venv.join("bin").display());
-    }
-    Ok(venv.join("bin"))
+    Ok(())
 }
 
 /// Redocly CLI, installed under `target/acceptance/node`; returns the path

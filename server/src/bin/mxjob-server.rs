@@ -91,6 +91,16 @@ struct Args {
     /// The largest request body in bytes; larger ones are answered 413.
     #[arg(long, default_value_t = mxjob_server::wire::MAX_BODY_BYTES)]
     max_request_body_bytes: usize,
+    /// Seconds a request body may take to arrive; slower ones are answered
+    /// 408 and their connection closed.
+    #[arg(long, default_value_t = mxjob_server::wire::BODY_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_body_timeout_seconds: u64,
+    /// A host name anonymous callers may reach the server by, beyond IP
+    /// addresses and localhost (repeatable). Requests naming another host
+    /// are refused, which stops DNS-rebinding pages.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
     /// The API reference page `/docs` serves (`cargo xtask docs` builds
     /// target/docs/mxjob.html).
     #[arg(long)]
@@ -155,6 +165,8 @@ fn settings(args: &Args) -> Result<Settings, String> {
         .clone()
         .zip(args.tls_private_key_file.clone());
     settings.max_body_bytes = args.max_request_body_bytes;
+    settings.body_timeout = Duration::from_secs(args.request_body_timeout_seconds);
+    settings.allowed_hosts = args.allowed_hosts.clone();
     settings.docs_file = args.docs_file.clone();
     settings.controller = args.controller.then(|| {
         let executor = match args.executor {
@@ -239,9 +251,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, so that idle or
+/// slow connections (each a file descriptor until its deadline) do not
+/// leave the server unable to accept new ones; returns the new limit.
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).ok()?;
+    }
+    limit.current
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let log = logger(args.log_format);
     let settings = settings(&args)?;
+    let open_files = raise_open_file_limit();
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::with_window(args.history_revisions)),
         StoreKind::Sqlite => {
@@ -285,6 +311,7 @@ async fn run(args: Args) -> Result<(), String> {
         "authentication" => if args.token_auth_file.is_some() { "tokens" } else { "anonymous" },
         "tls" => args.tls_cert_file.is_some(),
         "controller" => if args.controller { format!("{:?}", args.executor).to_lowercase() } else { "off".to_string() },
+        "open_files" => open_files.map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
         "listen" => %args.listen);
     let server = mxjob_server::server::start_with(Registry::new(store), settings, &log)?;
     let signal = shutdown_signal()

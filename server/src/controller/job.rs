@@ -26,7 +26,7 @@ use crate::model::{
     CleanPodPolicy, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus, ReplicaType,
     RestartPolicy,
 };
-use crate::registry::Registry;
+use crate::registry::{Registry, ORPHAN_FINALIZER};
 
 /// How many times one reconcile writes before it waits for the next wake.
 const MAX_PASSES: usize = 16;
@@ -46,8 +46,9 @@ pub struct Shared {
 pub enum JobEvent {
     /// The job as the store has it now.
     Observed(Box<MXJob>),
-    /// The job was deleted.
-    Deleted,
+    /// The job was deleted; its last state when known (it says how its
+    /// replicas are to go: see [`Registry::delete`](crate::registry::Registry::delete)).
+    Deleted(Option<Box<MXJob>>),
     /// Attempt `attempt` of a replica exited with `code`.
     Exited {
         replica: (ReplicaType, i32),
@@ -225,7 +226,12 @@ impl Worker {
     /// Takes an event in; `false` when the job is gone.
     fn handle(&mut self, event: JobEvent) -> bool {
         match event {
-            JobEvent::Deleted => return false,
+            JobEvent::Deleted(last) => {
+                if let Some(last) = last {
+                    self.job = *last;
+                }
+                return false;
+            }
             JobEvent::Observed(job) => {
                 if version(&job) > version(&self.job) {
                     self.job = *job;
@@ -602,11 +608,22 @@ impl Worker {
         }
     }
 
-    /// The job is gone: kill its processes and remove its files.
+    /// The job is gone: stop its processes — with the grace period the
+    /// delete gave, or not at all when it orphaned them — and remove its
+    /// files (so no later server takes orphans for its own).
     async fn remove(mut self) {
         if let Some(executor) = self.shared.executor.clone() {
-            if let Some(run) = self.run.as_mut() {
-                run.stop_all(&executor).await;
+            let metadata = &self.job.metadata;
+            let orphaned = metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == ORPHAN_FINALIZER));
+            let grace = metadata
+                .deletion_grace_period_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map(Duration::from_secs);
+            if let (Some(run), false) = (self.run.as_mut(), orphaned) {
+                run.stop_all_within(&executor, grace).await;
             }
             executor.remove_job(&self.job);
         }
@@ -685,6 +702,11 @@ impl Run {
 
     /// Stops every running process; they count as stopped, not failed.
     async fn stop_all(&mut self, executor: &LocalExecutor) {
+        self.stop_all_within(executor, None).await
+    }
+
+    /// [`Run::stop_all`] with a grace period other than the executor's.
+    async fn stop_all_within(&mut self, executor: &LocalExecutor, grace: Option<Duration>) {
         let running: Vec<&mut Process> = self
             .replicas
             .values_mut()
@@ -693,7 +715,7 @@ impl Run {
                 _ => None,
             })
             .collect();
-        executor.terminate(running).await;
+        executor.terminate(running, grace).await;
         for replica in self.replicas.values_mut() {
             if matches!(replica.state, State::Running(_) | State::Waiting(_)) {
                 replica.state = State::Stopped;

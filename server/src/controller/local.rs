@@ -463,9 +463,10 @@ impl LocalExecutor {
     }
 
     /// Stops processes: SIGTERM to each group, SIGKILL to those still there
-    /// after the grace period; returns once all have exited.
-    pub async fn terminate(&self, processes: Vec<&mut Process>) {
-        let grace = self.grace;
+    /// after the grace period (`grace`, or the executor's); returns once all
+    /// have exited.
+    pub async fn terminate(&self, processes: Vec<&mut Process>, grace: Option<Duration>) {
+        let grace = grace.unwrap_or(self.grace);
         let stops = processes.into_iter().map(|process| async move {
             if process.has_exited() {
                 return;

@@ -212,7 +212,7 @@ impl Jobs {
                 return;
             }
             // Another object under the same name: the old one is gone.
-            let _ = worker.inbox.send(JobEvent::Deleted);
+            let _ = worker.inbox.send(JobEvent::Deleted(None));
         }
         let (inbox, received) = mpsc::unbounded_channel();
         self.tasks.spawn(job::run(
@@ -235,7 +235,9 @@ impl Jobs {
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
             if let Some(worker) = self.workers.remove(&key) {
-                let _ = worker.inbox.send(JobEvent::Deleted);
+                let _ = worker
+                    .inbox
+                    .send(JobEvent::Deleted(Some(Box::new(job.clone()))));
             }
         }
     }
@@ -267,7 +269,7 @@ impl Jobs {
                         .collect();
                     for key in gone {
                         if let Some(worker) = self.workers.remove(&key) {
-                            let _ = worker.inbox.send(JobEvent::Deleted);
+                            let _ = worker.inbox.send(JobEvent::Deleted(None));
                         }
                     }
                     if let Some(executor) = self.shared.executor.clone() {
