@@ -660,6 +660,7 @@ impl Registry {
         namespace: &str,
         params: WatchParams,
     ) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        check_watch_options(&params)?;
         let prefix = namespace_prefix(namespace);
         let version = params
             .resource_version
@@ -1097,9 +1098,55 @@ pub struct ListParams {
 pub struct WatchParams {
     pub selection: Selection,
     pub resource_version: Option<String>,
+    /// `resourceVersionMatch` as sent: a watch refuses it (see
+    /// [`check_watch_options`]).
+    pub version_match: Option<ResourceVersionMatch>,
+    /// `continue` as sent; a watch has no pages and ignores it, except that
+    /// it may not come with `resourceVersionMatch`.
+    pub continue_token: Option<String>,
     pub bookmarks: bool,
     /// The stream ends after this long.
     pub timeout: Duration,
+}
+
+/// The options a watch refuses, as kube-apiserver's `ValidateListOptions`
+/// does for a watch: `resourceVersionMatch` only goes with
+/// `sendInitialEvents`, and then only as `NotOlderThan`, never with
+/// `continue`. This server does not take `sendInitialEvents` (yet), so every
+/// `resourceVersionMatch` on a watch is refused: `422 Invalid` on
+/// `ListOptions.meta.k8s.io`, one cause per rule broken, as Kubernetes
+/// answers.
+fn check_watch_options(params: &WatchParams) -> Result<(), ApiError> {
+    const FIELD: &str = "resourceVersionMatch";
+    let Some(version_match) = params
+        .version_match
+        .as_ref()
+        .filter(|m| !m.as_str().is_empty())
+    else {
+        return Ok(());
+    };
+    let mut errors = vec![FieldError::forbidden(
+        FIELD,
+        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+    )];
+    if *version_match != ResourceVersionMatch::NotOlderThan {
+        errors.push(FieldError::not_supported(
+            FIELD,
+            version_match.as_str(),
+            &["NotOlderThan"],
+        ));
+    }
+    if params
+        .continue_token
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        errors.push(FieldError::forbidden(
+            FIELD,
+            "resourceVersionMatch is forbidden when continue is provided",
+        ));
+    }
+    Err(ApiError::invalid_options("ListOptions", &errors))
 }
 
 fn parse_resource_version(text: &str) -> Result<Revision, ApiError> {

@@ -623,6 +623,8 @@ fn watch_params(query: &ListQuery) -> Result<WatchParams, ApiError> {
             query.field_selector.as_deref(),
         )?,
         resource_version: query.resource_version.clone(),
+        version_match: query.resource_version_match.clone(),
+        continue_token: query.continue_.clone(),
         bookmarks: QueryBool::of(query.allow_watch_bookmarks),
         timeout,
     })
