@@ -219,10 +219,39 @@ fn require_json_body(media_type: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// Parses a request body as JSON.
-fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
+/// Parses a request body as JSON; also returns the path of every key the
+/// body names twice (see [`crate::json`]).
+fn parse_json(bytes: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
+    crate::json::parse(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// What strict decoding reports about repeated keys, as the Kubernetes API
+/// server words it: `duplicate field "metadata.name"`, with `prefix` before
+/// it (`json patch ` for the operations of a JSON patch).
+fn duplicate_findings(prefix: &str, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|path| format!("{prefix}duplicate field {path:?}"))
+        .collect()
+}
+
+/// The members an operation of a JSON patch may have.
+const JSON_PATCH_MEMBERS: [&str; 4] = ["op", "path", "from", "value"];
+
+/// What strict decoding reports about a JSON patch itself: repeated keys
+/// and members an operation does not have, each as `json patch …` with its
+/// path (`[1].path`), as kube-apiserver reports them.
+fn json_patch_findings(patch: &Value, duplicates: &[String]) -> Vec<String> {
+    let mut findings = duplicate_findings("json patch ", duplicates);
+    let operations = patch.as_array().map(Vec::as_slice).unwrap_or_default();
+    for (index, operation) in operations.iter().enumerate() {
+        let members = operation.as_object().into_iter().flatten();
+        for (member, _) in members.filter(|(m, _)| !JSON_PATCH_MEMBERS.contains(&m.as_str())) {
+            findings.push(format!("json patch unknown field \"[{index}].{member}\""));
+        }
+    }
+    findings
 }
 
 /// Formats a serde_ignored path as a Kubernetes field path.
@@ -247,9 +276,13 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 /// Decodes a JSON value into an MXJob: `apiVersion` and `kind` are taken
 /// from the URL when missing and must match when present; unknown fields
-/// are handled by `validation`. Returns the object and its warnings.
+/// are handled by `validation`, together with `findings`, what strict
+/// decoding already found in the request (repeated keys), which come first
+/// as they do in kube-apiserver's messages. Returns the object and its
+/// warnings.
 pub fn decode_job(
     mut value: Value,
+    findings: Vec<String>,
     validation: &FieldValidation,
 ) -> Result<(MXJob, Vec<String>), ApiError> {
     let Some(object) = value.as_object_mut() else {
@@ -310,10 +343,8 @@ pub fn decode_job(
             e.inner()
         ))
     })?;
-    let messages: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
+    let mut messages = findings;
+    messages.extend(unknown.iter().map(|f| format!("unknown field {f:?}")));
     match validation {
         FieldValidation::Strict if !messages.is_empty() => Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
@@ -451,7 +482,9 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<Written, ApiError> {
         require_json_body(media_type)?;
-        let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
+        let (value, duplicates) = parse_json(body)?;
+        let findings = duplicate_findings("", &duplicates);
+        let (mut job, warnings) = decode_job(value, findings, &options.field_validation)?;
         check_namespace(&mut job.metadata, namespace)?;
 
         let mut errors = Vec::new();
@@ -745,7 +778,9 @@ impl Registry {
         part: Part,
     ) -> Result<Written, ApiError> {
         require_json_body(media_type)?;
-        let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
+        let (value, duplicates) = parse_json(body)?;
+        let findings = duplicate_findings("", &duplicates);
+        let (mut job, warnings) = decode_job(value, findings, &options.field_validation)?;
         check_namespace(&mut job.metadata, namespace)?;
         check_name(&job.metadata, name)?;
         let stored = self.load(namespace, name).await?;
@@ -763,8 +798,14 @@ impl Registry {
         options: &WriteOptions,
         part: Part,
     ) -> Result<Written, ApiError> {
-        let patch = parse_json(body)?;
+        let (patch, duplicates) = parse_json(body)?;
         let kind = patch_kind(media_type, &patch)?;
+        // A merge patch has the object's shape, so its repeated keys are
+        // reported with the object's field paths; a JSON patch's are its own.
+        let findings = match kind {
+            PatchKind::Merge => duplicate_findings("", &duplicates),
+            PatchKind::Json => json_patch_findings(&patch, &duplicates),
+        };
         let operations: Option<json_patch::Patch> = match kind {
             PatchKind::Merge if !patch.is_object() => {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"))
@@ -809,7 +850,8 @@ impl Registry {
                     )
                 })?,
             }
-            let (mut job, warnings) = decode_job(document, &options.field_validation)?;
+            let (mut job, warnings) =
+                decode_job(document, findings.clone(), &options.field_validation)?;
             if job
                 .metadata
                 .resource_version
