@@ -1,4 +1,4 @@
-//! Reading request bodies as JSON, with the keys they repeat.
+//! Reading request bodies as JSON, and measuring JSON without writing it.
 //!
 //! **Duplicate keys.** JSON allows an object to name a key twice; serde_json,
 //! like Go's decoder, keeps the last value without a word. The Kubernetes API
@@ -11,8 +11,14 @@
 //! the path of a value is a chain of borrowed keys on the stack, turned into a
 //! string only when a duplicate is found, so a body without duplicates costs
 //! what `serde_json::from_slice` costs.
+//!
+//! **Sizes.** [`encoded_len_within`] counts the bytes of a value's compact
+//! encoding, stopping as soon as they pass a limit: how the registry bounds
+//! the work of a JSON patch and the size of an object before it holds (or
+//! stores) one that is too large.
 
 use std::fmt;
+use std::io;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -142,6 +148,35 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     }
 }
 
+/// The length of `value`'s compact JSON encoding if it is at most `limit`
+/// bytes; `None` as soon as it is longer (the encoding is counted, never
+/// kept, and counting stops at the limit).
+pub fn encoded_len_within(value: &impl serde::Serialize, limit: usize) -> Option<usize> {
+    let mut counter = Counter { count: 0, limit };
+    serde_json::to_writer(&mut counter, value).ok()?;
+    Some(counter.count)
+}
+
+/// A sink that counts bytes and fails once they pass `limit`.
+struct Counter {
+    count: usize,
+    limit: usize,
+}
+
+impl io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.count = self.count.saturating_add(bytes.len());
+        if self.count > self.limit {
+            return Err(io::Error::other("over the limit"));
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +227,14 @@ mod tests {
         assert!(parse(b"{} {}").is_err());
         assert!(parse(b"{\"a\": }").is_err());
         assert!(parse(b"").is_err());
+    }
+
+    #[test]
+    fn encoded_lengths_are_exact_up_to_the_limit() {
+        let value = serde_json::json!({"a": [1, "two", null], "b": {"c": "\"quoted\""}});
+        let len = serde_json::to_vec(&value).expect("encodes").len();
+        assert_eq!(encoded_len_within(&value, len), Some(len));
+        assert_eq!(encoded_len_within(&value, len - 1), None);
+        assert_eq!(encoded_len_within(&value, usize::MAX), Some(len));
     }
 }

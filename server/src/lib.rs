@@ -15,7 +15,7 @@
 //! * [`discovery`] — the documents clients read first (`/apis`, `/version`).
 //! * [`store`] — revisioned key-value storage backends.
 //! * [`status`] — `v1 Status`, the body of every error.
-//! * [`json`] — request bodies as JSON, with their duplicate keys.
+//! * [`json`] — request bodies as JSON (with their duplicate keys) and JSON sizes.
 //! * [`wire`] — request body and response encoding.
 //! * [`openapi`] — the OpenAPI document the clients are generated from.
 //! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.

@@ -20,6 +20,13 @@
 //! * Delete is immediate (MXJobs carry no finalizers here, see
 //!   [`validation`](crate::validation)), so it always answers 200.
 //! * `fieldManager` is validated but managed fields are not tracked.
+//!
+//! The work of a write is bounded before it is done, with kube-apiserver's
+//! limits: a JSON patch has at most [`MAX_JSON_PATCH_OPERATIONS`]
+//! operations, its copies add at most the object bound, and no object
+//! larger than the object bound (the request body limit) is computed to the
+//! end or stored; see [`Registry::with_max_object_bytes`]. Repeated keys in
+//! a body are reported by `fieldValidation` like unknown fields.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +50,9 @@ use crate::validation;
 
 /// How often a patch or delete is retried when another write got in first.
 const MAX_RETRIES: usize = 8;
+/// The most operations one JSON patch may have, as in kube-apiserver
+/// (`maxJSONPatchOperations`); more are `413 RequestEntityTooLarge`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 /// The longest `fieldManager` accepted.
 const MAX_FIELD_MANAGER_LEN: usize = 128;
 
@@ -429,11 +439,32 @@ fn name_suffix() -> String {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The largest object (its JSON) the registry computes or stores, and
+    /// the most a JSON patch's copies may add; see [`Registry::with_max_object_bytes`].
+    max_object_bytes: usize,
 }
 
 impl Registry {
+    /// A registry over `store` whose objects may be as large as a request
+    /// body may be by default ([`MAX_BODY_BYTES`](crate::wire::MAX_BODY_BYTES)).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry {
+            store,
+            max_object_bytes: crate::wire::MAX_BODY_BYTES,
+        }
+    }
+
+    /// The same registry with another bound on objects: the server passes
+    /// its request body limit, the bound kube-apiserver uses too. An object
+    /// a create, replace or patch would make larger than this (as compact
+    /// JSON) is `413 RequestEntityTooLarge` and is never stored — a patch
+    /// can make an object larger than the body that carried it — and the
+    /// `copy` operations of one JSON patch may add at most this much
+    /// (kube-apiserver's `JSONPatchMaxCopyBytes`, which it sets to its body
+    /// limit), checked before each copy is made.
+    pub fn with_max_object_bytes(mut self, max_object_bytes: usize) -> Self {
+        self.max_object_bytes = max_object_bytes;
+        self
     }
 
     /// The backend behind the registry.
@@ -448,10 +479,81 @@ impl Registry {
         Ok(job)
     }
 
-    fn encode_for_store(job: &MXJob) -> Result<Vec<u8>, ApiError> {
+    /// The stored form of `job`; `413` when it is over the object bound.
+    fn encode_for_store(&self, job: &MXJob) -> Result<Vec<u8>, ApiError> {
         let mut job = job.clone();
         job.metadata.resource_version = None;
-        serde_json::to_vec(&job).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+        let bytes = serde_json::to_vec(&job)
+            .map_err(|e| ApiError::internal(format!("encoding object: {e}")))?;
+        if bytes.len() > self.max_object_bytes {
+            return Err(self.object_too_large());
+        }
+        Ok(bytes)
+    }
+
+    fn object_too_large(&self) -> ApiError {
+        ApiError::entity_too_large(format!(
+            "the object would be larger than the limit of {} bytes",
+            self.max_object_bytes
+        ))
+    }
+
+    /// Refuses a computed document over the object bound before anything
+    /// more is done with it.
+    fn check_document_size(&self, document: &Value) -> Result<(), ApiError> {
+        match crate::json::encoded_len_within(document, self.max_object_bytes) {
+            Some(_) => Ok(()),
+            None => Err(self.object_too_large()),
+        }
+    }
+
+    /// Applies a JSON patch one operation at a time, so that its work is
+    /// bounded before it is done: the value a `copy` duplicates is measured
+    /// first, and once the copies of the patch would add more than the
+    /// object bound the patch is refused with `422 Invalid` — what
+    /// kube-apiserver answers when its JSON patch library stops at
+    /// `AccumulatedCopySizeLimit`. `add` and `replace` only bring values the
+    /// body carried, which the body limit already bounds; `move`, `remove`
+    /// and `test` add nothing. Errors name the failed operation by index.
+    fn apply_json_patch(
+        &self,
+        document: &mut Value,
+        operations: &[json_patch::PatchOperation],
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let failed = |message: String| {
+            ApiError::invalid_patch(
+                name,
+                format!("the JSON patch could not be applied: {message}"),
+            )
+        };
+        let limit = self.max_object_bytes;
+        let mut copied = 0usize;
+        for (index, operation) in operations.iter().enumerate() {
+            if let json_patch::PatchOperation::Copy(copy) = operation {
+                if let Some(source) = document.pointer(copy.from.as_str()) {
+                    // The document is bounded (earlier copies passed), so
+                    // measuring the whole source is bounded too.
+                    let size =
+                        crate::json::encoded_len_within(source, usize::MAX).unwrap_or(usize::MAX);
+                    copied = copied.saturating_add(size);
+                    if copied > limit {
+                        return Err(failed(format!(
+                            "operation '/{index}' failed at path '{}': the copies of this patch \
+                             would add {copied} bytes, more than the limit of {limit}",
+                            copy.path
+                        )));
+                    }
+                }
+            }
+            json_patch::patch_unsafe(document, std::slice::from_ref(operation)).map_err(
+                |mut error| {
+                    error.operation = index;
+                    failed(error.to_string())
+                },
+            )?;
+        }
+        Ok(())
     }
 
     async fn load(&self, namespace: &str, name: &str) -> Result<Stored, ApiError> {
@@ -532,6 +634,9 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(&name, &errors));
         }
+        // Encoded (and measured) for a dry run too: it answers what the
+        // write would.
+        let encoded = self.encode_for_store(&job)?;
         if options.dry_run {
             return Ok(Written {
                 object: job,
@@ -540,7 +645,7 @@ impl Registry {
         }
         let kv = self
             .store
-            .create(&object_key(namespace, &name), Self::encode_for_store(&job)?)
+            .create(&object_key(namespace, &name), encoded)
             .await
             .map_err(|e| store_error(e, &name))?;
         Ok(Written {
@@ -815,6 +920,16 @@ impl Registry {
                 |e| ApiError::bad_request(format!("the body is not a valid JSON patch: {e}")),
             )?),
         };
+        if let Some(operations) = &operations {
+            if operations.len() > MAX_JSON_PATCH_OPERATIONS {
+                // kube-apiserver's answer, word for word: clients match on it.
+                return Err(ApiError::entity_too_large(format!(
+                    "The allowed maximum operations in a JSON patch is \
+                     {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    operations.len()
+                )));
+            }
+        }
         // A patch that names a resourceVersion is a precondition and is not
         // retried; one that does not applies to whatever version is newest.
         let carries_version = match &operations {
@@ -842,14 +957,11 @@ impl Registry {
             // fails, so no undo is needed — and json-patch's own undo can
             // panic on some operation sequences.
             match &operations {
+                // A merge patch can only bring what the body carried.
                 None => json_patch::merge(&mut document, &patch),
-                Some(ops) => json_patch::patch_unsafe(&mut document, &ops.0).map_err(|e| {
-                    ApiError::invalid_patch(
-                        name,
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })?,
+                Some(ops) => self.apply_json_patch(&mut document, &ops.0, name)?,
             }
+            self.check_document_size(&document)?;
             let (mut job, warnings) =
                 decode_job(document, findings.clone(), &options.field_validation)?;
             if job
@@ -964,12 +1076,13 @@ impl Registry {
         if job == old {
             return Ok(old);
         }
+        let encoded = self.encode_for_store(&job)?;
         if options.dry_run {
             return Ok(job);
         }
         let kv = self
             .store
-            .update(&kv.key, kv.mod_revision, Self::encode_for_store(&job)?)
+            .update(&kv.key, kv.mod_revision, encoded)
             .await
             .map_err(|e| store_error(e, name))?;
         Self::decode_stored(&kv)

@@ -699,6 +699,8 @@ pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Ser
 
 /// Starts serving `registry` as `settings` say.
 pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Result<Server, String> {
+    // No object may be larger than a body may be.
+    let registry = registry.with_max_object_bytes(settings.max_body_bytes);
     let listen = settings.listen;
     let config = ConfigDropshot {
         bind_address: listen,
