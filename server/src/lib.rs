@@ -17,6 +17,7 @@
 //! * [`fallback`] — 405 answers as a `Status`.
 //! * [`store`] — revisioned key-value storage backends.
 //! * [`status`] — `v1 Status`, the body of every error.
+//! * [`json`] — request bodies as JSON (with their duplicate keys) and JSON sizes.
 //! * [`wire`] — request body and response encoding.
 //! * [`openapi`] — the OpenAPI document the clients are generated from.
 //! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.
@@ -28,6 +29,7 @@ pub mod controller;
 pub mod discovery;
 pub mod edge;
 pub mod fallback;
+pub mod json;
 pub mod model;
 pub mod openapi;
 pub mod openapi_v2;

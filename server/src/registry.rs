@@ -20,6 +20,13 @@
 //! * Delete is immediate (MXJobs carry no finalizers here, see
 //!   [`validation`](crate::validation)), so it always answers 200.
 //! * `fieldManager` is validated but managed fields are not tracked.
+//!
+//! The work of a write is bounded before it is done, with kube-apiserver's
+//! limits: a JSON patch has at most [`MAX_JSON_PATCH_OPERATIONS`]
+//! operations, its copies add at most the object bound, and no object
+//! larger than the object bound (the request body limit) is computed to the
+//! end or stored; see [`Registry::with_max_object_bytes`]. Repeated keys in
+//! a body are reported by `fieldValidation` like unknown fields.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +55,9 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// How often a patch or delete is retried when another write got in first.
 const MAX_RETRIES: usize = 8;
+/// The most operations one JSON patch may have, as in kube-apiserver
+/// (`maxJSONPatchOperations`); more are `413 RequestEntityTooLarge`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 /// The longest `fieldManager` accepted.
 const MAX_FIELD_MANAGER_LEN: usize = 128;
 
@@ -414,10 +424,39 @@ fn require_json_body(media_type: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// Parses a request body as JSON.
-fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
+/// Parses a request body as JSON; also returns the path of every key the
+/// body names twice (see [`crate::json`]).
+fn parse_json(bytes: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
+    crate::json::parse(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// What strict decoding reports about repeated keys, as the Kubernetes API
+/// server words it: `duplicate field "metadata.name"`, with `prefix` before
+/// it (`json patch ` for the operations of a JSON patch).
+fn duplicate_findings(prefix: &str, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|path| format!("{prefix}duplicate field {path:?}"))
+        .collect()
+}
+
+/// The members an operation of a JSON patch may have.
+const JSON_PATCH_MEMBERS: [&str; 4] = ["op", "path", "from", "value"];
+
+/// What strict decoding reports about a JSON patch itself: repeated keys
+/// and members an operation does not have, each as `json patch …` with its
+/// path (`[1].path`), as kube-apiserver reports them.
+fn json_patch_findings(patch: &Value, duplicates: &[String]) -> Vec<String> {
+    let mut findings = duplicate_findings("json patch ", duplicates);
+    let operations = patch.as_array().map(Vec::as_slice).unwrap_or_default();
+    for (index, operation) in operations.iter().enumerate() {
+        let members = operation.as_object().into_iter().flatten();
+        for (member, _) in members.filter(|(m, _)| !JSON_PATCH_MEMBERS.contains(&m.as_str())) {
+            findings.push(format!("json patch unknown field \"[{index}].{member}\""));
+        }
+    }
+    findings
 }
 
 /// Formats a serde_ignored path as a Kubernetes field path.
@@ -442,9 +481,13 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 /// Decodes a JSON value into an MXJob: `apiVersion` and `kind` are taken
 /// from the URL when missing and must match when present; unknown fields
-/// are handled by `validation`. Returns the object and its warnings.
+/// are handled by `validation`, together with `findings`, what strict
+/// decoding already found in the request (repeated keys), which come first
+/// as they do in kube-apiserver's messages. Returns the object and its
+/// warnings.
 pub fn decode_job(
     mut value: Value,
+    findings: Vec<String>,
     validation: &FieldValidation,
 ) -> Result<(MXJob, Vec<String>), ApiError> {
     let Some(object) = value.as_object_mut() else {
@@ -505,10 +548,8 @@ pub fn decode_job(
             e.inner()
         ))
     })?;
-    let messages: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
+    let mut messages = findings;
+    messages.extend(unknown.iter().map(|f| format!("unknown field {f:?}")));
     match validation {
         FieldValidation::Strict if !messages.is_empty() => Err(ApiError::bad_request(format!(
             "strict decoding error: {}",
@@ -593,11 +634,32 @@ fn name_suffix() -> String {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The largest object (its JSON) the registry computes or stores, and
+    /// the most a JSON patch's copies may add; see [`Registry::with_max_object_bytes`].
+    max_object_bytes: usize,
 }
 
 impl Registry {
+    /// A registry over `store` whose objects may be as large as a request
+    /// body may be by default ([`MAX_BODY_BYTES`](crate::wire::MAX_BODY_BYTES)).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry {
+            store,
+            max_object_bytes: crate::wire::MAX_BODY_BYTES,
+        }
+    }
+
+    /// The same registry with another bound on objects: the server passes
+    /// its request body limit, the bound kube-apiserver uses too. An object
+    /// a create, replace or patch would make larger than this (as compact
+    /// JSON) is `413 RequestEntityTooLarge` and is never stored — a patch
+    /// can make an object larger than the body that carried it — and the
+    /// `copy` operations of one JSON patch may add at most this much
+    /// (kube-apiserver's `JSONPatchMaxCopyBytes`, which it sets to its body
+    /// limit), checked before each copy is made.
+    pub fn with_max_object_bytes(mut self, max_object_bytes: usize) -> Self {
+        self.max_object_bytes = max_object_bytes;
+        self
     }
 
     /// The backend behind the registry.
@@ -612,10 +674,81 @@ impl Registry {
         Ok(job)
     }
 
-    fn encode_for_store(job: &MXJob) -> Result<Vec<u8>, ApiError> {
+    /// The stored form of `job`; `413` when it is over the object bound.
+    fn encode_for_store(&self, job: &MXJob) -> Result<Vec<u8>, ApiError> {
         let mut job = job.clone();
         job.metadata.resource_version = None;
-        serde_json::to_vec(&job).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+        let bytes = serde_json::to_vec(&job)
+            .map_err(|e| ApiError::internal(format!("encoding object: {e}")))?;
+        if bytes.len() > self.max_object_bytes {
+            return Err(self.object_too_large());
+        }
+        Ok(bytes)
+    }
+
+    fn object_too_large(&self) -> ApiError {
+        ApiError::entity_too_large(format!(
+            "the object would be larger than the limit of {} bytes",
+            self.max_object_bytes
+        ))
+    }
+
+    /// Refuses a computed document over the object bound before anything
+    /// more is done with it.
+    fn check_document_size(&self, document: &Value) -> Result<(), ApiError> {
+        match crate::json::encoded_len_within(document, self.max_object_bytes) {
+            Some(_) => Ok(()),
+            None => Err(self.object_too_large()),
+        }
+    }
+
+    /// Applies a JSON patch one operation at a time, so that its work is
+    /// bounded before it is done: the value a `copy` duplicates is measured
+    /// first, and once the copies of the patch would add more than the
+    /// object bound the patch is refused with `422 Invalid` — what
+    /// kube-apiserver answers when its JSON patch library stops at
+    /// `AccumulatedCopySizeLimit`. `add` and `replace` only bring values the
+    /// body carried, which the body limit already bounds; `move`, `remove`
+    /// and `test` add nothing. Errors name the failed operation by index.
+    fn apply_json_patch(
+        &self,
+        document: &mut Value,
+        operations: &[json_patch::PatchOperation],
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let failed = |message: String| {
+            ApiError::invalid_patch(
+                name,
+                format!("the JSON patch could not be applied: {message}"),
+            )
+        };
+        let limit = self.max_object_bytes;
+        let mut copied = 0usize;
+        for (index, operation) in operations.iter().enumerate() {
+            if let json_patch::PatchOperation::Copy(copy) = operation {
+                if let Some(source) = document.pointer(copy.from.as_str()) {
+                    // The document is bounded (earlier copies passed), so
+                    // measuring the whole source is bounded too.
+                    let size =
+                        crate::json::encoded_len_within(source, usize::MAX).unwrap_or(usize::MAX);
+                    copied = copied.saturating_add(size);
+                    if copied > limit {
+                        return Err(failed(format!(
+                            "operation '/{index}' failed at path '{}': the copies of this patch \
+                             would add {copied} bytes, more than the limit of {limit}",
+                            copy.path
+                        )));
+                    }
+                }
+            }
+            json_patch::patch_unsafe(document, std::slice::from_ref(operation)).map_err(
+                |mut error| {
+                    error.operation = index;
+                    failed(error.to_string())
+                },
+            )?;
+        }
+        Ok(())
     }
 
     async fn load(&self, namespace: &str, name: &str) -> Result<Stored, ApiError> {
@@ -646,7 +779,9 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<Written, ApiError> {
         require_json_body(media_type)?;
-        let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
+        let (value, duplicates) = parse_json(body)?;
+        let findings = duplicate_findings("", &duplicates);
+        let (mut job, warnings) = decode_job(value, findings, &options.field_validation)?;
         check_namespace(&mut job.metadata, namespace)?;
 
         let mut errors = Vec::new();
@@ -694,6 +829,9 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(&name, &errors));
         }
+        // Encoded (and measured) for a dry run too: it answers what the
+        // write would.
+        let encoded = self.encode_for_store(&job)?;
         if options.dry_run {
             return Ok(Written {
                 object: job,
@@ -702,7 +840,7 @@ impl Registry {
         }
         let kv = self
             .store
-            .create(&object_key(namespace, &name), Self::encode_for_store(&job)?)
+            .create(&object_key(namespace, &name), encoded)
             .await
             .map_err(|e| store_error(e, &name))?;
         Ok(Written {
@@ -855,6 +993,7 @@ impl Registry {
         namespace: &str,
         params: WatchParams,
     ) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        check_watch_options(&params)?;
         let prefix = namespace_prefix(namespace);
         let version = params
             .resource_version
@@ -939,7 +1078,9 @@ impl Registry {
         part: Part,
     ) -> Result<Written, ApiError> {
         require_json_body(media_type)?;
-        let (mut job, warnings) = decode_job(parse_json(body)?, &options.field_validation)?;
+        let (value, duplicates) = parse_json(body)?;
+        let findings = duplicate_findings("", &duplicates);
+        let (mut job, warnings) = decode_job(value, findings, &options.field_validation)?;
         check_namespace(&mut job.metadata, namespace)?;
         check_name(&job.metadata, name)?;
         let stored = self.load(namespace, name).await?;
@@ -957,8 +1098,14 @@ impl Registry {
         options: &WriteOptions,
         part: Part,
     ) -> Result<Written, ApiError> {
-        let patch = parse_json(body)?;
+        let (patch, duplicates) = parse_json(body)?;
         let kind = patch_kind(media_type, &patch)?;
+        // A merge patch has the object's shape, so its repeated keys are
+        // reported with the object's field paths; a JSON patch's are its own.
+        let findings = match kind {
+            PatchKind::Merge => duplicate_findings("", &duplicates),
+            PatchKind::Json => json_patch_findings(&patch, &duplicates),
+        };
         let operations: Option<json_patch::Patch> = match kind {
             PatchKind::Merge if !patch.is_object() => {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"))
@@ -968,6 +1115,16 @@ impl Registry {
                 |e| ApiError::bad_request(format!("the body is not a valid JSON patch: {e}")),
             )?),
         };
+        if let Some(operations) = &operations {
+            if operations.len() > MAX_JSON_PATCH_OPERATIONS {
+                // kube-apiserver's answer, word for word: clients match on it.
+                return Err(ApiError::entity_too_large(format!(
+                    "The allowed maximum operations in a JSON patch is \
+                     {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    operations.len()
+                )));
+            }
+        }
         // A patch that names a resourceVersion is a precondition and is not
         // retried; one that does not applies to whatever version is newest.
         let carries_version = match &operations {
@@ -995,15 +1152,13 @@ impl Registry {
             // fails, so no undo is needed — and json-patch's own undo can
             // panic on some operation sequences.
             match &operations {
+                // A merge patch can only bring what the body carried.
                 None => json_patch::merge(&mut document, &patch),
-                Some(ops) => json_patch::patch_unsafe(&mut document, &ops.0).map_err(|e| {
-                    ApiError::invalid_patch(
-                        name,
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })?,
+                Some(ops) => self.apply_json_patch(&mut document, &ops.0, name)?,
             }
-            let (mut job, warnings) = decode_job(document, &options.field_validation)?;
+            self.check_document_size(&document)?;
+            let (mut job, warnings) =
+                decode_job(document, findings.clone(), &options.field_validation)?;
             if job
                 .metadata
                 .resource_version
@@ -1116,12 +1271,13 @@ impl Registry {
         if job == old {
             return Ok(old);
         }
+        let encoded = self.encode_for_store(&job)?;
         if options.dry_run {
             return Ok(job);
         }
         let kv = self
             .store
-            .update(&kv.key, kv.mod_revision, Self::encode_for_store(&job)?)
+            .update(&kv.key, kv.mod_revision, encoded)
             .await
             .map_err(|e| store_error(e, name))?;
         Self::decode_stored(&kv)
@@ -1185,7 +1341,8 @@ impl Registry {
             if options.propagation == Propagation::Orphan {
                 metadata.finalizers = Some(vec![ORPHAN_FINALIZER.to_string()]);
             }
-            let value = Self::encode_for_store(&job)
+            let value = self
+                .encode_for_store(&job)
                 .map_err(|e| StoreError::Backend(e.message().to_string()))?;
             revision = self.store.update(key, revision, value).await?.mod_revision;
         }
@@ -1331,9 +1488,55 @@ pub struct ListParams {
 pub struct WatchParams {
     pub selection: Selection,
     pub resource_version: Option<String>,
+    /// `resourceVersionMatch` as sent: a watch refuses it (see
+    /// [`check_watch_options`]).
+    pub version_match: Option<ResourceVersionMatch>,
+    /// `continue` as sent; a watch has no pages and ignores it, except that
+    /// it may not come with `resourceVersionMatch`.
+    pub continue_token: Option<String>,
     pub bookmarks: bool,
     /// The stream ends after this long.
     pub timeout: Duration,
+}
+
+/// The options a watch refuses, as kube-apiserver's `ValidateListOptions`
+/// does for a watch: `resourceVersionMatch` only goes with
+/// `sendInitialEvents`, and then only as `NotOlderThan`, never with
+/// `continue`. This server does not take `sendInitialEvents` (yet), so every
+/// `resourceVersionMatch` on a watch is refused: `422 Invalid` on
+/// `ListOptions.meta.k8s.io`, one cause per rule broken, as Kubernetes
+/// answers.
+fn check_watch_options(params: &WatchParams) -> Result<(), ApiError> {
+    const FIELD: &str = "resourceVersionMatch";
+    let Some(version_match) = params
+        .version_match
+        .as_ref()
+        .filter(|m| !m.as_str().is_empty())
+    else {
+        return Ok(());
+    };
+    let mut errors = vec![FieldError::forbidden(
+        FIELD,
+        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+    )];
+    if *version_match != ResourceVersionMatch::NotOlderThan {
+        errors.push(FieldError::not_supported(
+            FIELD,
+            version_match.as_str(),
+            &["NotOlderThan"],
+        ));
+    }
+    if params
+        .continue_token
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        errors.push(FieldError::forbidden(
+            FIELD,
+            "resourceVersionMatch is forbidden when continue is provided",
+        ));
+    }
+    Err(ApiError::invalid_options("ListOptions", &errors))
 }
 
 fn parse_resource_version(text: &str) -> Result<Revision, ApiError> {

@@ -677,6 +677,8 @@ fn watch_params(query: &ListQuery) -> Result<WatchParams, ApiError> {
             query.field_selector.as_deref(),
         )?,
         resource_version: query.resource_version.clone(),
+        version_match: query.resource_version_match.clone(),
+        continue_token: query.continue_.clone(),
         bookmarks: QueryBool::of(query.allow_watch_bookmarks),
         timeout,
     })
@@ -755,6 +757,8 @@ pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Ser
 
 /// Starts serving `registry` as `settings` say.
 pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Result<Server, String> {
+    // No object may be larger than a body may be.
+    let registry = registry.with_max_object_bytes(settings.max_body_bytes);
     let listen = settings.listen;
     let config = ConfigDropshot {
         bind_address: listen,

@@ -403,11 +403,17 @@ impl ApiError {
         )
     }
 
+    /// 413 for a request body over `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
+        Self::entity_too_large(format!("limit is {limit}"))
+    }
+
+    /// 413 `Request entity too large: {detail}`.
+    pub fn entity_too_large(detail: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
-            format!("Request entity too large: limit is {limit}"),
+            format!("Request entity too large: {detail}"),
         )
     }
 

@@ -591,6 +591,132 @@ async fn unsupported_field_validation_value_is_a_400() {
     server.stop().await;
 }
 
+/// `job` as JSON text with a key repeated: `"metadata":{` gets a
+/// `"name":"first",` in front of the real name, and the Worker a
+/// `"replicas":5,` in front of its own; the last value of each is the one
+/// that counts.
+fn with_duplicate_keys(job: &Value) -> Vec<u8> {
+    let text = serde_json::to_string(job).expect("JSON encodes");
+    let text = text.replacen(r#""metadata":{"#, r#""metadata":{"name":"first","#, 1);
+    let text = text.replacen(r#""Worker":{"#, r#""Worker":{"replicas":5,"#, 1);
+    assert!(text.contains(r#""name":"first""#) && text.contains(r#""replicas":5,"#));
+    text.into_bytes()
+}
+
+const DUPLICATE_FIELDS: &str =
+    r#"duplicate field "metadata.name", duplicate field "spec.mxReplicaSpecs.Worker.replicas""#;
+
+/// The `Warning` headers of an answer.
+fn warnings(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(WARNING)
+        .iter()
+        .map(|v| v.to_str().expect("a Warning header is text").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn strict_field_validation_rejects_duplicate_fields_with_a_400_naming_them() {
+    let server = TestServer::start().await;
+    let job = create(&server, "duplicated").await;
+    let before = stored(&server).await;
+    let collection = format!("{}?fieldValidation=Strict", server.collection_url(NS));
+    let object = format!(
+        "{}?fieldValidation=Strict",
+        server.object_url(NS, "duplicated")
+    );
+    let mut replaced = to_value(&job);
+    replaced["metadata"]["labels"] = json!({"team": "ml"});
+    let requests: [(Method, &str, &str, Vec<u8>, String); 4] = [
+        (
+            Method::POST,
+            &collection,
+            JSON,
+            with_duplicate_keys(&new_job_value(NS, "duplicated-too")),
+            format!("strict decoding error: {DUPLICATE_FIELDS}"),
+        ),
+        (
+            Method::PUT,
+            &object,
+            JSON,
+            with_duplicate_keys(&replaced),
+            format!("strict decoding error: {DUPLICATE_FIELDS}"),
+        ),
+        (
+            Method::PATCH,
+            &object,
+            mxjob_client::MERGE_PATCH,
+            br#"{"metadata":{"labels":{"team":"a","team":"b"}}}"#.to_vec(),
+            r#"strict decoding error: duplicate field "metadata.labels.team""#.to_string(),
+        ),
+        (
+            Method::PATCH,
+            &object,
+            mxjob_client::JSON_PATCH,
+            br#"[{"op":"add","path":"/metadata/labels","path":"/metadata/annotations","value":{},"extra":1}]"#.to_vec(),
+            r#"strict decoding error: json patch duplicate field "[0].path", json patch unknown field "[0].extra""#.to_string(),
+        ),
+    ];
+    for (method, url, media_type, body, expected) in requests {
+        let answer = send(&server, method.clone(), url, Some(media_type), Some(body)).await;
+        let status = expect_status(answer, 400, "BadRequest");
+        assert_eq!(message(&status), expected, "{method} {media_type}");
+        assert_eq!(stored(&server).await, before, "{method} {media_type}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_fields_are_accepted_with_a_warning_under_warn_and_by_default() {
+    let server = TestServer::start().await;
+    let expected = [
+        r#"299 - "duplicate field \"metadata.name\"""#,
+        r#"299 - "duplicate field \"spec.mxReplicaSpecs.Worker.replicas\"""#,
+    ];
+    for (query, name) in [("?fieldValidation=Warn", "dup-warned"), ("", "dup-default")] {
+        let url = format!("{}{query}", server.collection_url(NS));
+        let body = with_duplicate_keys(&new_job_value(NS, name));
+        let (code, headers, created) =
+            send(&server, Method::POST, &url, Some(JSON), Some(body)).await;
+        assert_eq!(code, 201, "{query}: {created:#}");
+        assert_eq!(warnings(&headers), expected, "{query}");
+        // The last value of a repeated key is the one kept.
+        assert_eq!(created["metadata"]["name"], name);
+        assert_ne!(created["spec"]["mxReplicaSpecs"]["Worker"]["replicas"], 5);
+
+        let patch = br#"{"metadata":{"labels":{"team":"a","team":"b"}}}"#;
+        let url = format!("{}{query}", server.object_url(NS, name));
+        let (code, headers, patched) = send(
+            &server,
+            Method::PATCH,
+            &url,
+            Some(mxjob_client::MERGE_PATCH),
+            Some(patch.to_vec()),
+        )
+        .await;
+        assert_eq!(code, 200, "{query}: {patched:#}");
+        assert_eq!(
+            warnings(&headers),
+            [r#"299 - "duplicate field \"metadata.labels.team\"""#],
+            "{query}"
+        );
+        assert_eq!(patched["metadata"]["labels"], json!({"team": "b"}));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ignore_field_validation_accepts_duplicate_fields_silently() {
+    let server = TestServer::start().await;
+    let url = format!("{}?fieldValidation=Ignore", server.collection_url(NS));
+    let body = with_duplicate_keys(&new_job_value(NS, "dup-ignored"));
+    let (code, headers, created) = send(&server, Method::POST, &url, Some(JSON), Some(body)).await;
+    assert_eq!(code, 201, "{created:#}");
+    assert!(warnings(&headers).is_empty(), "{headers:?}");
+    assert_eq!(created["metadata"]["name"], "dup-ignored");
+    server.stop().await;
+}
+
 // ------------------------------------------------------------ write options
 
 #[tokio::test]

@@ -222,6 +222,169 @@ proptest! {
     }
 }
 
+// ------------------------------------------------------------ bounded work
+
+/// Sends `patch` to `name` in `NS` with `media_type`; returns the code and
+/// the body as JSON. A generous bound keeps a server that does unbounded
+/// work from hanging the test (it is not a timing assertion: a bounded
+/// server answers in milliseconds).
+async fn patch_within_bound(
+    server: &TestServer,
+    name: &str,
+    media_type: &str,
+    patch: &Value,
+) -> (u16, Value) {
+    let request = server
+        .http
+        .patch(server.object_url(NS, name))
+        .header("content-type", media_type)
+        .body(serde_json::to_vec(patch).expect("json"))
+        .send();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(120), request)
+        .await
+        .expect("the server answers a hostile patch without unbounded work")
+        .expect("the server answers");
+    let code = response.status().as_u16();
+    let body = response.json().await.expect("a JSON answer");
+    (code, body)
+}
+
+/// Creates `name` in `NS` from `job`; returns the stored object.
+async fn create_value(server: &TestServer, job: &Value) -> Value {
+    let response = server
+        .http
+        .post(server.collection_url(NS))
+        .json(job)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.expect("json")
+}
+
+async fn read_value(server: &TestServer, name: &str) -> Value {
+    server
+        .http
+        .get(server.object_url(NS, name))
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Eighteen `copy` operations, each copying `/spec` into itself, double the
+/// object eighteen times: a body under a kilobyte asks for gigabytes. The
+/// copies are measured before they are made, so the patch is refused (422,
+/// as kube-apiserver refuses a patch over its copy limit) once they would
+/// add more than the object bound, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_patch_that_doubles_the_object_is_refused_before_it_grows() {
+    let server = TestServer::start().await;
+    let created = create_value(&server, &new_job_value(NS, "doubled")).await;
+    let patch: Vec<Value> = (0..18)
+        .map(|i| serde_json::json!({"op": "copy", "from": "/spec", "path": format!("/spec/copy{i}")}))
+        .collect();
+    let patch = Value::from(patch);
+    assert!(serde_json::to_vec(&patch).expect("json").len() < 1024);
+    let (code, status) = patch_within_bound(&server, "doubled", JSON_PATCH, &patch).await;
+    assert_eq!(code, 422, "{status:#}");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Invalid");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("more than the limit of 3145728"),
+        "{message}"
+    );
+    assert_eq!(
+        read_value(&server, "doubled").await,
+        created,
+        "nothing changed"
+    );
+    server.stop().await;
+}
+
+/// More operations than kube-apiserver's 10000 are refused as it refuses
+/// them: 413, before any is applied.
+#[tokio::test]
+async fn a_json_patch_with_more_than_10000_operations_is_a_413() {
+    let server = TestServer::start().await;
+    let created = create_value(&server, &new_job_value(NS, "many-ops")).await;
+    let operation = serde_json::json!({"op": "test", "path": "/kind", "value": "MXJob"});
+    let (code, status) = patch_within_bound(
+        &server,
+        "many-ops",
+        JSON_PATCH,
+        &Value::from(vec![operation.clone(); 10_001]),
+    )
+    .await;
+    assert_eq!(code, 413, "{status:#}");
+    assert_eq!(status["reason"], "RequestEntityTooLarge");
+    assert_eq!(
+        status["message"],
+        "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"
+    );
+    assert_eq!(read_value(&server, "many-ops").await, created);
+    // 10000 are fine.
+    let (code, status) = patch_within_bound(
+        &server,
+        "many-ops",
+        JSON_PATCH,
+        &Value::from(vec![operation; 10_000]),
+    )
+    .await;
+    assert_eq!(code, 200, "{status:#}");
+    server.stop().await;
+}
+
+/// A patch can make an object larger than the body that carried it; the
+/// result is measured before it is kept, and one over the bound (the
+/// request body limit, 64 KiB on this server) is a 413 and is not stored.
+#[tokio::test]
+async fn patches_that_would_make_an_object_over_the_limit_are_a_413() {
+    let mut settings = mxjob_server::server::Settings::new("127.0.0.1:0".parse().expect("addr"));
+    settings.max_body_bytes = 64 * 1024;
+    let server = TestServer::start_configured(
+        std::sync::Arc::new(mxjob_server::store::memory::MemoryStore::new()),
+        settings,
+        mxjob_tests::discard(),
+    )
+    .await;
+    let mut job = new_job_value(NS, "grown");
+    job["metadata"]["annotations"] = serde_json::json!({"example.com/a": "x".repeat(40 * 1024)});
+    let created = create_value(&server, &job).await;
+    let copy = serde_json::json!([
+        {"op": "copy", "from": "/metadata/annotations/example.com~1a", "path": "/metadata/annotations/example.com~1b"}
+    ]);
+    let merge =
+        serde_json::json!({"metadata": {"annotations": {"example.com/b": "y".repeat(40 * 1024)}}});
+    for (media_type, patch) in [(JSON_PATCH, &copy), (MERGE_PATCH, &merge)] {
+        let (code, status) = patch_within_bound(&server, "grown", media_type, patch).await;
+        assert_eq!(code, 413, "{media_type}: {status:#}");
+        assert_eq!(status["reason"], "RequestEntityTooLarge");
+        assert_eq!(
+            status["message"],
+            "Request entity too large: the object would be larger than the limit of 65536 bytes"
+        );
+        assert_eq!(read_value(&server, "grown").await, created, "{media_type}");
+    }
+    // A dry run answers what the write would.
+    let response = server
+        .http
+        .patch(format!("{}?dryRun=All", server.object_url(NS, "grown")))
+        .header("content-type", MERGE_PATCH)
+        .body(serde_json::to_vec(&merge).expect("json"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 413);
+    server.stop().await;
+}
+
+const JSON_PATCH: &str = "application/json-patch+json";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
 /// A client that sends its headers and part of a body, then stalls, is
 /// answered 408 once the body deadline passes, and the server answers
 /// others meanwhile.

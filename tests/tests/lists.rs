@@ -649,3 +649,76 @@ async fn bookmarks_carry_the_resource_version_a_watch_reached() {
     );
     server.stop().await;
 }
+
+/// kube-apiserver refuses `resourceVersionMatch` on a watch unless
+/// `sendInitialEvents` is set (which this server does not take): both
+/// watch paths answer `422 Invalid` on `ListOptions` instead of streaming.
+#[tokio::test]
+async fn watches_refuse_resource_version_match() {
+    let server = TestServer::start().await;
+    let job = create_labelled(&server, "watched", json!({})).await;
+    let version = resource_version(&job);
+    let list_path = server.collection_url(NS);
+    let watch_path = format!(
+        "{}/apis/kubeflow.org/v1/watch/namespaces/{NS}/mxjobs",
+        server.url
+    );
+    let cases = [
+        (
+            "NotOlderThan",
+            "",
+            vec!["resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"],
+        ),
+        (
+            "Exact",
+            "",
+            vec![
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                "resourceVersionMatch: Unsupported value: \"Exact\": supported values: \"NotOlderThan\"",
+            ],
+        ),
+        (
+            "NotOlderThan",
+            "&continue=e30",
+            vec![
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided",
+            ],
+        ),
+    ];
+    for (version_match, extra, causes) in cases {
+        for url in [
+            format!("{list_path}?watch=true&resourceVersion={version}&resourceVersionMatch={version_match}{extra}&timeoutSeconds=5"),
+            format!("{watch_path}?resourceVersion={version}&resourceVersionMatch={version_match}{extra}&timeoutSeconds=5"),
+        ] {
+            let response = server.http.get(&url).send().await.expect("answer");
+            assert_eq!(response.status().as_u16(), 422, "{url}");
+            let status: serde_json::Value = response.json().await.expect("a Status");
+            assert_eq!(status["kind"], "Status");
+            assert_eq!(status["reason"], "Invalid");
+            let message = status["message"].as_str().expect("message");
+            assert!(
+                message.starts_with("ListOptions.meta.k8s.io \"\" is invalid: "),
+                "{message}"
+            );
+            let got: Vec<String> = status["details"]["causes"]
+                .as_array()
+                .expect("causes")
+                .iter()
+                .map(|c| format!("{}: {}", c["field"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
+                .collect();
+            assert_eq!(got, causes, "{url}");
+        }
+    }
+    // Without resourceVersionMatch the same watch streams.
+    let response = server
+        .http
+        .get(format!(
+            "{list_path}?watch=true&resourceVersion={version}&timeoutSeconds=1"
+        ))
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(response.status().as_u16(), 200);
+    server.stop().await;
+}

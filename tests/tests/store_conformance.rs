@@ -89,7 +89,7 @@ macro_rules! conformance_suite {
                 watch_events_describe_creates_updates_and_deletes,
                 a_watch_resumes_after_a_revision_without_gaps_or_repeats,
                 a_watch_sees_only_its_prefix,
-                a_watcher_that_falls_behind_is_cut_off,
+                a_watcher_that_falls_behind_the_kept_history_is_cut_off,
                 lists_and_watches_before_the_compacted_revision_fail,
                 compaction_keeps_the_current_state,
                 compaction_keeps_what_later_events_replaced,
@@ -632,9 +632,17 @@ mod cases {
         assert_eq!(take(&mut replay, 1).await, events);
     }
 
-    pub async fn a_watcher_that_falls_behind_is_cut_off(store: &Arc<dyn Store>) {
+    /// A watcher that does not read while history moves past it is cut
+    /// off: its stream yields a gap-free run of events (whatever the backend
+    /// could still give it), then ends, with `Compacted` when it fell behind
+    /// the compaction. Resuming from the last revision it saw then fails
+    /// with `Compacted`, and from the compacted revision catches up. (The
+    /// in-process backends keep nothing per watcher, so they cut a watcher
+    /// off only there; etcd's per-watch buffer may cut it off earlier.)
+    pub async fn a_watcher_that_falls_behind_the_kept_history_is_cut_off(store: &Arc<dyn Store>) {
         // More than any backend buffers for one watcher (1024 today).
         const WRITES: u64 = 3000;
+        const KEPT: u64 = 10;
         let mut watch = store.watch("/p/", 0).await.expect("watch");
         let mut kv = create(store, "/p/k", "0").await;
         for i in 1..WRITES {
@@ -643,11 +651,21 @@ mod cases {
                 .await
                 .expect("update");
         }
-        // The stream yields a gap-free run of events, then ends.
+        store.compact(WRITES - KEPT).await.expect("compact");
         let mut seen = Vec::new();
         loop {
             match tokio::time::timeout(EVENT_TIMEOUT, watch.next()).await {
                 Ok(Some(Ok(event))) => seen.push(event.revision()),
+                Ok(Some(Err(StoreError::Compacted { .. }))) => {
+                    assert!(
+                        tokio::time::timeout(EVENT_TIMEOUT, watch.next())
+                            .await
+                            .expect("the stream ends")
+                            .is_none(),
+                        "nothing follows Compacted"
+                    );
+                    break;
+                }
                 Ok(Some(Err(error))) => panic!("the watch failed: {error}"),
                 Ok(None) => break,
                 Err(_) => panic!("a lagging watch neither ended nor delivered"),
@@ -655,11 +673,19 @@ mod cases {
         }
         assert!((seen.len() as u64) < WRITES, "the watcher was not cut off");
         assert_eq!(seen, (1..=seen.len() as u64).collect::<Vec<_>>());
-        // Resuming from the last revision seen catches up.
         let last = seen.last().copied().unwrap_or(0);
-        let mut resumed = store.watch("/p/", last).await.expect("watch");
-        let rest = take(&mut resumed, usize::try_from(WRITES - last).expect("count")).await;
-        assert_eq!(revisions(&rest), ((last + 1)..=WRITES).collect::<Vec<_>>());
+        assert_eq!(
+            store.watch("/p/", last).await.err(),
+            Some(StoreError::Compacted {
+                compacted: WRITES - KEPT
+            })
+        );
+        let mut resumed = store.watch("/p/", WRITES - KEPT).await.expect("watch");
+        let rest = take(&mut resumed, usize::try_from(KEPT).expect("count")).await;
+        assert_eq!(
+            revisions(&rest),
+            ((WRITES - KEPT + 1)..=WRITES).collect::<Vec<_>>()
+        );
     }
 
     pub async fn lists_and_watches_before_the_compacted_revision_fail(store: &Arc<dyn Store>) {
@@ -816,4 +842,121 @@ async fn the_api_over_sqlite_keeps_objects_across_a_restart() {
     assert_eq!(read, created);
     assert_eq!(resource_version(&read), resource_version(&created));
     server.stop().await;
+}
+
+/// The memory store bounds its history in bytes as well as in revisions:
+/// many small patches to a large object (each revision keeps a whole copy
+/// of the object) keep the accounted history within the bound, compacting
+/// earlier than the revision window would, and a watch or an exact list
+/// from a revision compacted that way gets 410 Expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_keeps_its_history_within_its_byte_bound() {
+    use mxjob_tests::{new_job_value, TestServer};
+
+    const BOUND: usize = 1024 * 1024;
+    let store = Arc::new(MemoryStore::with_limits(1000, BOUND));
+    let server = TestServer::start_with(store.clone()).await;
+    let mut job = new_job_value("history", "large");
+    job["metadata"]["annotations"] =
+        serde_json::json!({"example.com/blob": "x".repeat(200 * 1024)});
+    let response = server
+        .http
+        .post(server.collection_url("history"))
+        .json(&job)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status().as_u16(), 201);
+    let created: serde_json::Value = response.json().await.expect("json");
+    let first = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string();
+    // 40 revisions of a 200 KiB object: 8 MiB without a byte bound.
+    for i in 0..40 {
+        let patch = serde_json::json!({"metadata": {"labels": {"step": i.to_string()}}});
+        let response = server
+            .http
+            .patch(server.object_url("history", "large"))
+            .header("content-type", "application/merge-patch+json")
+            .body(serde_json::to_vec(&patch).expect("json"))
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(
+            store.history_bytes() <= BOUND,
+            "{} bytes of history after {} patches",
+            store.history_bytes(),
+            i + 1
+        );
+    }
+    assert!(store.history_bytes() > 0, "recent history is kept");
+    assert!(store.compacted_revision() > 1, "the byte bound compacted");
+
+    let list = server
+        .http
+        .get(format!(
+            "{}?resourceVersion={first}&resourceVersionMatch=Exact",
+            server.collection_url("history")
+        ))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status().as_u16(), 410);
+    let status: serde_json::Value = list.json().await.expect("json");
+    assert_eq!(status["reason"], "Expired");
+
+    let watch = server
+        .http
+        .get(format!(
+            "{}?watch=true&resourceVersion={first}&timeoutSeconds=5",
+            server.collection_url("history")
+        ))
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(watch.status().as_u16(), 200);
+    let text = watch.text().await.expect("the stream ends after the error");
+    let event: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("one event")).expect("json");
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+    server.stop().await;
+}
+
+/// SQLite keeps its history on disk: only its buffer of recent events for
+/// watchers is in memory, and that stays within its byte bound. A watcher
+/// further behind than the buffer reads the rest from the file, without a
+/// gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_event_buffer_stays_within_its_byte_bound() {
+    use futures::StreamExt;
+
+    const BOUND: usize = 256 * 1024;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = SqliteOptions {
+        history_bytes: BOUND,
+        ..SqliteOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(dir.path(), options).expect("the store opens"));
+    let value = |i: u8| vec![i; 64 * 1024];
+    let mut kv = store.create("/p/k", value(0)).await.expect("create");
+    for i in 1..40 {
+        kv = store
+            .update("/p/k", kv.mod_revision, value(i))
+            .await
+            .expect("update");
+        assert!(store.history_bytes() <= BOUND, "{}", store.history_bytes());
+    }
+    let mut watch = store.watch("/p/", 0).await.expect("watch");
+    for revision in 1..=40 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), watch.next())
+            .await
+            .expect("an event")
+            .expect("the stream goes on")
+            .expect("no error");
+        assert_eq!(event.revision(), revision);
+    }
 }

@@ -57,6 +57,11 @@ struct Args {
     /// continue tokens and watches (older ones answer 410 Gone).
     #[arg(long, default_value_t = 1000)]
     history_revisions: u64,
+    /// Bytes of history kept in memory at most: the memory store compacts
+    /// earlier rather than keep more old versions; SQLite keeps this much
+    /// of recent events for watchers and reads older ones from its file.
+    #[arg(long, default_value_t = mxjob_server::store::DEFAULT_HISTORY_BYTES)]
+    history_bytes: usize,
     /// Seconds of history always kept (SQLite only: a revision is compacted
     /// only when it is outside both this window and --history-revisions).
     #[arg(long, default_value_t = 300)]
@@ -269,12 +274,16 @@ async fn run(args: Args) -> Result<(), String> {
     let settings = settings(&args)?;
     let open_files = raise_open_file_limit();
     let store: Arc<dyn Store> = match args.store {
-        StoreKind::Memory => Arc::new(MemoryStore::with_window(args.history_revisions)),
+        StoreKind::Memory => Arc::new(MemoryStore::with_limits(
+            args.history_revisions,
+            args.history_bytes,
+        )),
         StoreKind::Sqlite => {
             let options = SqliteOptions {
                 window_revisions: args.history_revisions,
                 window_duration: Duration::from_secs(args.history_seconds),
                 compaction_interval: Duration::from_secs(args.compaction_interval_seconds),
+                history_bytes: args.history_bytes,
             };
             // Opening reads a little of the file; once, before serving.
             let store = Arc::new(
@@ -308,6 +317,7 @@ async fn run(args: Args) -> Result<(), String> {
         "data_dir" => if matches!(args.store, StoreKind::Sqlite) { args.data_dir.display().to_string() } else { "-".to_string() },
         "revision" => revision,
         "history_revisions" => args.history_revisions,
+        "history_bytes" => args.history_bytes,
         "authentication" => if args.token_auth_file.is_some() { "tokens" } else { "anonymous" },
         "tls" => args.tls_cert_file.is_some(),
         "controller" => if args.controller { format!("{:?}", args.executor).to_lowercase() } else { "off".to_string() },

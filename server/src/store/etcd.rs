@@ -60,9 +60,10 @@
 //! and [`Event::Delete`] (with the deleted value), in revision order.
 //!
 //! etcd never drops a slow watcher; it buffers for it. The store instead
-//! forwards each watch through a bounded buffer of [`WATCH_BUFFER`] events
-//! and ends the stream when the consumer lets it fill, as the other
-//! backends do: a consumer resumes from the last revision it saw. The
+//! forwards each watch through a buffer bounded by [`WATCH_BUFFER`] events
+//! and [`WATCH_BUFFER_BYTES`] (an event carries up to two objects, so a
+//! count alone does not bound memory) and ends the stream when the consumer
+//! lets it fill: a consumer resumes from the last revision it saw. The
 //! stream also ends when etcd cancels the watch — after a
 //! [`StoreError::Compacted`] item when etcd compacted past it — when the
 //! connection fails (after a [`StoreError::Backend`] item), and when an
@@ -82,6 +83,7 @@
 //! larger limit to store the largest objects.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +95,7 @@ use etcd_client::{
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::feed::event_bytes;
 use super::{
     Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
 };
@@ -101,6 +104,8 @@ use super::{
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 /// Events a watcher may fall behind before it is cut off.
 pub const WATCH_BUFFER: usize = 1024;
+/// Bytes of events a watcher may fall behind before it is cut off.
+pub const WATCH_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// The largest etcd response the store accepts (a list of many large
 /// objects is one response); gRPC's default of 4 MiB is too small.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -584,13 +589,19 @@ impl Store for EtcdStore {
             Err(failure) => return Err(self.explain(failure).await),
         };
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(forward(stream, sender, after));
-        Ok(
-            futures::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|item| (item, receiver))
-            })
-            .boxed(),
-        )
+        let buffered = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(forward(stream, sender, Arc::clone(&buffered), after));
+        Ok(futures::stream::unfold(receiver, move |mut receiver| {
+            let buffered = Arc::clone(&buffered);
+            async move {
+                let item = receiver.recv().await?;
+                if let Ok(event) = &item {
+                    buffered.fetch_sub(event_bytes(event), Ordering::Relaxed);
+                }
+                Some((item, receiver))
+            }
+        })
+        .boxed())
     }
 }
 
@@ -622,12 +633,14 @@ fn convert(event: &etcd_client::Event) -> Result<Option<Event>, StoreError> {
 }
 
 /// Moves a watch's events from etcd to the consumer's buffer until the
-/// consumer goes away or falls [`WATCH_BUFFER`] events behind, or the watch
-/// ends. Dropping `stream` closes the gRPC stream, which cancels the watch
-/// in etcd.
+/// consumer goes away or falls [`WATCH_BUFFER`] events or
+/// [`WATCH_BUFFER_BYTES`] behind (`buffered` counts the bytes it has not
+/// taken yet), or the watch ends. Dropping `stream` closes the gRPC stream,
+/// which cancels the watch in etcd.
 async fn forward(
     mut stream: WatchStream,
     sender: mpsc::Sender<Result<Event, StoreError>>,
+    buffered: Arc<AtomicUsize>,
     after: Revision,
 ) {
     loop {
@@ -664,6 +677,12 @@ async fn forward(
             };
             if event.revision() <= after {
                 continue;
+            }
+            let size = event_bytes(&event);
+            let before = buffered.fetch_add(size, Ordering::Relaxed);
+            if before > 0 && before + size > WATCH_BUFFER_BYTES {
+                // The consumer fell too far behind (one event always fits).
+                return;
             }
             // Full: the consumer fell too far behind. Closed: it is gone.
             if sender.try_send(Ok(event)).is_err() {

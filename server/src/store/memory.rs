@@ -4,31 +4,50 @@
 //! It keeps every version of every key until compaction drops the ones no
 //! read can reach any more, so lists at a past revision behave as they do
 //! on etcd. Like the Kubernetes API server's watch cache, it keeps a window
-//! of recent revisions (by default the last 1000): older ones are compacted
-//! automatically, and lists, continue tokens and watches that reach further
-//! back fail with [`StoreError::Compacted`].
+//! of recent history: older revisions are compacted automatically, and
+//! lists, continue tokens and watches that reach further back fail with
+//! [`StoreError::Compacted`] (410 at the API).
 //!
-//! Watches get the recent events from the same window and new ones from a
-//! bounded broadcast channel subscribed under the store's lock, so nothing
-//! falls between the two. A watcher that lets the channel overflow is cut
-//! off rather than slowing writers down.
+//! # How much history
+//!
+//! The window is bounded twice: by revisions (by default the last
+//! [`DEFAULT_WINDOW`], kept between one and two windows so that compaction
+//! runs once per window rather than on every write) and by bytes (by default
+//! [`DEFAULT_HISTORY_BYTES`](super::DEFAULT_HISTORY_BYTES)). History is
+//! every value that is no longer the current one of its key — replaced or
+//! deleted — and is accounted at the write that superseded it: its length
+//! plus its key's and a fixed overhead per version. When a write takes the
+//! accounted bytes over the bound, the store compacts at once to the oldest
+//! revision that brings them back under it; a single value larger than the
+//! bound is history for no revision at all. A revision count alone does
+//! not bound memory: a thousand revisions of a 3 MiB object are 3 GiB.
+//!
+//! Compaction to R drops what superseded versions the writes up to R
+//! replaced, found through a queue of those writes in revision order, so
+//! its cost is the history it drops, not the number of keys.
+//!
+//! Watches read the event history itself (see `store::feed`): the
+//! events share their values with the versions, so the byte bound covers
+//! them too, and a watcher that falls behind the window gets
+//! [`StoreError::Compacted`] instead of pinning memory.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
+use super::feed::{follow, Batch, EventLog, EventSource};
 use super::{
-    backlog_then_live, Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision,
-    Store, StoreError,
+    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+    DEFAULT_HISTORY_BYTES,
 };
 
 /// Revisions kept for lists at a revision and for watches, by default.
 pub const DEFAULT_WINDOW: u64 = 1000;
-/// Events a watcher may fall behind before it is cut off.
-const WATCH_BUFFER: usize = 1024;
+/// What a version costs beyond its value and key, for the byte bound.
+const VERSION_OVERHEAD: usize = 64;
 
 /// One version of a key; `value: None` marks a delete.
 #[derive(Clone, Debug)]
@@ -38,6 +57,16 @@ struct Version {
     value: Option<Arc<[u8]>>,
 }
 
+/// A write that made an older version of `key` history.
+#[derive(Debug)]
+struct Superseded {
+    /// The write's revision: compacting to it drops the older version.
+    revision: Revision,
+    key: String,
+    /// The older version's accounted size.
+    bytes: usize,
+}
+
 #[derive(Debug)]
 struct State {
     revision: Revision,
@@ -45,10 +74,17 @@ struct State {
     /// Versions of each key, oldest first.
     keys: BTreeMap<String, Vec<Version>>,
     /// Every event after `compacted`, oldest first.
-    events: VecDeque<Event>,
+    events: EventLog,
+    /// The writes after `compacted` that superseded a version, oldest first.
+    superseded: VecDeque<Superseded>,
+    /// The accounted size of the superseded versions still kept.
+    history_bytes: usize,
     /// Revisions to keep before compacting automatically.
     window: u64,
-    sender: broadcast::Sender<Event>,
+    /// Bytes of history to keep at most.
+    max_history_bytes: usize,
+    /// Publishes each new revision to watchers.
+    written: watch::Sender<Revision>,
 }
 
 impl State {
@@ -66,6 +102,9 @@ impl State {
         self.revision += 1;
         let revision = self.revision;
         let versions = self.keys.entry(key.to_string()).or_default();
+        let replaced = versions.last().map(|v| {
+            v.value.as_ref().map_or(0, |value| value.len()) + key.len() + VERSION_OVERHEAD
+        });
         let prev = versions.last().and_then(|v| to_key_value(key, v));
         let version = Version {
             revision,
@@ -78,15 +117,41 @@ impl State {
             (None, None) => None,
         };
         versions.push(version);
-        if let Some(event) = event {
-            self.events.push_back(event.clone());
-            // No receivers is not an error: nobody is watching.
-            let _ = self.sender.send(event);
+        if let Some(bytes) = replaced {
+            self.history_bytes += bytes;
+            self.superseded.push_back(Superseded {
+                revision,
+                key: key.to_string(),
+                bytes,
+            });
         }
+        if let Some(event) = event {
+            self.events.push(event);
+        }
+        // Published once the event is readable (see `feed::follow`).
+        self.written.send_replace(revision);
         if revision - self.compacted > 2 * self.window {
             self.compact_to(revision - self.window);
         }
+        if self.history_bytes > self.max_history_bytes {
+            self.compact_to(self.revision_within_bytes());
+        }
         revision
+    }
+
+    /// The oldest revision whose compaction brings the history within its
+    /// byte bound.
+    fn revision_within_bytes(&self) -> Revision {
+        let mut bytes = self.history_bytes;
+        let mut target = self.compacted;
+        for entry in &self.superseded {
+            if bytes <= self.max_history_bytes {
+                break;
+            }
+            bytes -= entry.bytes;
+            target = entry.revision;
+        }
+        target
     }
 
     fn compact_to(&mut self, revision: Revision) {
@@ -94,7 +159,18 @@ impl State {
             return;
         }
         self.compacted = revision;
-        self.keys.retain(|_, versions| {
+        while self
+            .superseded
+            .front()
+            .is_some_and(|s| s.revision <= revision)
+        {
+            let Some(entry) = self.superseded.pop_front() else {
+                break;
+            };
+            self.history_bytes -= entry.bytes;
+            let Some(versions) = self.keys.get_mut(&entry.key) else {
+                continue;
+            };
             // Keep the newest version at or before `revision` (what a read
             // at `revision` sees) and everything after it.
             let keep_from = versions
@@ -102,17 +178,14 @@ impl State {
                 .rposition(|v| v.revision <= revision)
                 .unwrap_or(0);
             versions.drain(..keep_from);
-            !(versions.len() == 1
+            if versions.len() == 1
                 && versions[0].value.is_none()
-                && versions[0].revision <= revision)
-        });
-        while self
-            .events
-            .front()
-            .is_some_and(|e| e.revision() <= revision)
-        {
-            self.events.pop_front();
+                && versions[0].revision <= revision
+            {
+                self.keys.remove(&entry.key);
+            }
         }
+        self.events.trim_through(revision);
     }
 }
 
@@ -125,10 +198,39 @@ fn to_key_value(key: &str, version: &Version) -> Option<KeyValue> {
     })
 }
 
+/// The state, shared with the watches reading its events.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` half-written
+        // in a way reads trip over, so a poisoned lock is usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl EventSource for Shared {
+    async fn events_after(&self, prefix: &str, after: Revision) -> Result<Batch, StoreError> {
+        let state = self.state();
+        state
+            .events
+            .read(prefix, after)
+            .ok_or(StoreError::Compacted {
+                compacted: state.compacted,
+            })
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    shared: Arc<Shared>,
 }
 
 impl Default for MemoryStore {
@@ -143,27 +245,46 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store that keeps `window` revisions of history (at least 1).
+    /// A store that keeps `window` revisions of history (at least 1) and
+    /// the default bytes of it.
     pub fn with_window(window: u64) -> Self {
-        let (sender, _) = broadcast::channel(WATCH_BUFFER);
+        Self::with_limits(window, DEFAULT_HISTORY_BYTES)
+    }
+
+    /// A store that keeps `window` revisions of history (at least 1), but
+    /// never more than `max_history_bytes` of it.
+    pub fn with_limits(window: u64, max_history_bytes: usize) -> Self {
+        let (written, _) = watch::channel(0);
         MemoryStore {
-            state: Mutex::new(State {
-                revision: 0,
-                compacted: 0,
-                keys: BTreeMap::new(),
-                events: VecDeque::new(),
-                window: window.max(1),
-                sender,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    revision: 0,
+                    compacted: 0,
+                    keys: BTreeMap::new(),
+                    events: EventLog::new(0, usize::MAX, usize::MAX),
+                    superseded: VecDeque::new(),
+                    history_bytes: 0,
+                    window: window.max(1),
+                    max_history_bytes,
+                    written,
+                }),
             }),
         }
     }
 
+    /// The bytes of history held now, as the bound counts them: every kept
+    /// value that is no longer the current one of its key.
+    pub fn history_bytes(&self) -> usize {
+        self.state().history_bytes
+    }
+
+    /// The oldest revision reads can still reach.
+    pub fn compacted_revision(&self) -> Revision {
+        self.state().compacted
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave `State` half-written
-        // (every mutation is a single push), so a poisoned lock is usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.state()
     }
 }
 
@@ -294,27 +415,91 @@ impl Store for MemoryStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
-        let state = self.state();
-        if after < state.compacted {
-            return Err(StoreError::Compacted {
-                compacted: state.compacted,
-            });
-        }
-        let backlog: Vec<Event> = state
-            .events
+        let written = {
+            let state = self.state();
+            if after < state.compacted {
+                return Err(StoreError::Compacted {
+                    compacted: state.compacted,
+                });
+            }
+            state.written.subscribe()
+        };
+        let source: Arc<dyn EventSource> = self.shared.clone();
+        Ok(follow(source, written, prefix.to_string(), after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// What the byte bound should count, recomputed from the versions:
+    /// every version that has a newer one.
+    fn recount(store: &MemoryStore) -> usize {
+        let state = store.state();
+        state
+            .keys
             .iter()
-            .filter(|e| e.revision() > after && e.key().starts_with(prefix))
-            .cloned()
-            .collect();
-        // Subscribed under the lock: the next write is the first the
-        // receiver sees, and the backlog holds everything before it.
-        let receiver = state.sender.subscribe();
-        drop(state);
-        Ok(backlog_then_live(
-            backlog,
-            receiver,
-            prefix.to_string(),
-            after,
-        ))
+            .flat_map(|(key, versions)| {
+                versions[..versions.len().saturating_sub(1)]
+                    .iter()
+                    .map(move |v| {
+                        v.value.as_ref().map_or(0, |value| value.len())
+                            + key.len()
+                            + VERSION_OVERHEAD
+                    })
+            })
+            .sum()
+    }
+
+    /// The accounted history is what a recount of the kept versions gives,
+    /// after updates, deletes, re-creates and both kinds of compaction, and
+    /// it never passes its bound.
+    #[test]
+    fn history_bytes_count_exactly_the_superseded_versions_kept() {
+        block(async {
+            const BOUND: usize = 2_000;
+            let store = MemoryStore::with_limits(1_000_000, BOUND);
+            let mut a = store.create("/a", vec![1; 100]).await.expect("create");
+            for i in 0..50u8 {
+                a = store
+                    .update("/a", a.mod_revision, vec![i; 100 + usize::from(i)])
+                    .await
+                    .expect("update");
+                assert!(store.history_bytes() <= BOUND);
+                assert_eq!(store.history_bytes(), recount(&store));
+            }
+            assert!(store.compacted_revision() > 0, "the bound compacted");
+            let b = store.create("/b", vec![0; 10]).await.expect("create");
+            let (_, deleted) = store.delete("/b", b.mod_revision).await.expect("delete");
+            assert_eq!(store.history_bytes(), recount(&store));
+            store.create("/b", vec![0; 20]).await.expect("re-create");
+            assert_eq!(store.history_bytes(), recount(&store));
+            store.compact(deleted).await.expect("compact");
+            assert_eq!(store.history_bytes(), recount(&store));
+            let newest = store.current_revision().await.expect("revision");
+            store.compact(newest).await.expect("compact");
+            assert_eq!(store.history_bytes(), 0);
+            assert_eq!(recount(&store), 0);
+            // A value larger than the bound is history for no revision.
+            let big = store
+                .update("/a", a.mod_revision, vec![0; 3 * BOUND])
+                .await
+                .expect("update");
+            store
+                .update("/a", big.mod_revision, vec![1; 10])
+                .await
+                .expect("update");
+            assert_eq!(store.history_bytes(), 0);
+            assert_eq!(store.compacted_revision(), newest + 2);
+        });
     }
 }

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+mod feed;
 pub mod memory;
 pub mod sqlite;
 
@@ -31,6 +32,11 @@ use futures::Stream;
 
 /// A store-wide revision: etcd's revision, the Kubernetes resourceVersion.
 pub type Revision = u64;
+
+/// The most bytes of history a backend keeps in memory, by default
+/// (`--history-bytes`): the memory store's superseded values, SQLite's
+/// buffer of recent events for watchers.
+pub const DEFAULT_HISTORY_BYTES: usize = 256 * 1024 * 1024;
 
 /// One key at one revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,37 +111,12 @@ impl Event {
     }
 }
 
-/// The events of a watch, in revision order. The stream ends when the
-/// watcher falls too far behind the writers (it is not allowed to hold them
-/// up or to buffer without bound); the consumer then resumes from the last
-/// revision it saw.
+/// The events of a watch, in revision order. The stream ends with
+/// [`StoreError::Compacted`] when the watcher falls behind the history the
+/// backend keeps (it may neither hold writers up nor make the backend keep
+/// memory for it), or when the backend cuts a slow watcher off; the consumer
+/// then resumes from the last revision it saw, or lists again.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
-
-/// The stream of a watch served from an in-process event log: the events
-/// already logged after `after` (`backlog`), then those the broadcast
-/// `receiver` delivers, both filtered to keys under `prefix`. The caller
-/// subscribes under the same lock as it reads the backlog, so nothing falls
-/// between the two. A receiver that lags behind the bounded channel ends
-/// the stream.
-pub(crate) fn backlog_then_live(
-    backlog: Vec<Event>,
-    receiver: tokio::sync::broadcast::Receiver<Event>,
-    prefix: String,
-    after: Revision,
-) -> EventStream {
-    use futures::StreamExt;
-    let live = futures::stream::unfold(receiver, |mut receiver| async move {
-        match receiver.recv().await {
-            Ok(event) => Some((event, receiver)),
-            // Lagged: the watcher fell behind; Closed: the store is gone.
-            Err(_) => None,
-        }
-    })
-    .filter(move |event| {
-        std::future::ready(event.revision() > after && event.key().starts_with(&prefix))
-    });
-    futures::stream::iter(backlog).chain(live).map(Ok).boxed()
-}
 
 /// Why a storage operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -54,12 +54,21 @@
 //! One connection behind a mutex, used only from `spawn_blocking` threads:
 //! SQLite serialises writers anyway, one connection makes "the newest
 //! revision" a plain field next to it, and no SQLite call ever blocks the
-//! async runtime. A write is committed, then published on a bounded
-//! broadcast channel while the mutex is still held. A watch reads its
-//! backlog from the log and subscribes under the same mutex, so the backlog
-//! ends exactly where the channel begins: no gap, no duplicate. As with the
-//! memory store, a watcher that lets the channel overflow is cut off (its
-//! stream ends) rather than holding up writers.
+//! async runtime. A write is committed, then added to a buffer of recent
+//! events in memory, then its revision is published to watchers, all while
+//! the mutex is still held.
+//!
+//! # Watches
+//!
+//! A watcher reads the events after the revision it has reached (see
+//! `store::feed`): from the buffer of recent events when it holds them all,
+//! which is where a watcher that keeps up always reads, and otherwise from
+//! the log itself, a batch at a time — a watch from an old revision, or a
+//! watcher that fell behind. So a slow watcher is never cut off while its
+//! revisions are still in the log, and costs no memory while it is slow.
+//! The buffer is bounded by [`WATCH_BUFFER`] events and by
+//! [`SqliteOptions::history_bytes`] (`--history-bytes`); nothing else is
+//! kept in memory per revision.
 //!
 //! # Compaction
 //!
@@ -92,11 +101,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
+use super::feed::{event_bytes, follow, Batch, EventLog, EventSource, BATCH_BYTES};
 use super::{
-    backlog_then_live, Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision,
-    Store, StoreError,
+    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+    DEFAULT_HISTORY_BYTES,
 };
 
 /// The database file inside the data directory.
@@ -105,8 +115,10 @@ pub const FILE_NAME: &str = "mxjob.db";
 pub const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of an mxjob database ("mxjb").
 const APPLICATION_ID: i64 = 0x6d78_6a62;
-/// Events a watcher may fall behind before it is cut off.
-const WATCH_BUFFER: usize = 1024;
+/// The most recent events kept in memory for watchers.
+pub const WATCH_BUFFER: usize = 1024;
+/// The most events one read of the log hands a watcher.
+const LOG_BATCH: i64 = 256;
 /// Revisions compacted per transaction.
 const COMPACTION_BATCH: u64 = 10_000;
 
@@ -137,6 +149,9 @@ pub struct SqliteOptions {
     pub window_duration: Duration,
     /// How often [`SqliteStore::spawn_compactor`] compacts.
     pub compaction_interval: Duration,
+    /// The most bytes of recent events kept in memory for watchers (see
+    /// the module documentation); history beyond them is read from the file.
+    pub history_bytes: usize,
 }
 
 impl Default for SqliteOptions {
@@ -145,6 +160,7 @@ impl Default for SqliteOptions {
             window_revisions: 1000,
             window_duration: Duration::from_secs(5 * 60),
             compaction_interval: Duration::from_secs(30),
+            history_bytes: DEFAULT_HISTORY_BYTES,
         }
     }
 }
@@ -152,6 +168,7 @@ impl Default for SqliteOptions {
 /// See the module documentation.
 pub struct SqliteStore {
     inner: Arc<Mutex<Inner>>,
+    feed: Arc<Feed>,
     path: PathBuf,
     options: SqliteOptions,
 }
@@ -176,7 +193,38 @@ struct Inner {
     /// `written_at_ms` of the newest row; timestamps never go backwards,
     /// so "older than the time window" is a prefix of the log.
     last_written_ms: i64,
-    sender: broadcast::Sender<Event>,
+    /// Recent events, for watchers (shared with [`Feed`]).
+    recent: Arc<Mutex<EventLog>>,
+    /// Publishes each new revision to watchers.
+    written: watch::Sender<Revision>,
+}
+
+/// Where watchers read: the recent events, or the log behind them.
+struct Feed {
+    inner: Arc<Mutex<Inner>>,
+    recent: Arc<Mutex<EventLog>>,
+}
+
+#[async_trait]
+impl EventSource for Feed {
+    async fn events_after(&self, prefix: &str, after: Revision) -> Result<Batch, StoreError> {
+        if let Some(batch) = lock(&self.recent).read(prefix, after) {
+            return Ok(batch);
+        }
+        let inner = Arc::clone(&self.inner);
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let inner = lock(&inner);
+            if after < inner.compacted {
+                return Err(StoreError::Compacted {
+                    compacted: inner.compacted,
+                });
+            }
+            inner.events_after(&prefix, after)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+    }
 }
 
 /// A row of the log joined with the version it replaced.
@@ -306,8 +354,9 @@ impl Inner {
         transaction.commit().map_err(db_error)?;
         self.revision = revision;
         self.last_written_ms = written_at_ms;
-        // No receivers is not an error: nobody is watching.
-        let _ = self.sender.send(event(revision));
+        lock(&self.recent).push(event(revision));
+        // Published once the event is readable (see `feed::follow`).
+        self.written.send_replace(revision);
         Ok(revision)
     }
 
@@ -374,8 +423,10 @@ impl Inner {
         })
     }
 
-    /// The writes under `prefix` after `after`, in revision order.
-    fn events_after(&self, prefix: &str, after: Revision) -> Result<Vec<Event>, StoreError> {
+    /// The next batch of writes under `prefix` after `after`, in revision
+    /// order: at most [`LOG_BATCH`] of them, and no more once they carry
+    /// [`BATCH_BYTES`].
+    fn events_after(&self, prefix: &str, after: Revision) -> Result<Batch, StoreError> {
         let mut statement = self
             .conn
             .prepare_cached(
@@ -383,7 +434,7 @@ impl Inner {
                         p.value
                  FROM log AS l LEFT JOIN log AS p ON p.id = l.prev_revision
                  WHERE l.id > ?1 AND l.key >= ?2 AND l.key < ?3
-                 ORDER BY l.id",
+                 ORDER BY l.id LIMIT ?4",
             )
             .map_err(db_error)?;
         let rows = statement
@@ -391,7 +442,8 @@ impl Inner {
                 params![
                     to_sql(after)?,
                     prefix.as_bytes(),
-                    prefix_end(prefix.as_bytes())
+                    prefix_end(prefix.as_bytes()),
+                    LOG_BATCH,
                 ],
                 |r| {
                     Ok((
@@ -409,11 +461,24 @@ impl Inner {
             )
             .map_err(db_error)?;
         let mut events = Vec::new();
+        let mut bytes = 0;
         for row in rows {
             let (key, row) = row.map_err(db_error)?;
-            events.push(to_event(key_string(key)?, row)?);
+            let event = to_event(key_string(key)?, row)?;
+            bytes += event_bytes(&event);
+            events.push(event);
+            if bytes >= BATCH_BYTES {
+                break;
+            }
         }
-        Ok(events)
+        // A full batch ends at its last event; a short one read the log to
+        // its end.
+        let full = bytes >= BATCH_BYTES || events.len() as i64 >= LOG_BATCH;
+        let through = match events.last() {
+            Some(last) if full => last.revision(),
+            _ => self.revision.max(after),
+        };
+        Ok(Batch { events, through })
     }
 
     /// Compacts up to `target` in one transaction. Only keys written after
@@ -631,15 +696,27 @@ impl SqliteStore {
                 },
             )
             .map_err(|e| open_error(&path, e))?;
-        let (sender, _) = broadcast::channel(WATCH_BUFFER);
+        let revision = from_sql(revision);
+        let (written, _) = watch::channel(revision);
+        let recent = Arc::new(Mutex::new(EventLog::new(
+            revision,
+            WATCH_BUFFER,
+            options.history_bytes,
+        )));
+        let inner = Arc::new(Mutex::new(Inner {
+            conn,
+            revision,
+            compacted: from_sql(compacted),
+            last_written_ms,
+            recent: Arc::clone(&recent),
+            written,
+        }));
         Ok(SqliteStore {
-            inner: Arc::new(Mutex::new(Inner {
-                conn,
-                revision: from_sql(revision),
-                compacted: from_sql(compacted),
-                last_written_ms,
-                sender,
-            })),
+            feed: Arc::new(Feed {
+                inner: Arc::clone(&inner),
+                recent,
+            }),
+            inner,
             path,
             options,
         })
@@ -653,6 +730,11 @@ impl SqliteStore {
     /// The options the store was opened with.
     pub fn options(&self) -> &SqliteOptions {
         &self.options
+    }
+
+    /// The bytes of recent events held in memory for watchers.
+    pub fn history_bytes(&self) -> usize {
+        lock(&self.feed.recent).bytes()
     }
 
     /// The oldest revision reads can still reach.
@@ -745,10 +827,11 @@ impl SqliteStore {
     }
 }
 
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+fn lock<T>(inner: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic under the lock rolls back its transaction (the transaction
-    // is dropped), and the cached fields change only after a commit, so
-    // a poisoned lock still guards a consistent state.
+    // is dropped), and the cached fields change only after a commit; the
+    // event log changes by whole pushes. A poisoned lock still guards a
+    // consistent state.
     inner
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -873,22 +956,18 @@ impl Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
-        let prefix = prefix.to_string();
-        let key_prefix = prefix.clone();
-        let (backlog, receiver) = self
+        let written = self
             .run(move |inner| {
                 if after < inner.compacted {
                     return Err(StoreError::Compacted {
                         compacted: inner.compacted,
                     });
                 }
-                let backlog = inner.events_after(&key_prefix, after)?;
-                // Subscribed under the lock: the next write is the first
-                // the receiver sees, and the backlog holds all before it.
-                Ok((backlog, inner.sender.subscribe()))
+                Ok(inner.written.subscribe())
             })
             .await?;
-        Ok(backlog_then_live(backlog, receiver, prefix, after))
+        let source: Arc<dyn EventSource> = self.feed.clone();
+        Ok(follow(source, written, prefix.to_string(), after))
     }
 }
 

@@ -1,0 +1,270 @@
+//! How the in-process backends (memory, SQLite) serve watches.
+//!
+//! A watcher is not sent events; it keeps only the revision it has reached
+//! and reads the events after it from the backend's own history, in bounded
+//! batches, waking when a write publishes a newer revision on a
+//! `tokio::sync::watch` channel — one number, however many watchers there
+//! are. A watcher that falls behind therefore holds no memory of its own: it
+//! falls behind only the history the backend keeps, and then its stream
+//! yields [`StoreError::Compacted`] (410 at the API) and ends, as a watch
+//! from a compacted revision does. The backlog of a watch from an old
+//! revision is read the same way, a batch at a time.
+//!
+//! The alternative, a broadcast channel of events, was dropped because
+//! memory is what matters here: tokio's broadcast ring keeps the last N
+//! events alive until they are overwritten, watched or not, so a ring of
+//! 1024 events of 3 MiB objects (each event carries the value and the one
+//! it replaced) could pin 6 GiB that no history bound accounts for.
+//!
+//! [`EventLog`] is the in-memory run of recent events both backends read
+//! from: the memory store's whole event history (trimmed by its
+//! compaction), SQLite's bounded buffer of recent writes (older ones are
+//! read back from the file).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::{Event, EventStream, Revision, StoreError};
+
+/// The most events one read hands a watcher.
+const BATCH_EVENTS: usize = 256;
+/// The most bytes (as [`event_bytes`] counts them) one read hands a
+/// watcher, unless a single event is larger.
+pub(crate) const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The most events one read examines, matching or not, so that a watcher
+/// of a quiet prefix holds a backend's lock only briefly.
+const SCAN_EVENTS: usize = 4096;
+
+/// What an event costs in memory, as history accounting counts it: the
+/// values it carries, its key, and a fixed overhead.
+pub(crate) fn event_bytes(event: &Event) -> usize {
+    const OVERHEAD: usize = 128;
+    match event {
+        Event::Put { kv, prev } => {
+            kv.value.len() + kv.key.len() + prev.as_ref().map_or(0, |p| p.value.len()) + OVERHEAD
+        }
+        Event::Delete { prev, .. } => prev.value.len() + prev.key.len() + OVERHEAD,
+    }
+}
+
+/// Some events under a prefix, and how far the read got.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// The events, oldest first.
+    pub events: Vec<Event>,
+    /// Every event up to this revision was examined: the next read starts
+    /// after it.
+    pub through: Revision,
+}
+
+/// Where a watcher reads its events.
+#[async_trait]
+pub(crate) trait EventSource: Send + Sync + 'static {
+    /// The events under `prefix` after `after`, oldest first, a batch at a
+    /// time; [`StoreError::Compacted`] when `after` is older than the
+    /// history the backend keeps.
+    async fn events_after(&self, prefix: &str, after: Revision) -> Result<Batch, StoreError>;
+}
+
+/// The events under `prefix` after `after`, read from `source` whenever
+/// `written` announces a newer revision. A backend publishes a revision on
+/// `written` only once `source` holds its event. The stream ends after a
+/// failed read (with the error as its last item) or when the backend is
+/// dropped.
+pub(crate) fn follow(
+    source: Arc<dyn EventSource>,
+    mut written: watch::Receiver<Revision>,
+    prefix: String,
+    after: Revision,
+) -> EventStream {
+    async_stream::stream! {
+        let mut cursor = after;
+        loop {
+            // Marked seen before reading: a write after this point wakes
+            // the wait below.
+            let newest = *written.borrow_and_update();
+            if newest > cursor {
+                match source.events_after(&prefix, cursor).await {
+                    Err(error) => {
+                        yield Err(error);
+                        break;
+                    }
+                    Ok(batch) => {
+                        let progressed = batch.through > cursor;
+                        cursor = cursor.max(batch.through);
+                        for event in batch.events {
+                            yield Ok(event);
+                        }
+                        if progressed {
+                            continue;
+                        }
+                    }
+                }
+            }
+            if written.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+    .boxed()
+}
+
+/// A run of consecutive recent events in memory: every event after
+/// [`start`](Self::start) up to the newest one pushed, bounded in count and
+/// in bytes (older events are dropped from the front when a bound is
+/// passed, and `start` moves past them).
+#[derive(Debug)]
+pub(crate) struct EventLog {
+    events: VecDeque<(Event, usize)>,
+    start: Revision,
+    newest: Revision,
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl EventLog {
+    /// An empty log of the events after `start`.
+    pub fn new(start: Revision, max_events: usize, max_bytes: usize) -> Self {
+        EventLog {
+            events: VecDeque::new(),
+            start,
+            newest: start,
+            bytes: 0,
+            max_events,
+            max_bytes,
+        }
+    }
+
+    /// Every event after this revision is in the log.
+    #[cfg(test)]
+    pub fn start(&self) -> Revision {
+        self.start
+    }
+
+    /// The bytes of the events held, as [`event_bytes`] counts them.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends the newest event, then drops the oldest while a bound is
+    /// passed.
+    pub fn push(&mut self, event: Event) {
+        let size = event_bytes(&event);
+        self.newest = self.newest.max(event.revision());
+        self.bytes += size;
+        self.events.push_back((event, size));
+        while self.events.len() > self.max_events || self.bytes > self.max_bytes {
+            self.pop_front();
+        }
+    }
+
+    /// Drops the events at or before `revision`.
+    pub fn trim_through(&mut self, revision: Revision) {
+        while self
+            .events
+            .front()
+            .is_some_and(|(e, _)| e.revision() <= revision)
+        {
+            self.pop_front();
+        }
+        self.start = self.start.max(revision);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((event, size)) = self.events.pop_front() {
+            self.bytes -= size;
+            self.start = self.start.max(event.revision());
+        }
+    }
+
+    /// The next batch of events under `prefix` after `after`; `None` when
+    /// some of them are no longer (or never were) in the log.
+    pub fn read(&self, prefix: &str, after: Revision) -> Option<Batch> {
+        if after < self.start {
+            return None;
+        }
+        let first = self.events.partition_point(|(e, _)| e.revision() <= after);
+        let mut batch = Batch {
+            events: Vec::new(),
+            through: self.newest.max(after),
+        };
+        let mut bytes = 0;
+        for (scanned, (event, size)) in self.events.range(first..).enumerate() {
+            let full = batch.events.len() >= BATCH_EVENTS || bytes >= BATCH_BYTES;
+            if full || scanned >= SCAN_EVENTS {
+                batch.through = event.revision() - 1;
+                break;
+            }
+            if event.key().starts_with(prefix) {
+                bytes += size;
+                batch.events.push(event.clone());
+            }
+        }
+        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyValue;
+
+    fn put(key: &str, revision: Revision, bytes: usize) -> Event {
+        Event::Put {
+            kv: KeyValue {
+                key: key.to_string(),
+                value: vec![b'x'; bytes].into(),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    #[test]
+    fn the_log_drops_its_oldest_events_to_stay_within_its_bounds() {
+        let mut log = EventLog::new(0, 3, 10_000);
+        for revision in 1..=5 {
+            log.push(put("/a", revision, 10));
+        }
+        assert_eq!(log.start(), 2);
+        assert!(log.read("/", 1).is_none());
+        let batch = log.read("/", 2).expect("held");
+        assert_eq!(batch.events.len(), 3);
+        assert_eq!(batch.through, 5);
+
+        let mut log = EventLog::new(0, 100, 3 * event_bytes(&put("/a", 1, 1000)));
+        for revision in 1..=5 {
+            log.push(put("/a", revision, 1000));
+        }
+        assert_eq!(log.start(), 2);
+        assert!(log.bytes() <= 3 * event_bytes(&put("/a", 1, 1000)));
+    }
+
+    #[test]
+    fn reads_are_batched_and_filtered_by_prefix() {
+        let mut log = EventLog::new(0, usize::MAX, usize::MAX);
+        for revision in 1..=(BATCH_EVENTS as u64 * 2) {
+            let key = if revision % 2 == 0 { "/p/a" } else { "/q/a" };
+            log.push(put(key, revision, 1));
+        }
+        let first = log.read("/p/", 0).expect("held");
+        assert_eq!(first.events.len(), BATCH_EVENTS);
+        assert!(first.events.iter().all(|e| e.key() == "/p/a"));
+        let second = log.read("/p/", first.through).expect("held");
+        assert_eq!(
+            first.events.len() + second.events.len(),
+            BATCH_EVENTS,
+            "half the events are under the prefix"
+        );
+        assert_eq!(second.through, BATCH_EVENTS as u64 * 2);
+        log.trim_through(10);
+        assert!(log.read("/p/", 9).is_none());
+        assert_eq!(log.read("/p/", 10).expect("held").events[0].revision(), 12);
+    }
+}
