@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::status::{ApiError, QUALIFIED_RESOURCE};
+use mxjob_api::error::{ApiError, QUALIFIED_RESOURCE};
 
 /// The verbs of the Kubernetes authorization model this API uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

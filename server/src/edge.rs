@@ -22,11 +22,11 @@
 //! browser cannot attach a bearer token to a cross-site request.
 //!
 //! A browser's write must also declare a JSON media type (415 otherwise);
-//! that check lives where bodies are read ([`JsonBody`](crate::wire::JsonBody)).
+//! that check lives where bodies are read ([`JsonBody`](mxjob_api::wire::JsonBody)).
 
 use http::{HeaderMap, Uri};
 
-use crate::status::ApiError;
+use mxjob_api::error::ApiError;
 
 /// The per-request checks; see the module documentation.
 #[derive(Clone, Debug, Default)]

@@ -17,9 +17,9 @@ use http::Method;
 use schemars::JsonSchema;
 use serde_json::Value;
 
-use crate::api::{NamespacePath, ObjectPath};
 use crate::server::ServerState;
-use crate::status::ApiError;
+use mxjob_api::error::ApiError;
+use mxjob_api::params::{NamespacePath, ObjectPath};
 
 /// The methods a path may be asked with.
 const METHODS: [Method; 7] = [

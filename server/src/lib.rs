@@ -23,22 +23,18 @@
 //! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.
 //! * [`server`] — the implementation of the API trait and server startup.
 
-pub mod api;
 pub mod auth;
 pub mod controller;
-pub mod discovery;
+pub mod decode;
 pub mod edge;
 pub mod fallback;
+pub mod handlers;
 pub mod json;
-pub mod model;
-pub mod openapi;
-pub mod openapi_v2;
+pub mod names;
 pub mod pagination;
 pub mod registry;
 pub mod selectors;
 pub mod server;
-pub mod status;
 pub mod store;
 pub mod table;
 pub mod validation;
-pub mod wire;

@@ -31,10 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Longest name part of a qualified name, and longest label value.
-const MAX_NAME_LEN: usize = 63;
-/// Longest DNS-1123 subdomain (the optional prefix of a qualified name).
-const MAX_PREFIX_LEN: usize = 253;
+use crate::names;
 
 /// An error parsing a label or field selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -389,105 +386,25 @@ impl Parser {
 }
 
 fn checked_key(key: String) -> Result<String, SelectorError> {
-    match qualified_name_problem(&key) {
-        None => Ok(key),
-        Some(problem) => Err(SelectorError::new(format!(
-            "invalid label key {key:?}: {problem}"
-        ))),
+    let problems = names::qualified_name(&key);
+    if problems.is_empty() {
+        return Ok(key);
     }
+    Err(SelectorError::new(format!(
+        "invalid label key {key:?}: {}",
+        problems.join("; ")
+    )))
 }
 
 fn checked_value(key: &str, value: String) -> Result<String, SelectorError> {
-    match label_value_problem(&value) {
-        None => Ok(value),
-        Some(problem) => Err(SelectorError::new(format!(
-            "invalid label value {value:?} for key {key:?}: {problem}"
-        ))),
+    let problems = names::label_value(&value);
+    if problems.is_empty() {
+        return Ok(value);
     }
-}
-
-const NAME_SHAPE: &str = "must consist of alphanumeric characters, '-', '_' or '.', \
-     and must start and end with an alphanumeric character";
-
-/// Why `key` is not a qualified name (`[prefix/]name`), if it is not.
-fn qualified_name_problem(key: &str) -> Option<String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        if name.contains('/') {
-            return Some("a qualified name may contain at most one '/'".into());
-        }
-        if prefix.is_empty() {
-            return Some("the prefix before '/' must not be empty".into());
-        }
-        if prefix.len() > MAX_PREFIX_LEN {
-            return Some(format!(
-                "the prefix must be no more than {MAX_PREFIX_LEN} characters"
-            ));
-        }
-        if !is_dns1123_subdomain(prefix) {
-            return Some(
-                "the prefix must be a DNS-1123 subdomain: lowercase alphanumeric \
-                 characters, '-' or '.', starting and ending with an alphanumeric \
-                 character"
-                    .into(),
-            );
-        }
-    }
-    if name.is_empty() {
-        return Some("the name part must not be empty".into());
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Some(format!(
-            "the name part must be no more than {MAX_NAME_LEN} characters"
-        ));
-    }
-    if !is_name_shape(name) {
-        return Some(format!("the name part {NAME_SHAPE}"));
-    }
-    None
-}
-
-/// Why `value` is not a label value, if it is not. Empty is allowed.
-fn label_value_problem(value: &str) -> Option<String> {
-    if value.len() > MAX_NAME_LEN {
-        return Some(format!("must be no more than {MAX_NAME_LEN} characters"));
-    }
-    if !value.is_empty() && !is_name_shape(value) {
-        return Some(NAME_SHAPE.into());
-    }
-    None
-}
-
-/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`
-fn is_name_shape(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let inner_ok = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes.iter().all(inner_ok)
-        }
-        _ => false,
-    }
-}
-
-/// Dot-separated DNS-1123 labels: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    let label_ok = |label: &str| {
-        let bytes = label.as_bytes();
-        let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        match (bytes.first(), bytes.last()) {
-            (Some(first), Some(last)) => {
-                edge_ok(first) && edge_ok(last) && bytes.iter().all(|b| edge_ok(b) || *b == b'-')
-            }
-            _ => false,
-        }
-    };
-    s.len() <= MAX_PREFIX_LEN && s.split('.').all(label_ok)
+    Err(SelectorError::new(format!(
+        "invalid label value {value:?} for key {key:?}: {}",
+        problems.join("; ")
+    )))
 }
 
 // ---------------------------------------------------------------------------

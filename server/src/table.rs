@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::model::{MXJob, MXJobList};
+use mxjob_api::model::{MXJob, MXJobList};
 
 /// The Table version a request asks for, if it asks for one.
 pub fn requested(headers: &HeaderMap) -> Option<&'static str> {

@@ -25,26 +25,22 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::model::{
+use mxjob_api::error::FieldError;
+use mxjob_api::model::{
     CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, ReplicaSpec,
     ReplicaType, RestartPolicy,
 };
-use crate::status::FieldError;
 
-/// Longest DNS-1123 label (names, namespaces, name part of qualified names).
-const LABEL_MAX: usize = 63;
-/// Longest DNS-1123 subdomain (prefix of qualified names).
-const SUBDOMAIN_MAX: usize = 253;
+use crate::names::{
+    dns1123_label, label_shape_ok, label_value, qualified_name, LABEL_MAX, LABEL_SHAPE,
+};
+
 /// Largest total size of all annotation keys and values, in bytes.
 const ANNOTATIONS_MAX: usize = 256 * 1024;
 /// Container that must exist in every replica; MXNet runs in it.
 const MXNET_CONTAINER: &str = "mxnet";
 /// Detail of every immutability error.
 const IMMUTABLE: &str = "field is immutable";
-
-const LABEL_TOO_LONG: &str = "must be at most 63 characters long";
-const LABEL_SHAPE: &str = "must use only lower-case letters, digits and '-', \
-    and begin and end with a letter or digit (such as 'job-1')";
 
 /// Rules every stored object must satisfy (create, and the new object of an update).
 pub fn validate_object(job: &MXJob) -> Vec<FieldError> {
@@ -141,34 +137,6 @@ pub fn validate_status(status: &JobStatus) -> Vec<FieldError> {
     errors
 }
 
-/// DNS-1123 label check used also for URL namespaces: returns problems as strings (empty = valid).
-pub fn dns1123_label(value: &str) -> Vec<String> {
-    if value.is_empty() {
-        return vec!["must not be empty".to_string()];
-    }
-    let mut problems = Vec::new();
-    if value.len() > LABEL_MAX {
-        problems.push(LABEL_TOO_LONG.to_string());
-    }
-    if !label_shape_ok(value) {
-        problems.push(LABEL_SHAPE.to_string());
-    }
-    problems
-}
-
-/// Validates a generateName prefix (may end with '-'); returns problems.
-///
-/// A trailing '-' is allowed because the server appends random characters.
-/// Like Kubernetes, the prefix may be up to 63 characters: the name
-/// generator is expected to shorten it so the full name still fits.
-pub fn generate_name_prefix(value: &str) -> Vec<String> {
-    match value.strip_suffix('-') {
-        // Check "abc-" as "abca", which keeps "-" and "a--b-" honest.
-        Some(head) if !head.is_empty() => dns1123_label(&format!("{head}a")),
-        _ => dns1123_label(value),
-    }
-}
-
 // ---------------------------------------------------------------- metadata
 
 fn validate_metadata(job: &MXJob, errors: &mut Vec<FieldError>) {
@@ -246,94 +214,6 @@ fn check_label_field(path: &str, value: &str, errors: &mut Vec<FieldError>) {
     if !label_shape_ok(value) {
         errors.push(FieldError::invalid(path, value, LABEL_SHAPE));
     }
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, without the length limit.
-fn label_shape_ok(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
-        }
-        _ => false,
-    }
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, without the length limit.
-fn name_part_shape_ok(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-const NAME_PART_SHAPE: &str = "may use only letters, digits, '-', '_' and '.', \
-    and must begin and end with a letter or digit";
-
-/// Problems of a label or annotation key: `[prefix/]name`.
-fn qualified_name(key: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let parts: Vec<&str> = key.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                problems.push("the prefix before '/' must not be empty".to_string());
-            } else {
-                if prefix.len() > SUBDOMAIN_MAX {
-                    problems.push("the prefix must be at most 253 characters long".to_string());
-                }
-                if !prefix.split('.').all(label_shape_ok) {
-                    problems.push(
-                        "the prefix must be a DNS subdomain: dot-separated parts of lower-case \
-                         letters, digits and '-', each beginning and ending with a letter or digit"
-                            .to_string(),
-                    );
-                }
-            }
-            *name
-        }
-        _ => {
-            problems.push(
-                "may contain at most one '/', after an optional DNS subdomain prefix".to_string(),
-            );
-            return problems;
-        }
-    };
-    if name.is_empty() {
-        problems.push("the name part must not be empty".to_string());
-    } else {
-        if name.len() > LABEL_MAX {
-            problems.push("the name part must be at most 63 characters long".to_string());
-        }
-        if !name_part_shape_ok(name) {
-            problems.push(format!("the name part {NAME_PART_SHAPE}"));
-        }
-    }
-    problems
-}
-
-/// Problems of a label value (empty is fine).
-fn label_value(value: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    if value.is_empty() {
-        return problems;
-    }
-    if value.len() > LABEL_MAX {
-        problems.push(LABEL_TOO_LONG.to_string());
-    }
-    if !name_part_shape_ok(value) {
-        problems.push(format!("a label value {NAME_PART_SHAPE}"));
-    }
-    problems
 }
 
 // -------------------------------------------------------------------- spec
@@ -589,10 +469,10 @@ fn child_path(path: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::FieldErrorKind;
+    use mxjob_api::error::FieldErrorKind;
     use serde_json::json;
 
-    const EXAMPLE: &str = include_str!("../examples/replace-mxjob.json");
+    const EXAMPLE: &str = mxjob_api::openapi::REPLACE_EXAMPLE;
 
     fn base() -> Value {
         serde_json::from_str(EXAMPLE).unwrap()
@@ -645,86 +525,6 @@ mod tests {
     use FieldErrorKind::*;
 
     // ------------------------------------------------------------ helpers
-
-    #[test]
-    fn dns1123_label_accepts_valid_labels() {
-        for ok in ["a", "0", "job-1", "a-b-c", "123", &"a".repeat(63)] {
-            assert!(dns1123_label(ok).is_empty(), "{ok}");
-        }
-    }
-
-    #[test]
-    fn dns1123_label_rejects_bad_labels() {
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "A",
-            "a.b",
-            "a_b",
-            "a b",
-            "é",
-            &"a".repeat(64),
-        ] {
-            assert!(!dns1123_label(bad).is_empty(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn dns1123_label_reports_length_and_shape_separately() {
-        assert_eq!(dns1123_label(&"a".repeat(64)).len(), 1);
-        assert_eq!(dns1123_label(&format!("-{}", "a".repeat(64))).len(), 2);
-    }
-
-    #[test]
-    fn generate_name_prefix_allows_trailing_dash() {
-        for ok in ["job-", "job", "a--", "mxnet-job-", "a-"] {
-            assert!(generate_name_prefix(ok).is_empty(), "{ok}");
-        }
-    }
-
-    #[test]
-    fn generate_name_prefix_rejects_bad_prefixes() {
-        for bad in [
-            "",
-            "-",
-            "-job-",
-            "Job-",
-            "job_-",
-            "a.b-",
-            &format!("{}-", "a".repeat(63)),
-        ] {
-            assert!(!generate_name_prefix(bad).is_empty(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn qualified_names_follow_kubernetes_rules() {
-        for ok in [
-            "app",
-            "app.kubernetes.io/name",
-            "example.com/A_b.c-D",
-            "x/y",
-            &"a".repeat(63),
-        ] {
-            assert!(qualified_name(ok).is_empty(), "{ok}");
-        }
-        for bad in [
-            "",
-            "/name",
-            "prefix/",
-            "a/b/c",
-            "Example.com/name",
-            "example..com/name",
-            "bad key",
-            "-app",
-            "app_",
-            &"a".repeat(64),
-            &format!("{}/x", "a".repeat(254)),
-        ] {
-            assert!(!qualified_name(bad).is_empty(), "{bad}");
-        }
-    }
 
     // ------------------------------------------------------------ objects
 

@@ -189,7 +189,7 @@ fn seq_of(job: &types::MxJob) -> Option<u64> {
 }
 
 fn seed() -> Value {
-    serde_json::from_str(include_str!("../examples/replace-mxjob.json")).expect("the seed is JSON")
+    serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed is JSON")
 }
 
 /// A job to create: the seed with a fresh name and the sequence annotation.

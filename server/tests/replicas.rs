@@ -129,8 +129,8 @@ async fn cluster() -> (Etcd, Replica, Replica, tempfile::TempDir) {
 }
 
 fn new_job(name: &str) -> types::MxJob {
-    let mut job: Value = serde_json::from_str(include_str!("../examples/replace-mxjob.json"))
-        .expect("the seed is JSON");
+    let mut job: Value =
+        serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed is JSON");
     job["metadata"] = json!({ "name": name, "namespace": NAMESPACE });
     if let Some(object) = job.as_object_mut() {
         object.remove("status");

@@ -13,7 +13,7 @@ use mxjob_server::store::Store;
 use serde_json::Value;
 
 /// The seed: CCI's example body for "Replace MXJob".
-pub const SEED: &str = mxjob_server::openapi::REPLACE_EXAMPLE;
+pub const SEED: &str = mxjob_api::openapi::REPLACE_EXAMPLE;
 
 /// A running server.
 pub struct TestServer {

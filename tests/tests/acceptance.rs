@@ -22,7 +22,7 @@ async fn the_python_kubernetes_client_works_unchanged() {
     let output = Command::new(acceptance_tool("venv/bin/python"))
         .arg(workspace_file("tests/acceptance/python_client.py"))
         .arg(&server.url)
-        .arg(workspace_file("server/examples/replace-mxjob.json"))
+        .arg(workspace_file("openapi/examples/replace-mxjob.json"))
         .output()
         .await
         .expect("python runs");

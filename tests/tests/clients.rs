@@ -94,7 +94,7 @@ async fn run_program(language: &str, mut command: Command) {
     let server = TestServer::start().await;
     command
         .arg(&server.url)
-        .arg(workspace().join("server/examples/replace-mxjob.json"))
+        .arg(workspace().join("openapi/examples/replace-mxjob.json"))
         .kill_on_drop(true);
     let output = tokio::time::timeout(TIMEOUT, command.output())
         .await

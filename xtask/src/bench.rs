@@ -259,7 +259,7 @@ pub fn bench(workspace: &Path, options: &Options, command_line: &str) -> Result<
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let binary = target.join("release/mxjob-server");
-    let seed: Value = serde_json::from_str(mxjob_server::openapi::REPLACE_EXAMPLE)?;
+    let seed: Value = serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

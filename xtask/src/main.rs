@@ -158,7 +158,7 @@ fn test() -> Result<()> {
 }
 
 fn generated() -> Result<String> {
-    mxjob_server::openapi::document_text().map_err(anyhow::Error::msg)
+    mxjob_api::openapi::document_text().map_err(anyhow::Error::msg)
 }
 
 fn generate() -> Result<()> {

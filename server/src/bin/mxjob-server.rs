@@ -94,11 +94,11 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     max_watches_per_user: usize,
     /// The largest request body in bytes; larger ones are answered 413.
-    #[arg(long, default_value_t = mxjob_server::wire::MAX_BODY_BYTES)]
+    #[arg(long, default_value_t = mxjob_api::wire::MAX_BODY_BYTES)]
     max_request_body_bytes: usize,
     /// Seconds a request body may take to arrive; slower ones are answered
     /// 408 and their connection closed.
-    #[arg(long, default_value_t = mxjob_server::wire::BODY_TIMEOUT.as_secs(),
+    #[arg(long, default_value_t = mxjob_api::wire::BODY_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     request_body_timeout_seconds: u64,
     /// A host name anonymous callers may reach the server by, beyond IP

@@ -8,7 +8,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::model::{ConditionStatus, JobCondition, JobConditionType, JobStatus};
+use mxjob_api::model::{ConditionStatus, JobCondition, JobConditionType, JobStatus};
 
 pub const CREATED: &str = "MXJobCreated";
 pub const RUNNING: &str = "MXJobRunning";

@@ -22,11 +22,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::conditions::{self as cond, finished, finished_at};
 use super::local::{replicas, LocalExecutor, Ports, Process};
-use crate::model::{
+use crate::registry::{Error, Registry, ORPHAN_FINALIZER};
+use mxjob_api::model::{
     CleanPodPolicy, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus, ReplicaType,
     RestartPolicy,
 };
-use crate::registry::{Registry, ORPHAN_FINALIZER};
 
 /// How many times one reconcile writes before it waits for the next wake.
 const MAX_PASSES: usize = 16;
@@ -315,15 +315,15 @@ impl Worker {
                 job.status.last_reconcile_time = Some(Time(cond::now()));
                 match self.shared.registry.write_status(&job).await {
                     Ok(written) => self.job = written,
-                    Err(e) if e.code() == 404 => return None,
-                    Err(e) if e.code() == 409 => {
+                    Err(Error::NotFound { .. }) => return None,
+                    Err(Error::Conflict { .. }) => {
                         if !self.reread().await? {
                             return Some(Some(Utc::now() + RETRY));
                         }
                         continue;
                     }
                     Err(e) => {
-                        warn!(self.log, "writing the job status"; "error" => %e.message());
+                        warn!(self.log, "writing the job status"; "error" => %e);
                         return Some(Some(Utc::now() + RETRY));
                     }
                 }
@@ -338,15 +338,15 @@ impl Worker {
                             );
                             return None;
                         }
-                        Err(e) if e.code() == 404 => return None,
-                        Err(e) if e.code() == 409 => {
+                        Err(Error::NotFound { .. }) => return None,
+                        Err(Error::Conflict { .. }) => {
                             if !self.reread().await? {
                                 return Some(Some(Utc::now() + RETRY));
                             }
                             continue;
                         }
                         Err(e) => {
-                            warn!(self.log, "deleting the job after its TTL"; "error" => %e.message());
+                            warn!(self.log, "deleting the job after its TTL"; "error" => %e);
                             return Some(Some(Utc::now() + RETRY));
                         }
                     }
@@ -372,9 +372,9 @@ impl Worker {
                 Some(true)
             }
             Ok(_) => None,
-            Err(e) if e.code() == 404 => None,
+            Err(Error::NotFound { .. }) => None,
             Err(e) => {
-                warn!(self.log, "reading the job"; "error" => %e.message());
+                warn!(self.log, "reading the job"; "error" => %e);
                 Some(false)
             }
         }

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::Container;
 use serde_json::json;
 use slog::{warn, Logger};
 
-use crate::model::{JobMode, MXJob, ReplicaType};
+use mxjob_api::model::{JobMode, MXJob, ReplicaType};
 
 /// The variable that marks a process as a replica of a job (see module docs).
 pub const REPLICA_ID_VAR: &str = "MXJOB_REPLICA_ID";
@@ -591,7 +591,7 @@ mod tests {
 
     fn job() -> MXJob {
         let mut job: MXJob =
-            serde_json::from_str(crate::openapi::REPLACE_EXAMPLE).expect("the seed decodes");
+            serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed decodes");
         job.metadata.uid = Some("u-1".to_string());
         let worker = job
             .spec

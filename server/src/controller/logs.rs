@@ -1,62 +1,50 @@
-//! Reading a replica's log: what `GET …/mxjobs/{name}/log` answers.
+//! Where a replica's log is: what `GET …/mxjobs/{name}/log` serves.
 //!
-//! The log is streamed from its file as it is at the time of the request,
-//! as `text/plain`. Errors are `Status` objects like everywhere else: 404
-//! when the job, the replica or its log does not exist.
+//! The local executor writes each replica's output to a file under its log
+//! directory; [`open`] finds the one a request names, or says why there is
+//! none. The HTTP handler streams the file as it is at the time of the
+//! request, as `text/plain`.
 
 use std::path::Path;
 
-use bytes::Bytes;
-use dropshot::{ApiEndpointResponse, Body, HttpError, HttpResponse, HttpResponseOk};
-use http::{header, Response, StatusCode};
-use tokio::io::AsyncReadExt;
+use mxjob_api::model::{MXJob, ReplicaType};
 
 use super::local;
-use crate::api::LogQuery;
-use crate::model::{MXJob, ReplicaType};
-use crate::status::ApiError;
 
 /// The media type of a log.
 pub const LOG_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
-/// A plain-text response, documented as a string (the OpenAPI document
-/// declares it as `text/plain`).
-pub struct TextResponse(pub Response<Body>);
-
-impl HttpResponse for TextResponse {
-    fn to_result(self) -> Result<Response<Body>, HttpError> {
-        Ok(self.0)
-    }
-
-    fn response_metadata() -> ApiEndpointResponse {
-        HttpResponseOk::<String>::response_metadata()
-    }
-
-    fn status_code(&self) -> StatusCode {
-        StatusCode::OK
-    }
+/// Why there is no log to serve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The request names no replica type: 400.
+    #[error("{0}")]
+    BadReplicaType(String),
+    /// The replica or its log does not exist: 404.
+    #[error("{0}")]
+    Missing(String),
 }
 
-/// The log of the replica `query` names, from the logs under `root`
-/// (`None` when this server runs no processes).
-pub async fn replica_log(
+/// The log of replica `index` (default 0) of `replica_type`, from the logs
+/// under `root` (`None` when this server runs no processes).
+pub async fn open(
     root: Option<&Path>,
     job: &MXJob,
-    query: &LogQuery,
-) -> Result<TextResponse, ApiError> {
+    replica_type: &ReplicaType,
+    index: Option<u32>,
+) -> Result<tokio::fs::File, LogError> {
     let meta = &job.metadata;
     let name = meta.name.as_deref().unwrap_or_default();
-    let replica_type = &query.replica_type;
     if let ReplicaType::Unsupported(other) = replica_type {
-        return Err(ApiError::bad_request(format!(
+        return Err(LogError::BadReplicaType(format!(
             "invalid replicaType {other:?}: must be one of {}",
             ReplicaType::SUPPORTED.join(", ")
         )));
     }
-    let index = query.index.unwrap_or(0);
+    let index = index.unwrap_or(0);
     let count = local::replicas(job, replica_type);
     if count == 0 {
-        return Err(ApiError::not_found_message(format!(
+        return Err(LogError::Missing(format!(
             "MXJob {name} has no {replica_type} replicas"
         )));
     }
@@ -64,14 +52,15 @@ pub async fn replica_log(
         .ok()
         .filter(|i| *i < count)
         .ok_or_else(|| {
-            ApiError::not_found_message(format!(
+            LogError::Missing(format!(
                 "MXJob {name} has {count} {replica_type} replica(s): there is no index {index}"
             ))
         })?;
     let root = root.ok_or_else(|| {
-        ApiError::not_found_message(
+        LogError::Missing(
             "this server runs no replica processes (it was not started with --executor local), \
-             so it keeps no logs",
+             so it keeps no logs"
+                .to_string(),
         )
     })?;
     let dir = local::job_dir(
@@ -80,59 +69,12 @@ pub async fn replica_log(
         name,
         meta.uid.as_deref().unwrap_or_default(),
     );
-    let file = tokio::fs::File::open(local::log_file(&dir, replica_type, index))
+    tokio::fs::File::open(local::log_file(&dir, replica_type, index))
         .await
         .map_err(|_| {
-            ApiError::not_found_message(format!(
+            LogError::Missing(format!(
                 "no log for {replica_type} {index} of MXJob {name}: it has not started yet, \
                  or cleanPodPolicy All removed it"
             ))
-        })?;
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, LOG_CONTENT_TYPE)
-        .body(Body::wrap(FileBody::new(file)))
-        .map_err(ApiError::internal)?;
-    Ok(TextResponse(response))
-}
-
-/// A response body that reads a file in chunks, without holding it all.
-struct FileBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl FileBody {
-    fn new(mut file: tokio::fs::File) -> Self {
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                match file.read(&mut buffer).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if sender
-                            .send(Bytes::copy_from_slice(&buffer[..n]))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        FileBody(receiver)
-    }
-}
-
-impl http_body::Body for FileBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
-    }
+        })
 }

@@ -65,12 +65,13 @@ use slog::{error, info, o, warn, Logger};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::model::MXJob;
+use crate::registry::Error;
 use crate::registry::Registry;
-use crate::store::{Revision, StoreError};
+use crate::store::Revision;
 use job::{JobEvent, Shared};
 use lease::{Ended, Lease};
 use local::LocalExecutor;
+use mxjob_api::model::MXJob;
 
 /// What runs a job's replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,7 +259,7 @@ impl Jobs {
                                 self.observe(job);
                             }
                             Err(e) => warn!(self.shared.log, "skipping an undecodable job";
-                                "error" => %e.message()),
+                                "error" => %e),
                         }
                     }
                     let gone: Vec<_> = self
@@ -329,10 +330,10 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                                 Ok(job) if change.deleted => jobs.deleted(&job),
                                 Ok(job) => jobs.observe(job),
                                 Err(e) => warn!(shared.log, "skipping an undecodable job";
-                                    "error" => %e.message()),
+                                    "error" => %e),
                             }
                         }
-                        Some(Err(StoreError::Compacted { .. })) => break jobs.relist().await,
+                        Some(Err(Error::Gone(_))) => break jobs.relist().await,
                         Some(Err(e)) => {
                             warn!(shared.log, "watching jobs"; "error" => %e);
                             break Some(last);
@@ -340,7 +341,7 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                     }
                 }
             }
-            Err(StoreError::Compacted { .. }) => jobs.relist().await,
+            Err(Error::Gone(_)) => jobs.relist().await,
             Err(e) => {
                 warn!(shared.log, "watching jobs"; "error" => %e);
                 if jobs.pause().await {

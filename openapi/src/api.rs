@@ -14,9 +14,11 @@
 //!   request.
 //! * Writes take the Kubernetes write options (`dryRun`, `fieldManager`,
 //!   `fieldValidation`) and every operation takes `pretty`.
-//! * Bodies are read as bytes ([`JsonBody`]) and decoded by the registry,
+//! * Bodies are read as bytes ([`JsonBody`]) and decoded by the server,
 //!   because decoding depends on options (`fieldValidation`) and patch
-//!   bodies come in media types dropshot cannot declare.
+//!   bodies come in media types dropshot cannot declare. Query strings are
+//!   parsed, and their options validated ([`crate::params`]), only once
+//!   the caller is authorized ([`QueryString`]).
 //! * Replace never creates (custom resources do not create on PUT), so it
 //!   documents one success code, 200.
 
@@ -25,266 +27,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResourceList, APIVersions, DeleteOptions,
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-use crate::controller::logs::TextResponse;
-use crate::model::{string_enum, MXJob, MXJobList, ReplicaType};
-use crate::status::{ApiError, Status};
-use crate::wire::{
-    Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply, WatchResponse,
+use crate::error::{ApiError, Status};
+use crate::model::{MXJob, MXJobList};
+use crate::params::{
+    DeleteCollectionQuery, DeleteQuery, ListQuery, LogQuery, MXJobPatch, NamespacePath, ObjectPath,
+    ReadQuery, WriteQuery,
 };
-
-/// The collection of MXJobs in one namespace.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-pub struct NamespacePath {
-    /// Object name and auth scope, such as for teams and projects.
-    pub namespace: String,
-}
-
-/// One MXJob.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-pub struct ObjectPath {
-    /// Object name and auth scope, such as for teams and projects.
-    pub namespace: String,
-    /// Name of the MXJob.
-    pub name: String,
-}
-
-string_enum! {
-    /// `dryRun` values.
-    pub enum DryRun { All }
-}
-impl crate::model::EnumDoc for DryRun {
-    const DOC: &'static str = "When present, the request is processed in full but nothing is \
-        stored. The only accepted value is `All`.";
-}
-
-string_enum! {
-    /// `fieldValidation` values.
-    pub enum FieldValidation { Ignore, Warn, Strict }
-}
-impl crate::model::EnumDoc for FieldValidation {
-    const DOC: &'static str = "What to do with fields of the body that the MXJob schema does \
-        not know: `Ignore` drops them silently, `Warn` (the default) drops them and names each \
-        in a `Warning` response header, `Strict` rejects the request with 400.";
-}
-
-string_enum! {
-    /// `propagationPolicy` values.
-    pub enum PropagationPolicy { Orphan, Background, Foreground }
-}
-impl crate::model::EnumDoc for PropagationPolicy {
-    const DOC: &'static str = "Whether and how garbage collection removes dependents: \
-        `Orphan`, `Background` or `Foreground`. MXJobs own no dependents in this server, so \
-        the value is validated and recorded but changes nothing.";
-}
-
-string_enum! {
-    /// `resourceVersionMatch` values.
-    pub enum ResourceVersionMatch { NotOlderThan, Exact }
-}
-impl crate::model::EnumDoc for ResourceVersionMatch {
-    const DOC: &'static str = "How `resourceVersion` applies to a list: `NotOlderThan` (the \
-        default) reads a state at least that new, `Exact` reads the state at exactly that \
-        revision (410 when it has been compacted).";
-}
-
-/// A boolean query parameter, read as the Kubernetes API server reads them
-/// (`true`, `True`, `1`, `t`, … and their false forms), because clients
-/// differ: kubectl sends `true`, the Python client `True`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct QueryBool(pub bool);
-
-impl<'de> Deserialize<'de> for QueryBool {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match text.as_str() {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(QueryBool(true)),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(QueryBool(false)),
-            other => Err(serde::de::Error::custom(format!(
-                "invalid boolean {other:?}"
-            ))),
-        }
-    }
-}
-
-impl JsonSchema for QueryBool {
-    fn schema_name() -> String {
-        "Boolean".to_string()
-    }
-    fn is_referenceable() -> bool {
-        false
-    }
-    fn json_schema(generator: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        bool::json_schema(generator)
-    }
-}
-
-impl QueryBool {
-    /// The value, `false` when absent.
-    pub fn of(value: Option<QueryBool>) -> bool {
-        value.is_some_and(|v| v.0)
-    }
-}
-
-/// Query parameters of list (and of watch, which is a list that follows
-/// changes).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    /// If 'true', then the output is pretty printed.
-    pub pretty: Option<String>,
-    /// Only objects whose labels match, e.g. `team=vision,stage in (train,tune),!paused`.
-    pub label_selector: Option<String>,
-    /// Only objects whose fields match: `metadata.name` and
-    /// `metadata.namespace` with `=`, `==` or `!=`.
-    pub field_selector: Option<String>,
-    /// At most this many objects; `metadata.continue` then fetches the rest.
-    pub limit: Option<i64>,
-    /// The `metadata.continue` of the previous page. Every page is read at
-    /// the first page's resourceVersion.
-    #[serde(rename = "continue")]
-    pub continue_: Option<String>,
-    /// For a list: read a state at least this new (or exactly this one,
-    /// with `resourceVersionMatch=Exact`). For a watch: follow the changes
-    /// after it; without it the watch starts with the current objects.
-    pub resource_version: Option<String>,
-    /// How `resourceVersion` applies to a list.
-    pub resource_version_match: Option<ResourceVersionMatch>,
-    /// End a watch after this many seconds (default 1800).
-    pub timeout_seconds: Option<i64>,
-    /// Stream `WatchEvent`s, one JSON document per line, instead of
-    /// answering a list (see `watch_mxjobs` for the typed form).
-    pub watch: Option<QueryBool>,
-    /// Ask a watch for BOOKMARK events carrying the resourceVersion it has
-    /// reached.
-    pub allow_watch_bookmarks: Option<QueryBool>,
-}
-
-/// Query parameters of delete collection: which objects, and how.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DeleteCollectionQuery {
-    /// If 'true', then the output is pretty printed.
-    pub pretty: Option<String>,
-    /// Only objects whose labels match.
-    pub label_selector: Option<String>,
-    /// Only objects whose fields match (`metadata.name`, `metadata.namespace`).
-    pub field_selector: Option<String>,
-    /// `All` processes the request in full without deleting anything.
-    pub dry_run: Option<DryRun>,
-    /// Seconds before the objects are deleted; must not be negative.
-    pub grace_period_seconds: Option<i64>,
-    /// Deprecated form of `propagationPolicy=Orphan`; not to be combined with it.
-    pub orphan_dependents: Option<QueryBool>,
-    /// How dependents are garbage collected.
-    pub propagation_policy: Option<PropagationPolicy>,
-}
-
-impl DeleteCollectionQuery {
-    /// The delete options part.
-    pub fn delete_query(&self) -> DeleteQuery {
-        DeleteQuery {
-            pretty: self.pretty.clone(),
-            dry_run: self.dry_run.clone(),
-            grace_period_seconds: self.grace_period_seconds,
-            orphan_dependents: self.orphan_dependents,
-            propagation_policy: self.propagation_policy.clone(),
-        }
-    }
-}
-
-/// Query parameters of reads.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ReadQuery {
-    /// If 'true', then the output is pretty printed.
-    pub pretty: Option<String>,
-}
-
-/// Query parameters of create, replace and patch.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WriteQuery {
-    /// If 'true', then the output is pretty printed.
-    pub pretty: Option<String>,
-    /// `All` processes the request in full without storing anything.
-    pub dry_run: Option<DryRun>,
-    /// Name of the actor making the change (at most 128 characters).
-    pub field_manager: Option<String>,
-    /// How unknown fields in the body are treated (default `Warn`).
-    pub field_validation: Option<FieldValidation>,
-}
-
-/// Query parameters of delete and delete collection.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DeleteQuery {
-    /// If 'true', then the output is pretty printed.
-    pub pretty: Option<String>,
-    /// `All` processes the request in full without deleting anything.
-    pub dry_run: Option<DryRun>,
-    /// Seconds before the object is deleted; must not be negative. MXJobs
-    /// have no graceful termination of their own, so they go at once.
-    pub grace_period_seconds: Option<i64>,
-    /// Deprecated form of `propagationPolicy=Orphan`; not to be combined with it.
-    pub orphan_dependents: Option<QueryBool>,
-    /// How dependents are garbage collected.
-    pub propagation_policy: Option<PropagationPolicy>,
-}
-
-/// Query parameters of reading a replica's log.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LogQuery {
-    /// The role of the replica, such as `Worker`.
-    pub replica_type: ReplicaType,
-    /// Which replica of the role, counting from 0 (default 0).
-    pub index: Option<u32>,
-    /// Accepted as on every operation; a log is sent as it was written.
-    pub pretty: Option<String>,
-}
-
-/// A patch document: an RFC 7386 merge patch (an object, sent as
-/// `application/merge-patch+json` or `application/json`) or an RFC 6902
-/// JSON patch (an array of operations, sent as `application/json-patch+json`).
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-#[schemars(rename = "MXJobPatch")]
-pub enum MXJobPatch {
-    /// Fields to set; `null` removes a field.
-    Merge(serde_json::Map<String, serde_json::Value>),
-    /// Operations applied in order.
-    Json(Vec<JsonPatchOperation>),
-}
-
-/// One operation of an RFC 6902 JSON patch.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-pub struct JsonPatchOperation {
-    /// What to do.
-    pub op: JsonPatchOp,
-    /// JSON pointer to the target, such as `/metadata/labels/team`.
-    pub path: String,
-    /// Source pointer, for `move` and `copy`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// The value, for `add`, `replace` and `test`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<serde_json::Value>,
-}
-
-/// The operations of RFC 6902.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JsonPatchOp {
-    Add,
-    Remove,
-    Replace,
-    Move,
-    Copy,
-    Test,
-}
+use crate::wire::{
+    Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply, TextResponse,
+    WatchResponse,
+};
 
 /// The MXJob API.
 #[dropshot::api_description]

@@ -16,8 +16,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::version::Info;
 
 use crate::model::{API_VERSION, GROUP, KIND, RESOURCE, VERSION};
-use crate::status::ApiError;
-use crate::validation;
 
 /// The Kubernetes minor version whose API machinery this server follows.
 const KUBERNETES_MINOR: &str = "33";
@@ -118,21 +116,4 @@ pub fn version() -> Info {
         platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
         ..Default::default()
     }
-}
-
-/// `GET /api/v1/namespaces/{name}`: every valid namespace name exists and is
-/// active, since MXJobs may be created in any of them.
-pub fn namespace(name: &str) -> Result<serde_json::Value, ApiError> {
-    if !validation::dns1123_label(name).is_empty() {
-        return Err(ApiError::not_found_message(format!(
-            "namespaces {name:?} not found"
-        )));
-    }
-    Ok(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name},
-        "spec": {"finalizers": ["kubernetes"]},
-        "status": {"phase": "Active"},
-    }))
 }

@@ -27,7 +27,7 @@ pub const DOCUMENT_VERSION: &str = "1.0.0";
 /// `openapi/mxjob.json` as committed, which the server serves at
 /// `/openapi.json` (`cargo xtask openapi check` keeps it equal to
 /// [`document_text`]).
-pub const COMMITTED_DOCUMENT: &str = include_str!("../../openapi/mxjob.json");
+pub const COMMITTED_DOCUMENT: &str = include_str!("../mxjob.json");
 
 /// The seed: CCI's example body for "Replace MXJob".
 pub const REPLACE_EXAMPLE: &str = include_str!("../examples/replace-mxjob.json");

@@ -34,12 +34,14 @@ use dropshot::{
 };
 use futures::StreamExt;
 use http::{header, HeaderValue, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::StreamBody;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::ApiError;
 use crate::model::{MXJobList, WatchEvent};
-use crate::status::ApiError;
 
 /// The largest request body accepted, as in the Kubernetes API server (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -370,54 +372,49 @@ where
     }
 }
 
-/// A response body fed from a channel: what a watch streams.
-pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
-    }
-}
-
 /// Streams `events` as JSON lines with `content_type`. Each event is turned
 /// into its wire form by `encode` (tables for kubectl, objects otherwise).
-/// The stream stops when the client goes away.
+/// The stream stops when the client goes away (hyper drops the body).
 pub fn stream_response<S, F>(events: S, content_type: &'static str, encode: F) -> Response<Body>
 where
     S: futures::Stream<Item = WatchEvent> + Send + 'static,
-    F: Fn(WatchEvent) -> WatchEvent + Send + 'static,
+    F: Fn(WatchEvent) -> WatchEvent + Send + Sync + 'static,
 {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
-    tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        loop {
-            let event = tokio::select! {
-                // The client went away: stop (and release what the stream holds).
-                _ = sender.closed() => break,
-                event = events.next() => event,
-            };
-            let Some(event) = event else { break };
-            let Ok(bytes) = to_json(&encode(event), false) else {
-                break;
-            };
-            if sender.send(Bytes::from(bytes)).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut response = Response::new(Body::wrap(ChannelBody(receiver)));
+    let frames =
+        events
+            .map(move |event| to_json(&encode(event), false))
+            // An event that cannot be encoded ends the stream.
+            .take_while(|encoded| std::future::ready(encoded.is_ok()))
+            .filter_map(|encoded| {
+                std::future::ready(encoded.ok().map(|bytes| {
+                    Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(bytes)))
+                }))
+            });
+    // Dropshot's bodies must be `Sync`; a stream is polled by one task only.
+    let frames = sync_wrapper::SyncStream::new(frames);
+    let mut response = Response::new(Body::wrap(StreamBody::new(frames)));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// A plain-text response, documented as a string (the OpenAPI document
+/// declares it as `text/plain`).
+pub struct TextResponse(pub Response<Body>);
+
+impl HttpResponse for TextResponse {
+    fn to_result(self) -> Result<Response<Body>, HttpError> {
+        Ok(self.0)
+    }
+
+    fn response_metadata() -> ApiEndpointResponse {
+        HttpResponseOk::<String>::response_metadata()
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::OK
+    }
 }
 
 /// The answer of the list operation: a list (or its table), or, for

@@ -1,0 +1,317 @@
+//! Request bodies into typed values: an MXJob, or a patch.
+//!
+//! Decoding follows the Kubernetes API server for a custom resource:
+//!
+//! * the body must be JSON of the media type it declares (415 otherwise;
+//!   a patch names its algorithm by media type);
+//! * `apiVersion` and `kind` must be there and be `kubeflow.org/v1` and
+//!   `MXJob` (400);
+//! * a value of the wrong type is 400 naming its path
+//!   (`spec.mxReplicaSpecs.Worker.replicas`);
+//! * fields the schema does not know, and keys given twice, are findings
+//!   that `fieldValidation` turns into a 400 (`Strict`), `Warning` headers
+//!   (`Warn`, the default) or nothing (`Ignore`); repeated keys come first,
+//!   as they do in kube-apiserver's messages.
+//!
+//! What is decoded is still only a request: the registry applies the
+//! Kubernetes rules to it.
+
+use json_patch::PatchOperation;
+use mxjob_api::model::{MXJob, API_VERSION, KIND};
+use mxjob_api::params::{require_json, FieldValidation};
+use serde_json::Value;
+
+/// Why a body could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, not an MXJob, or refused by strict field validation: 400.
+    #[error("{0}")]
+    Malformed(String),
+    /// Not a media type this body may come in: 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+}
+
+impl From<DecodeError> for mxjob_api::error::ApiError {
+    fn from(error: DecodeError) -> Self {
+        match error {
+            DecodeError::Malformed(message) => Self::bad_request(message),
+            DecodeError::UnsupportedMediaType(message) => Self::unsupported_media_type(message),
+        }
+    }
+}
+
+/// A decoded object and the warnings to send with the answer.
+#[derive(Debug)]
+pub struct Decoded<T> {
+    pub object: T,
+    pub warnings: Vec<String>,
+}
+
+/// A patch, by algorithm (the shape of kube-rs's `Patch`).
+#[derive(Clone, Debug)]
+pub enum Patch {
+    /// An RFC 7386 merge patch: an object.
+    Merge(Value),
+    /// An RFC 6902 JSON patch: operations applied in order.
+    Json(json_patch::Patch),
+}
+
+/// A decoded patch and what strict decoding found in it (repeated keys,
+/// members an operation does not have), reported once the patched object
+/// is decoded.
+#[derive(Clone, Debug)]
+pub struct PatchRequest {
+    pub patch: Patch,
+    pub findings: Vec<String>,
+}
+
+impl PatchRequest {
+    /// Whether the patch names a resourceVersion — a precondition: such a
+    /// patch applies only to that version and is not retried on a newer one.
+    pub fn carries_version(&self) -> bool {
+        match &self.patch {
+            Patch::Merge(patch) => patch
+                .pointer("/metadata/resourceVersion")
+                .is_some_and(|v| !v.is_null()),
+            Patch::Json(operations) => operations.0.iter().any(|operation| {
+                let path = match operation {
+                    PatchOperation::Add(o) => o.path.as_str(),
+                    PatchOperation::Replace(o) => o.path.as_str(),
+                    PatchOperation::Test(o) => o.path.as_str(),
+                    _ => "",
+                };
+                path == "/metadata/resourceVersion" || path == "/metadata"
+            }),
+        }
+    }
+}
+
+/// An MXJob body of a create or replace.
+pub fn object(
+    bytes: &[u8],
+    media_type: Option<&str>,
+    validation: &FieldValidation,
+) -> Result<Decoded<MXJob>, DecodeError> {
+    require_json(media_type)
+        .map_err(|e| DecodeError::UnsupportedMediaType(e.message().to_string()))?;
+    let (value, duplicates) = parse_json(bytes)?;
+    job(value, duplicate_findings("", &duplicates), validation)
+}
+
+/// A patch body: its algorithm from `media_type`, its operations checked.
+pub fn patch(bytes: &[u8], media_type: Option<&str>) -> Result<PatchRequest, DecodeError> {
+    let (value, duplicates) = parse_json(bytes)?;
+    let json = match media_type {
+        Some("application/merge-patch+json") => false,
+        Some("application/json-patch+json") => true,
+        // The one JSON media type OpenAPI clients generated from the spec send.
+        Some("application/json") => value.is_array(),
+        other => {
+            return Err(DecodeError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format ({}) - accepted media types \
+                 include: application/merge-patch+json, application/json-patch+json, \
+                 application/json",
+                other.unwrap_or("no Content-Type")
+            )))
+        }
+    };
+    if !json {
+        if !value.is_object() {
+            return Err(DecodeError::Malformed(
+                "a merge patch must be a JSON object".to_string(),
+            ));
+        }
+        // A merge patch has the object's shape: its repeated keys carry the
+        // object's field paths.
+        return Ok(PatchRequest {
+            findings: duplicate_findings("", &duplicates),
+            patch: Patch::Merge(value),
+        });
+    }
+    let findings = json_patch_findings(&value, &duplicates);
+    let operations = serde_json::from_value(without_null_from(value))
+        .map_err(|e| DecodeError::Malformed(format!("the body is not a valid JSON patch: {e}")))?;
+    Ok(PatchRequest {
+        patch: Patch::Json(operations),
+        findings,
+    })
+}
+
+/// Parses a request body as JSON; also returns the path of every key the
+/// body names twice (see [`crate::json`]).
+fn parse_json(bytes: &[u8]) -> Result<(Value, Vec<String>), DecodeError> {
+    crate::json::parse(bytes)
+        .map_err(|e| DecodeError::Malformed(format!("the request body is not valid JSON: {e}")))
+}
+
+/// What strict decoding reports about repeated keys, as the Kubernetes API
+/// server words it: `duplicate field "metadata.name"`, with `prefix` before
+/// it (`json patch ` for the operations of a JSON patch).
+fn duplicate_findings(prefix: &str, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|path| format!("{prefix}duplicate field {path:?}"))
+        .collect()
+}
+
+/// The members an operation of a JSON patch may have.
+const JSON_PATCH_MEMBERS: [&str; 4] = ["op", "path", "from", "value"];
+
+/// What strict decoding reports about a JSON patch itself: repeated keys
+/// and members an operation does not have, each as `json patch …` with its
+/// path (`[1].path`), as kube-apiserver reports them.
+fn json_patch_findings(patch: &Value, duplicates: &[String]) -> Vec<String> {
+    let mut findings = duplicate_findings("json patch ", duplicates);
+    let operations = patch.as_array().map(Vec::as_slice).unwrap_or_default();
+    for (index, operation) in operations.iter().enumerate() {
+        let members = operation.as_object().into_iter().flatten();
+        for (member, _) in members.filter(|(m, _)| !JSON_PATCH_MEMBERS.contains(&m.as_str())) {
+            findings.push(format!("json patch unknown field \"[{index}].{member}\""));
+        }
+    }
+    findings
+}
+
+/// A JSON patch without `"from": null` members, which the document allows
+/// (the member is optional) and the patch library does not.
+fn without_null_from(mut patch: Value) -> Value {
+    if let Some(operations) = patch.as_array_mut() {
+        for operation in operations.iter_mut().filter_map(Value::as_object_mut) {
+            if operation.get("from").is_some_and(Value::is_null) {
+                operation.remove("from");
+            }
+        }
+    }
+    patch
+}
+
+/// Formats a serde_ignored path as a Kubernetes field path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Decodes a JSON value into an MXJob: `apiVersion` and `kind` must be
+/// there and match; unknown fields are handled by `validation`, together
+/// with `findings`, what strict decoding already found in the request
+/// (repeated keys), which come first as they do in kube-apiserver's
+/// messages.
+pub fn job(
+    mut value: Value,
+    findings: Vec<String>,
+    validation: &FieldValidation,
+) -> Result<Decoded<MXJob>, DecodeError> {
+    let malformed = DecodeError::Malformed;
+    let Some(object) = value.as_object_mut() else {
+        return Err(malformed(
+            "the request body must be a JSON object describing an MXJob".to_string(),
+        ));
+    };
+    // Both are required, as the API server requires them of a custom
+    // resource body: a client that leaves them out is talking about
+    // something else, or about nothing in particular.
+    for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+        let what = if field == "kind" {
+            "kind"
+        } else {
+            "API version"
+        };
+        match object.get(field) {
+            Some(Value::String(s)) if s == expected => {}
+            None | Some(Value::Null) => {
+                return Err(malformed(format!(
+                    "the body has no {field:?}: it must be {expected:?}"
+                )))
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                return Err(malformed(format!(
+                    "the body has an empty {field:?}: it must be {expected:?}"
+                )))
+            }
+            Some(other) => {
+                let shown = other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| other.to_string());
+                return Err(malformed(format!(
+                    "the {what} in the data ({shown}) does not match the expected {what} ({expected})"
+                )));
+            }
+        }
+    }
+    // The document declares each role of `spec.mxReplicaSpecs` nullable
+    // (they are optional, one property each), and generated clients send
+    // null for the roles a job does not use: null reads as absent there.
+    // Elsewhere a null is what the schema says it is.
+    require_objects(&value)?;
+    if let Some(roles) = value
+        .pointer_mut("/spec/mxReplicaSpecs")
+        .and_then(Value::as_object_mut)
+    {
+        roles.retain(|_, role| !role.is_null());
+    }
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+    let ignoring = serde_ignored::Deserializer::new(&value, &mut record);
+    let job: MXJob = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let path = e.path().to_string();
+        malformed(format!(
+            "the body is not a valid MXJob: {path}: {}",
+            e.inner()
+        ))
+    })?;
+    let mut messages = findings;
+    messages.extend(unknown.iter().map(|f| format!("unknown field {f:?}")));
+    match validation {
+        FieldValidation::Strict if !messages.is_empty() => Err(malformed(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(Decoded {
+            object: job,
+            warnings: messages,
+        }),
+        _ => Ok(Decoded {
+            object: job,
+            warnings: Vec::new(),
+        }),
+    }
+}
+
+/// serde reads a JSON array as a struct whose fields are all optional
+/// (`JobStatus`, `ReplicaStatus`); the schema says these are objects, so
+/// anything else there is refused before decoding.
+fn require_objects(value: &Value) -> Result<(), DecodeError> {
+    let not_object = |path: &str| {
+        DecodeError::Malformed(format!(
+            "the body is not a valid MXJob: {path}: must be an object"
+        ))
+    };
+    if value.get("status").is_some_and(|s| !s.is_object()) {
+        return Err(not_object("status"));
+    }
+    if let Some(counts) = value.pointer("/status/mxReplicaStatuses") {
+        let counts = counts
+            .as_object()
+            .ok_or_else(|| not_object("status.mxReplicaStatuses"))?;
+        if let Some((role, _)) = counts.iter().find(|(_, c)| !c.is_object()) {
+            return Err(not_object(&format!("status.mxReplicaStatuses.{role}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,716 @@
+//! The server's implementation of the API trait ([`MxjobApi`]).
+//!
+//! Every handler has the same four steps: **extract** (path, and the raw
+//! query and body, which dropshot hands over unread), **authorize** (the
+//! [`Gate`](crate::edge::Gate), then the caller's token and the policy —
+//! before anything beyond the headers is read), then parse the query
+//! ([`mxjob_api::params`]) and decode the body ([`decode`]), call the
+//! **registry**, and **respond** with a [`Reply`]. Registry errors become
+//! `v1 Status` bodies here, through `From<registry::Error> for ApiError`.
+//! Mutating requests also leave one audit line each, whatever their
+//! outcome.
+
+use std::future::Future;
+use std::time::Duration;
+
+use dropshot::{Path, RequestContext};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIGroupList, APIResourceList, APIVersions, DeleteOptions,
+};
+use k8s_openapi::apimachinery::pkg::version::Info;
+use mxjob_api::api::MxjobApi;
+use mxjob_api::error::{ApiError, Status};
+use mxjob_api::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
+use mxjob_api::params::{
+    DeleteCollectionQuery, DeleteQuery, ListQuery, LogQuery, MXJobPatch, NamespacePath, ObjectPath,
+    QueryBool, ReadQuery, WriteKind, WriteQuery,
+};
+use mxjob_api::wire::{
+    stream_response, Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply,
+    TextResponse, WatchResponse, WATCH_CONTENT_TYPE,
+};
+use mxjob_api::{discovery, openapi, openapi_v2};
+use slog::info;
+
+use crate::auth::{User, Verb, WatchSlot};
+use crate::controller::logs::{self, LogError};
+use crate::decode;
+use crate::registry::{self, ListParams, Part, Selection, WatchParams, Written};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::ServerState;
+use crate::table;
+
+/// The resource names authorization knows.
+const MXJOBS: &str = "mxjobs";
+const MXJOBS_STATUS: &str = "mxjobs/status";
+
+/// The default and the longest duration of a watch.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The server's implementation of the API trait.
+pub enum MxjobServer {}
+
+impl MxjobApi for MxjobServer {
+    type Context = ServerState;
+
+    async fn create_mxjob(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<MXJob>,
+    ) -> Result<Reply<MXJob, Created201>, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let ns = namespace.as_str();
+        let written = mutate(&rqctx, Verb::Create, MXJOBS, ns, None, move || async move {
+            let query = query.parse()?;
+            *pretty_out = query.pretty();
+            let options = query.options(WriteKind::Create)?;
+            let media_type = body.media_type().map(str::to_string);
+            let bytes = body.read(context.body_timeout).await?;
+            let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
+            Ok(context.registry.create(ns, job, &options).await?)
+        })
+        .await?;
+        Ok(Reply::new(written.object, pretty, written.warnings))
+    }
+
+    async fn read_mxjob(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<ReadQuery>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
+        let pretty = query.parse()?.pretty();
+        let job = rqctx.context().registry.get(&namespace, &name).await?;
+        Ok(match table::requested(rqctx.request.headers()) {
+            Some(version) => Reply::other(table::for_object(&job, version), pretty),
+            None => Reply::new(job, pretty, Vec::new()),
+        })
+    }
+
+    async fn list_mxjobs(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+        query: QueryString<ListQuery>,
+    ) -> Result<ListResponse, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        if is_watch(&query) {
+            let response = watch(&rqctx, &namespace, &query, "application/json").await?;
+            return Ok(ListResponse::Watch(response));
+        }
+        authorize(&rqctx, Verb::List, MXJOBS, &namespace, None)?;
+        let query = query.parse()?;
+        let list = rqctx
+            .context()
+            .registry
+            .list(&namespace, &list_params(&query)?)
+            .await?;
+        let pretty = query.pretty();
+        Ok(ListResponse::List(
+            match table::requested(rqctx.request.headers()) {
+                Some(version) => Reply::other(table::for_list(&list, version), pretty),
+                None => Reply::new(list, pretty, Vec::new()),
+            },
+        ))
+    }
+
+    async fn watch_mxjobs(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+        query: QueryString<ListQuery>,
+    ) -> Result<WatchResponse, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        Ok(WatchResponse(
+            watch(&rqctx, &namespace, &query, WATCH_CONTENT_TYPE).await?,
+        ))
+    }
+
+    async fn replace_mxjob(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<MXJob>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        replace(rqctx, path, query, body, Part::Object).await
+    }
+
+    async fn patch_mxjob(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<MXJobPatch>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        patch(rqctx, path, query, body, Part::Object).await
+    }
+
+    async fn delete_mxjob(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<DeleteQuery>,
+        body: OptionalJsonBody<DeleteOptions>,
+    ) -> Result<Reply<Status>, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let (ns, object) = (namespace.as_str(), name.as_str());
+        let status = mutate(
+            &rqctx,
+            Verb::Delete,
+            MXJOBS,
+            ns,
+            Some(object),
+            move || async move {
+                let query = query.parse()?;
+                *pretty_out = query.pretty();
+                let options = delete_options(context, &query, body).await?;
+                Ok(context.registry.delete(ns, object, &options).await?)
+            },
+        )
+        .await?;
+        Ok(Reply::new(status, pretty, Vec::new()))
+    }
+
+    async fn delete_mxjob_collection(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+        query: QueryString<DeleteCollectionQuery>,
+        body: OptionalJsonBody<DeleteOptions>,
+    ) -> Result<Reply<MXJobList>, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let ns = namespace.as_str();
+        let list = mutate(
+            &rqctx,
+            Verb::DeleteCollection,
+            MXJOBS,
+            ns,
+            None,
+            move || async move {
+                let query = query.parse()?;
+                let delete = query.delete_query();
+                *pretty_out = delete.pretty();
+                let options = delete_options(context, &delete, body).await?;
+                let params = ListParams {
+                    selection: selection(
+                        query.label_selector.as_deref(),
+                        query.field_selector.as_deref(),
+                    )?,
+                    ..Default::default()
+                };
+                Ok(context
+                    .registry
+                    .delete_collection(ns, &params, &options)
+                    .await?)
+            },
+        )
+        .await?;
+        Ok(Reply::new(list, pretty, Vec::new()))
+    }
+
+    async fn read_mxjob_status(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<ReadQuery>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        authorize(&rqctx, Verb::Get, MXJOBS_STATUS, &namespace, Some(&name))?;
+        let pretty = query.parse()?.pretty();
+        let job = rqctx.context().registry.get(&namespace, &name).await?;
+        Ok(Reply::new(job, pretty, Vec::new()))
+    }
+
+    async fn replace_mxjob_status(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<MXJob>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        replace(rqctx, path, query, body, Part::Status).await
+    }
+
+    async fn patch_mxjob_status(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<MXJobPatch>,
+    ) -> Result<Reply<MXJob>, ApiError> {
+        patch(rqctx, path, query, body, Part::Status).await
+    }
+
+    async fn read_mxjob_log(
+        rqctx: RequestContext<ServerState>,
+        path: Path<ObjectPath>,
+        query: QueryString<LogQuery>,
+    ) -> Result<TextResponse, ApiError> {
+        let ObjectPath { namespace, name } = path.into_inner();
+        authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
+        let query = query.parse()?;
+        let context = rqctx.context();
+        let job = context.registry.get(&namespace, &name).await?;
+        let root = context.replica_logs.as_deref();
+        let file = logs::open(root, &job, &query.replica_type, query.index)
+            .await
+            .map_err(|e| match e {
+                LogError::BadReplicaType(message) => ApiError::bad_request(message),
+                LogError::Missing(message) => ApiError::not_found_message(message),
+            })?;
+        let body = http_body_util::StreamBody::new(
+            tokio_util::io::ReaderStream::new(file).map(|chunk| chunk.map(http_body::Frame::data)),
+        );
+        let response = http::Response::builder()
+            .status(http::StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, logs::LOG_CONTENT_TYPE)
+            .body(dropshot::Body::wrap(body))
+            .map_err(ApiError::internal)?;
+        Ok(TextResponse(response))
+    }
+
+    async fn get_openapi_document(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        let document = openapi::COMMITTED_DOCUMENT.as_bytes().to_vec();
+        raw_response("application/json", document)
+    }
+
+    async fn get_openapi_v2(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        let accept = rqctx.request.headers().get(http::header::ACCEPT);
+        let wants_protobuf = accept
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(openapi_v2::PROTOBUF_MEDIA_TYPE));
+        if wants_protobuf {
+            let bytes = openapi_v2::document_protobuf().map_err(ApiError::internal)?;
+            // What the Kubernetes API server answers too: Go's media type
+            // parser rejects the `@` of the type kubectl asks for.
+            raw_response(openapi_v2::PROTOBUF_CONTENT_TYPE, bytes)
+        } else {
+            let document = openapi_v2::document_json().map_err(ApiError::internal)?;
+            let bytes = serde_json::to_vec(&document).map_err(ApiError::internal)?;
+            raw_response("application/json", bytes)
+        }
+    }
+
+    async fn get_namespace(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        let NamespacePath { namespace } = path.into_inner();
+        let bytes =
+            serde_json::to_vec(&namespace_document(&namespace)?).map_err(ApiError::internal)?;
+        raw_response("application/json", bytes)
+    }
+
+    async fn get_docs(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        let missing = || {
+            ApiError::not_found_message(
+                "the API reference page has not been built: run `cargo xtask docs` and start \
+                 the server with --docs-file target/docs/mxjob.html",
+            )
+        };
+        let path = rqctx.context().docs_file.as_ref().ok_or_else(missing)?;
+        let page = tokio::fs::read(path).await.map_err(|_| missing())?;
+        raw_response("text/html; charset=utf-8", page)
+    }
+
+    async fn get_core_api_versions(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIVersions>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(discovery::core_versions(), false, Vec::new()))
+    }
+
+    async fn get_core_api_resources(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIResourceList>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(discovery::core_resources(), false, Vec::new()))
+    }
+
+    async fn get_api_groups(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIGroupList>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(discovery::groups(), false, Vec::new()))
+    }
+
+    async fn get_kubeflow_api_group(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIGroup>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(discovery::group(), false, Vec::new()))
+    }
+
+    async fn get_kubeflow_api_resources(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIResourceList>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(discovery::resources(), false, Vec::new()))
+    }
+
+    async fn get_version(rqctx: RequestContext<ServerState>) -> Result<Reply<Info>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(discovery::version(), false, Vec::new()))
+    }
+}
+
+/// The checks every request passes first ([`Gate`](crate::edge::Gate)).
+fn admit(rqctx: &RequestContext<ServerState>) -> Result<(), ApiError> {
+    let request = &rqctx.request;
+    rqctx.context().gate.check(request.uri(), request.headers())
+}
+
+/// Admits and authenticates the caller and checks that it may `verb` the
+/// resource — before anything of the request beyond its headers is read.
+fn authorize(
+    rqctx: &RequestContext<ServerState>,
+    verb: Verb,
+    resource: &str,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<User, ApiError> {
+    admit(rqctx)?;
+    let auth = &rqctx.context().auth;
+    let user = auth.authenticate(rqctx.request.headers())?;
+    auth.authorize(&user, verb, resource, namespace, name)?;
+    Ok(user)
+}
+
+/// What an audit line says about a successful outcome.
+trait Audited {
+    /// The object's name and its resourceVersion after the change.
+    fn audit_fields(&self) -> (Option<String>, Option<String>);
+}
+
+impl Audited for Written {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        let metadata = &self.object.metadata;
+        (metadata.name.clone(), metadata.resource_version.clone())
+    }
+}
+
+impl Audited for Status {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        (self.details.as_ref().and_then(|d| d.name.clone()), None)
+    }
+}
+
+impl Audited for MXJobList {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        (None, self.metadata.resource_version.clone())
+    }
+}
+
+/// Authorizes and runs a mutating request, then writes its audit line:
+/// time (from the logger), user, verb, namespace, name, outcome code and
+/// the resourceVersion after the change.
+async fn mutate<T, F, Fut>(
+    rqctx: &RequestContext<ServerState>,
+    verb: Verb,
+    resource: &str,
+    namespace: &str,
+    name: Option<&str>,
+    run: F,
+) -> Result<T, ApiError>
+where
+    T: Audited,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let auth = &rqctx.context().auth;
+    let user = admit(rqctx).and_then(|()| auth.authenticate(rqctx.request.headers()));
+    let result = match &user {
+        Ok(user) => match auth.authorize(user, verb, resource, namespace, name) {
+            Ok(()) => run().await,
+            Err(denied) => Err(denied),
+        },
+        Err(error) => Err(error.clone()),
+    };
+    let (object, version, code) = match &result {
+        Ok(outcome) => {
+            let (object, version) = outcome.audit_fields();
+            (
+                object.or(name.map(String::from)),
+                version,
+                if verb == Verb::Create { 201 } else { 200 },
+            )
+        }
+        Err(error) => (name.map(String::from), None, error.code()),
+    };
+    let user = user.map(|u| u.name).unwrap_or_default();
+    info!(rqctx.context().audit, "audit";
+        "user" => user,
+        "verb" => verb.as_str(),
+        "resource" => resource,
+        "namespace" => namespace,
+        "name" => object.unwrap_or_default(),
+        "code" => code,
+        "resourceVersion" => version.unwrap_or_default(),
+        "requestId" => &rqctx.request_id,
+    );
+    result
+}
+
+/// Whether a list request is a watch: the verb authorization checks, and
+/// so decided before the query is parsed, leniently, as the Kubernetes API
+/// server decides it (any first `watch` value but `false` or `0`).
+fn is_watch(query: &QueryString<ListQuery>) -> bool {
+    query
+        .values("watch")
+        .first()
+        .is_some_and(|v| !v.eq_ignore_ascii_case("false") && v != "0")
+}
+
+/// The options of a delete, from its query and its optional body.
+async fn delete_options(
+    context: &ServerState,
+    query: &DeleteQuery,
+    body: OptionalJsonBody<DeleteOptions>,
+) -> Result<mxjob_api::params::DeleteOptions, ApiError> {
+    let OptionalJsonBody(body) = body;
+    let media_type = body.media_type().map(str::to_string);
+    let bytes = body.read(context.body_timeout).await?;
+    query.options(&bytes, media_type.as_deref())
+}
+
+/// The resource authorization checks for `part`.
+fn resource_of(part: Part) -> &'static str {
+    match part {
+        Part::Object => MXJOBS,
+        Part::Status => MXJOBS_STATUS,
+    }
+}
+
+/// Replace of the object or of its status.
+async fn replace(
+    rqctx: RequestContext<ServerState>,
+    path: Path<ObjectPath>,
+    query: QueryString<WriteQuery>,
+    body: JsonBody<MXJob>,
+    part: Part,
+) -> Result<Reply<MXJob>, ApiError> {
+    let ObjectPath { namespace, name } = path.into_inner();
+    let context = rqctx.context();
+    let mut pretty = false;
+    let pretty_out = &mut pretty;
+    let (ns, object) = (namespace.as_str(), name.as_str());
+    let written = mutate(
+        &rqctx,
+        Verb::Update,
+        resource_of(part),
+        ns,
+        Some(object),
+        move || async move {
+            let query = query.parse()?;
+            *pretty_out = query.pretty();
+            let options = query.options(WriteKind::Update)?;
+            let media_type = body.media_type().map(str::to_string);
+            let bytes = body.read(context.body_timeout).await?;
+            let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
+            Ok(context
+                .registry
+                .replace(ns, object, job, &options, part)
+                .await?)
+        },
+    )
+    .await?;
+    Ok(Reply::new(written.object, pretty, written.warnings))
+}
+
+/// Patch of the object or of its status.
+async fn patch(
+    rqctx: RequestContext<ServerState>,
+    path: Path<ObjectPath>,
+    query: QueryString<WriteQuery>,
+    body: JsonBody<MXJobPatch>,
+    part: Part,
+) -> Result<Reply<MXJob>, ApiError> {
+    let ObjectPath { namespace, name } = path.into_inner();
+    let context = rqctx.context();
+    let mut pretty = false;
+    let pretty_out = &mut pretty;
+    let (ns, object) = (namespace.as_str(), name.as_str());
+    let written = mutate(
+        &rqctx,
+        Verb::Patch,
+        resource_of(part),
+        ns,
+        Some(object),
+        move || async move {
+            let query = query.parse()?;
+            *pretty_out = query.pretty();
+            let options = query.options(WriteKind::Patch)?;
+            let media_type = body.media_type().map(str::to_string);
+            let bytes = body.read(context.body_timeout).await?;
+            let request = decode::patch(&bytes, media_type.as_deref())?;
+            Ok(context
+                .registry
+                .patch(ns, object, &request, &options, part)
+                .await?)
+        },
+    )
+    .await?;
+    Ok(Reply::new(written.object, pretty, written.warnings))
+}
+
+/// A watch: authorized, counted against the user's watch limit while it
+/// runs, and ended when the server stops.
+async fn watch(
+    rqctx: &RequestContext<ServerState>,
+    namespace: &str,
+    query: &QueryString<ListQuery>,
+    content_type: &'static str,
+) -> Result<http::Response<dropshot::Body>, ApiError> {
+    let user = authorize(rqctx, Verb::Watch, MXJOBS, namespace, None)?;
+    let query = query.parse()?;
+    query.check_watch()?;
+    let context = rqctx.context();
+    let slot = context.auth.start_watch(&user)?;
+    let events = context
+        .registry
+        .watch(namespace, watch_params(&query)?)
+        .await?;
+    let table = table::requested(rqctx.request.headers());
+    Ok(watch_stream(
+        events,
+        content_type,
+        table,
+        context.stopping.clone(),
+        slot,
+    ))
+}
+
+fn raw_response(
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<http::Response<dropshot::Body>, ApiError> {
+    http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(dropshot::Body::from(body))
+        .map_err(ApiError::internal)
+}
+
+/// `labelSelector` and `fieldSelector`; a malformed one is 400.
+fn selection(labels: Option<&str>, fields: Option<&str>) -> Result<Selection, ApiError> {
+    let labels = LabelSelector::parse(labels.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+    let fields = FieldSelector::parse(fields.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?;
+    Ok(Selection { labels, fields })
+}
+
+fn list_params(query: &ListQuery) -> Result<ListParams, ApiError> {
+    Ok(ListParams {
+        selection: selection(
+            query.label_selector.as_deref(),
+            query.field_selector.as_deref(),
+        )?,
+        limit: query
+            .limit
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|l| *l > 0),
+        continue_token: query.continue_.clone(),
+        resource_version: query.resource_version.clone(),
+        version_match: query.resource_version_match.clone(),
+    })
+}
+
+fn watch_params(query: &ListQuery) -> Result<WatchParams, ApiError> {
+    let timeout = match query.timeout_seconds {
+        Some(s) if s < 0 => {
+            return Err(ApiError::bad_request(format!(
+                "invalid timeoutSeconds {s}: must not be negative"
+            )))
+        }
+        Some(s) if s > 0 => Duration::from_secs(s.unsigned_abs()).min(WATCH_TIMEOUT),
+        _ => WATCH_TIMEOUT,
+    };
+    Ok(WatchParams {
+        selection: selection(
+            query.label_selector.as_deref(),
+            query.field_selector.as_deref(),
+        )?,
+        resource_version: query.resource_version.clone(),
+        bookmarks: QueryBool::of(query.allow_watch_bookmarks),
+        timeout,
+    })
+}
+
+/// The ERROR event that ends a watch: the error's `Status` as its object,
+/// as the Kubernetes API server sends it.
+fn error_event(error: registry::Error) -> WatchEvent {
+    let object = match serde_json::to_value(ApiError::from(error)) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    WatchEvent {
+        type_: WatchEventType::ERROR,
+        object,
+    }
+}
+
+/// The HTTP stream of a watch; objects become one-row tables for kubectl.
+fn watch_stream(
+    events: BoxStream<'static, Result<WatchEvent, registry::Error>>,
+    content_type: &'static str,
+    table: Option<&'static str>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    slot: WatchSlot,
+) -> http::Response<dropshot::Body> {
+    let events = events
+        .take_until(async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        })
+        // The slot is released when the stream is dropped.
+        .map(move |event| {
+            let _held = &slot;
+            event.unwrap_or_else(error_event)
+        });
+    stream_response(events, content_type, move |mut event| {
+        let is_object = matches!(
+            event.type_,
+            WatchEventType::ADDED | WatchEventType::MODIFIED | WatchEventType::DELETED
+        );
+        if let (Some(version), true) = (table, is_object) {
+            if let Ok(job) = serde_json::from_value::<MXJob>(event.object.clone().into()) {
+                if let serde_json::Value::Object(object) = table::for_object(&job, version) {
+                    event.object = object;
+                }
+            }
+        }
+        event
+    })
+}
+
+/// `GET /api/v1/namespaces/{name}`: every valid namespace name exists and is
+/// active, since MXJobs may be created in any of them.
+fn namespace_document(name: &str) -> Result<serde_json::Value, ApiError> {
+    if !crate::names::is_dns1123_label(name) {
+        return Err(ApiError::not_found_message(format!(
+            "namespaces {name:?} not found"
+        )));
+    }
+    Ok(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }))
+}

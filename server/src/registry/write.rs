@@ -1,0 +1,524 @@
+//! Writes: create, replace, patch and delete, with the Kubernetes rules
+//! for a custom resource.
+
+use chrono::{SubsecRound, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use mxjob_api::error::{FieldError, Status};
+use mxjob_api::model::{MXJob, MXJobList};
+use mxjob_api::params::{DeleteOptions, Propagation, WriteOptions};
+
+use super::{
+    object_key, self_link, Conflict, Error, ListParams, Part, Registry, Stored, Written,
+    MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
+};
+use crate::decode::{self, Decoded, Patch, PatchRequest};
+use crate::store::{KeyValue, Revision, StoreError};
+use crate::validation;
+
+/// How often a patch or delete is retried when another write got in first.
+const MAX_RETRIES: usize = 8;
+
+/// A generated-name suffix: five characters from the alphabet Kubernetes
+/// uses (no vowels, no look-alike digits).
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn invalid(name: &str, causes: Vec<FieldError>) -> Error {
+    Error::Invalid {
+        name: name.to_string(),
+        causes,
+    }
+}
+
+impl Registry {
+    /// Creates an MXJob in `namespace`.
+    pub async fn create(
+        &self,
+        namespace: &str,
+        request: Decoded<MXJob>,
+        options: &WriteOptions,
+    ) -> Result<Written, Error> {
+        let Decoded {
+            object: mut job,
+            warnings,
+        } = request;
+        check_namespace(&mut job.metadata, namespace)?;
+
+        let mut errors = Vec::new();
+        let name = match (
+            job.metadata.name.as_deref(),
+            job.metadata.generate_name.as_deref(),
+        ) {
+            (Some(name), _) if !name.is_empty() => name.to_string(),
+            (_, Some(prefix)) if !prefix.is_empty() => {
+                errors.extend(
+                    crate::names::generate_name_prefix(prefix)
+                        .into_iter()
+                        .map(|e| FieldError::invalid("metadata.generateName", prefix, e)),
+                );
+                let base: String = prefix.chars().take(58).collect();
+                format!("{base}{}", name_suffix())
+            }
+            _ => {
+                let error =
+                    FieldError::required("metadata.name", "name or generateName is required");
+                return Err(invalid("", vec![error]));
+            }
+        };
+
+        let now = Time(Utc::now().trunc_subsecs(0));
+        let metadata = &mut job.metadata;
+        metadata.name = Some(name.clone());
+        metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+        metadata.creation_timestamp = Some(now);
+        metadata.generation = Some(1);
+        metadata.self_link = Some(self_link(namespace, &name));
+        metadata.resource_version = None;
+        metadata.managed_fields = None;
+        metadata.deletion_timestamp = None;
+        metadata.deletion_grace_period_seconds = None;
+        // The status a client sends is dropped, but it must still be a
+        // status the schema allows.
+        let status_errors = validation::validate_status(&job.status);
+        if !status_errors.is_empty() {
+            return Err(invalid(&name, status_errors));
+        }
+        job.status = Default::default();
+
+        errors.extend(validation::validate_object(&job));
+        if !errors.is_empty() {
+            return Err(invalid(&name, errors));
+        }
+        // Encoded (and measured) for a dry run too: it answers what the
+        // write would.
+        let encoded = self.encode_for_store(&job)?;
+        if options.dry_run {
+            return Ok(Written {
+                object: job,
+                warnings,
+            });
+        }
+        let kv = self
+            .store
+            .create(&object_key(namespace, &name), encoded)
+            .await
+            .map_err(|e| Error::from_store(e, &name))?;
+        Ok(Written {
+            object: Self::decode_stored(&kv)?,
+            warnings,
+        })
+    }
+
+    /// Replaces an MXJob (or, for [`Part::Status`], its status) with
+    /// `request`: the Kubernetes replace algorithm for a custom resource.
+    pub async fn replace(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: Decoded<MXJob>,
+        options: &WriteOptions,
+        part: Part,
+    ) -> Result<Written, Error> {
+        let Decoded {
+            object: mut job,
+            warnings,
+        } = request;
+        check_namespace(&mut job.metadata, namespace)?;
+        check_name(&job.metadata, name)?;
+        let stored = self.load(namespace, name).await?;
+        let object = self.update(stored, job, options, true, part).await?;
+        Ok(Written { object, warnings })
+    }
+
+    /// Patches an MXJob (merge or JSON patch), then applies the replace
+    /// rules. A patch that names a resourceVersion applies only to that
+    /// version; one that does not applies to whatever version is newest,
+    /// retried when another write gets in first.
+    pub async fn patch(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &PatchRequest,
+        options: &WriteOptions,
+        part: Part,
+    ) -> Result<Written, Error> {
+        if let Patch::Json(operations) = &request.patch {
+            if operations.len() > MAX_JSON_PATCH_OPERATIONS {
+                // kube-apiserver's answer, word for word: clients match on it.
+                return Err(Error::TooLarge(format!(
+                    "The allowed maximum operations in a JSON patch is \
+                     {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    operations.len()
+                )));
+            }
+        }
+        let carries_version = request.carries_version();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.load(namespace, name).await?;
+            let mut document = serde_json::to_value(&stored.job)
+                .map_err(|e| Error::Internal(format!("encoding object: {e}")))?;
+            // `document` is a fresh copy that is dropped when the patch
+            // fails, so no undo is needed — and json-patch's own undo can
+            // panic on some operation sequences.
+            match &request.patch {
+                // A merge patch can only bring what the body carried.
+                Patch::Merge(patch) => json_patch::merge(&mut document, patch),
+                Patch::Json(operations) => {
+                    self.apply_json_patch(&mut document, &operations.0, name)?
+                }
+            }
+            self.check_document_size(&document)?;
+            let Decoded {
+                object: mut job,
+                warnings,
+            } = decode::job(
+                document,
+                request.findings.clone(),
+                &options.field_validation,
+            )?;
+            if job
+                .metadata
+                .resource_version
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                job.metadata.resource_version = Some(stored.kv.mod_revision.to_string());
+            }
+            check_namespace(&mut job.metadata, namespace)?;
+            check_name(&job.metadata, name)?;
+            match self.update(stored, job, options, false, part).await {
+                Err(Error::Conflict {
+                    cause: Conflict::Stale,
+                    ..
+                }) if !carries_version && attempt < MAX_RETRIES => continue,
+                result => return result.map(|object| Written { object, warnings }),
+            }
+        }
+    }
+
+    /// Applies a JSON patch one operation at a time, so that its work is
+    /// bounded before it is done: the value a `copy` duplicates is measured
+    /// first, and once the copies of the patch would add more than the
+    /// object bound the patch is refused with `422 Invalid` — what
+    /// kube-apiserver answers when its JSON patch library stops at
+    /// `AccumulatedCopySizeLimit`. `add` and `replace` only bring values the
+    /// body carried, which the body limit already bounds; `move`, `remove`
+    /// and `test` add nothing. Errors name the failed operation by index.
+    fn apply_json_patch(
+        &self,
+        document: &mut serde_json::Value,
+        operations: &[json_patch::PatchOperation],
+        name: &str,
+    ) -> Result<(), Error> {
+        let failed = |message: String| Error::PatchFailed {
+            name: name.to_string(),
+            message: format!("the JSON patch could not be applied: {message}"),
+        };
+        let limit = self.max_object_bytes;
+        let mut copied = 0usize;
+        for (index, operation) in operations.iter().enumerate() {
+            if let json_patch::PatchOperation::Copy(copy) = operation {
+                if let Some(source) = document.pointer(copy.from.as_str()) {
+                    // The document is bounded (earlier copies passed), so
+                    // measuring the whole source is bounded too.
+                    let size =
+                        crate::json::encoded_len_within(source, usize::MAX).unwrap_or(usize::MAX);
+                    copied = copied.saturating_add(size);
+                    if copied > limit {
+                        return Err(failed(format!(
+                            "operation '/{index}' failed at path '{}': the copies of this patch \
+                             would add {copied} bytes, more than the limit of {limit}",
+                            copy.path
+                        )));
+                    }
+                }
+            }
+            json_patch::patch_unsafe(document, std::slice::from_ref(operation)).map_err(
+                |mut error| {
+                    error.operation = index;
+                    failed(error.to_string())
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The shared part of replace and patch: the uid precondition, the
+    /// resourceVersion as compare-and-swap, server-owned metadata, the
+    /// immutable fields, generation, and the write (unless nothing changed).
+    pub(super) async fn update(
+        &self,
+        stored: Stored,
+        mut job: MXJob,
+        options: &WriteOptions,
+        version_required: bool,
+        part: Part,
+    ) -> Result<MXJob, Error> {
+        let Stored { job: old, kv } = stored;
+        let name = old.metadata.name.clone().unwrap_or_default();
+
+        if let Some(uid) = job.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+            let current = old.metadata.uid.as_deref().unwrap_or_default();
+            if uid != current {
+                return Err(Error::Conflict {
+                    name,
+                    cause: Conflict::Precondition(format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {current}"
+                    )),
+                });
+            }
+        }
+        let expected = match job.metadata.resource_version.as_deref() {
+            None | Some("") if version_required => {
+                let error = FieldError::invalid(
+                    "metadata.resourceVersion",
+                    0,
+                    "must be specified for an update",
+                );
+                return Err(invalid(&name, vec![error]));
+            }
+            None | Some("") => kv.mod_revision,
+            Some(text) => super::parse_resource_version(text)?,
+        };
+        if expected != kv.mod_revision {
+            return Err(Error::stale(&name));
+        }
+
+        if part == Part::Status {
+            // Through /status only the status changes; the rest is stored.
+            let status = std::mem::take(&mut job.status);
+            job = old.clone();
+            job.status = status;
+            let errors = validation::validate_status(&job.status);
+            if !errors.is_empty() {
+                return Err(invalid(&name, errors));
+            }
+            return self.write_update(kv, old, job, options, &name).await;
+        }
+
+        // Server-owned metadata and status come from storage.
+        let (new_meta, old_meta) = (&mut job.metadata, &old.metadata);
+        new_meta.uid = old_meta.uid.clone();
+        new_meta.resource_version = old_meta.resource_version.clone();
+        new_meta.creation_timestamp = old_meta.creation_timestamp.clone();
+        new_meta.generation = old_meta.generation;
+        new_meta.self_link = old_meta.self_link.clone();
+        new_meta.managed_fields = old_meta.managed_fields.clone();
+        new_meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
+        new_meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
+        // The status in the body is replaced by the stored one, but it
+        // must still be a status the schema allows.
+        let status_errors = validation::validate_status(&job.status);
+        if !status_errors.is_empty() {
+            return Err(invalid(&name, status_errors));
+        }
+        job.status = old.status.clone();
+
+        let errors = validation::validate_update(&job, &old);
+        if !errors.is_empty() {
+            return Err(invalid(&name, errors));
+        }
+        if job.spec != old.spec {
+            job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+        }
+        self.write_update(kv, old, job, options, &name).await
+    }
+
+    /// Stores `job` over `old` unless nothing changed.
+    async fn write_update(
+        &self,
+        kv: KeyValue,
+        old: MXJob,
+        job: MXJob,
+        options: &WriteOptions,
+        name: &str,
+    ) -> Result<MXJob, Error> {
+        if job == old {
+            return Ok(old);
+        }
+        let encoded = self.encode_for_store(&job)?;
+        if options.dry_run {
+            return Ok(job);
+        }
+        let kv = self
+            .store
+            .update(&kv.key, kv.mod_revision, encoded)
+            .await
+            .map_err(|e| Error::from_store(e, name))?;
+        Self::decode_stored(&kv)
+    }
+
+    /// Deletes one MXJob.
+    ///
+    /// A delete that says how the job's replicas go (`Orphan`, or a grace
+    /// period) first records it on the object — `deletionTimestamp`,
+    /// `deletionGracePeriodSeconds` and the `orphan` finalizer, the fields
+    /// Kubernetes uses for the same purpose — and then deletes that
+    /// version, so the job controller, wherever it runs, reads the choice
+    /// from the object's last state. Watchers see the MODIFIED event
+    /// before the DELETED one, as for a graceful deletion in Kubernetes.
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Status, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Stored { job, kv } = self.load(namespace, name).await?;
+            check_preconditions(options, &job)?;
+            let uid = job.metadata.uid.clone();
+            if options.dry_run {
+                return Ok(Status::deleted(name, uid));
+            }
+            match self.delete_version(&kv.key, job, options).await {
+                Ok(()) => return Ok(Status::deleted(name, uid)),
+                // A resourceVersion precondition pins the version: no retry.
+                Err(StoreError::Conflict { .. })
+                    if options.resource_version.is_none() && attempt < MAX_RETRIES =>
+                {
+                    continue
+                }
+                Err(e) => return Err(Error::from_store(e, name)),
+            }
+        }
+    }
+
+    /// Deletes `job` (as read, with its resourceVersion) under `key`,
+    /// recording the deletion first when `options` ask for it.
+    async fn delete_version(
+        &self,
+        key: &str,
+        mut job: MXJob,
+        options: &DeleteOptions,
+    ) -> Result<(), StoreError> {
+        let mut revision = job
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse::<Revision>().ok())
+            .unwrap_or_default();
+        if options.records_deletion() {
+            let metadata = &mut job.metadata;
+            metadata.deletion_timestamp = Some(Time(Utc::now().trunc_subsecs(0)));
+            metadata.deletion_grace_period_seconds = options.grace_period_seconds;
+            if options.propagation == Propagation::Orphan {
+                metadata.finalizers = Some(vec![ORPHAN_FINALIZER.to_string()]);
+            }
+            let value = self
+                .encode_for_store(&job)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            revision = self.store.update(key, revision, value).await?.mod_revision;
+        }
+        self.store.delete(key, revision).await.map(|_| ())
+    }
+
+    /// Deletes every MXJob of a namespace that `params` select; returns
+    /// what was deleted. Preconditions are checked on every selected job
+    /// before any is deleted.
+    pub async fn delete_collection(
+        &self,
+        namespace: &str,
+        params: &ListParams,
+        options: &DeleteOptions,
+    ) -> Result<MXJobList, Error> {
+        let listed = self.list(namespace, params).await?;
+        for job in &listed.items {
+            check_preconditions(options, job)?;
+        }
+        let mut deleted = Vec::with_capacity(listed.items.len());
+        for job in listed.items {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            if let Some(job) = self
+                .delete_one_listed(namespace, &name, job, options)
+                .await?
+            {
+                deleted.push(job);
+            }
+        }
+        let revision = self.current_revision().await?;
+        Ok(MXJobList::new(deleted, revision.to_string()))
+    }
+
+    /// Deletes one object found by a collection delete; `None` when another
+    /// request deleted it first.
+    async fn delete_one_listed(
+        &self,
+        namespace: &str,
+        name: &str,
+        job: MXJob,
+        options: &DeleteOptions,
+    ) -> Result<Option<MXJob>, Error> {
+        if options.dry_run {
+            return Ok(Some(job));
+        }
+        let key = object_key(namespace, name);
+        let mut current = job;
+        for _ in 0..MAX_RETRIES {
+            match self.delete_version(&key, current.clone(), options).await {
+                Ok(()) => return Ok(Some(current)),
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(StoreError::Conflict { .. }) if options.resource_version.is_none() => {
+                    match self.load(namespace, name).await {
+                        Ok(stored) => {
+                            check_preconditions(options, &stored.job)?;
+                            current = stored.job;
+                        }
+                        Err(Error::NotFound { .. }) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(Error::from_store(e, name)),
+            }
+        }
+        Err(Error::stale(name))
+    }
+}
+
+/// 409 unless `job` meets the delete's preconditions.
+fn check_preconditions(options: &DeleteOptions, job: &MXJob) -> Result<(), Error> {
+    match options.failed_precondition(job) {
+        None => Ok(()),
+        Some(why) => Err(Error::Conflict {
+            name: job.metadata.name.clone().unwrap_or_default(),
+            cause: Conflict::Precondition(why),
+        }),
+    }
+}
+
+/// The body's namespace is taken from the URL or must equal it.
+fn check_namespace(metadata: &mut ObjectMeta, namespace: &str) -> Result<(), Error> {
+    match metadata.namespace.as_deref() {
+        None | Some("") => {
+            metadata.namespace = Some(namespace.to_string());
+            Ok(())
+        }
+        Some(ns) if ns == namespace => Ok(()),
+        Some(_) => Err(Error::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .to_string(),
+        )),
+    }
+}
+
+/// The body's name must equal the URL's.
+fn check_name(metadata: &ObjectMeta, name: &str) -> Result<(), Error> {
+    let body_name = metadata.name.as_deref().unwrap_or_default();
+    if body_name == name {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )))
+    }
+}
