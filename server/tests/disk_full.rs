@@ -248,7 +248,7 @@ fn object_url(url: &str, name: &str) -> String {
 }
 
 fn seed() -> Value {
-    serde_json::from_str(include_str!("../examples/replace-mxjob.json")).expect("the seed is JSON")
+    serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed is JSON")
 }
 
 /// Padding that differs from write to write.
