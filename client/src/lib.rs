@@ -50,11 +50,22 @@ impl Client {
     }
 }
 
+/// Why a watch stream could not give its next event.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The connection failed; the stream ends.
+    #[error("reading the watch: {0}")]
+    Read(#[from] reqwest::Error),
+    /// A line is not a `WatchEvent`.
+    #[error("decoding a watch event: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
 /// The `WatchEvent`s of a watch response (`watch_mxjobs`), one per line of
 /// the stream. The stream ends when the server ends the watch.
 pub fn watch_events(
     body: ByteStream,
-) -> impl futures::Stream<Item = Result<types::WatchEvent, String>> + Send {
+) -> impl futures::Stream<Item = Result<types::WatchEvent, WatchError>> + Send {
     use futures::StreamExt;
     let state = (body.into_inner(), Vec::<u8>::new(), false);
     futures::stream::unfold(state, |(mut inner, mut buffer, mut ended)| async move {
@@ -64,7 +75,7 @@ pub fn watch_events(
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let event = serde_json::from_slice(&line).map_err(|e| e.to_string());
+                let event = serde_json::from_slice(&line).map_err(WatchError::from);
                 return Some((event, (inner, buffer, ended)));
             }
             if ended {
@@ -75,7 +86,7 @@ pub fn watch_events(
                 Some(Err(error)) => {
                     ended = true;
                     buffer.clear();
-                    return Some((Err(error.to_string()), (inner, buffer, ended)));
+                    return Some((Err(WatchError::from(error)), (inner, buffer, ended)));
                 }
                 None => {
                     ended = true;
@@ -86,16 +97,23 @@ pub fn watch_events(
     })
 }
 
+/// Why a client for a token could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenClientError {
+    #[error("the token cannot be sent in a header: {0}")]
+    Header(#[from] reqwest::header::InvalidHeaderValue),
+    #[error("building the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
 /// A `reqwest::Client` that sends `token` as `Authorization: Bearer` on
 /// every request, for [`Client::new_with_client`].
-pub fn http_client_with_bearer_token(token: &str) -> Result<reqwest::Client, String> {
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|e| format!("the token cannot be sent in a header: {e}"))?;
+pub fn http_client_with_bearer_token(token: &str) -> Result<reqwest::Client, TokenClientError> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
     value.set_sensitive(true);
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, value);
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .default_headers(headers)
-        .build()
-        .map_err(|e| e.to_string())
+        .build()?)
 }

@@ -21,6 +21,31 @@ use serde_json::{json, Map, Value};
 
 use crate::api::mxjob_api_mod;
 
+/// Why the document could not be built, in words naming what failed: a
+/// mistake in this crate's description of the API, never bad input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("building the OpenAPI document: {0}")]
+pub struct DocumentError(String);
+
+impl DocumentError {
+    /// The error of one step, in its own words.
+    pub fn of(error: impl std::fmt::Display) -> Self {
+        DocumentError(error.to_string())
+    }
+}
+
+impl From<&str> for DocumentError {
+    fn from(message: &str) -> Self {
+        DocumentError(message.to_string())
+    }
+}
+
+impl From<String> for DocumentError {
+    fn from(message: String) -> Self {
+        DocumentError(message)
+    }
+}
+
 /// The version of the API document (not of the Kubernetes API).
 pub const DOCUMENT_VERSION: &str = "1.0.0";
 
@@ -177,7 +202,7 @@ const WATCH_ERRORS: &[(u16, &str)] = &[(
 /// Declares the two ways to present a token — `Authorization: Bearer`
 /// (Kubernetes) and `X-Auth-Token` (CCI) — and requires one of them on
 /// every MXJob operation; discovery needs none.
-fn add_security(doc: &mut Value) -> Result<(), String> {
+fn add_security(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         let security = if DISCOVERY.contains(&id.as_str()) {
             json!([])
@@ -213,9 +238,9 @@ fn add_security(doc: &mut Value) -> Result<(), String> {
 }
 
 /// The complete OpenAPI document.
-pub fn document() -> Result<Value, String> {
-    let api = mxjob_api_mod::stub_api_description().map_err(|e| e.to_string())?;
-    let version = semver::Version::parse(DOCUMENT_VERSION).map_err(|e| e.to_string())?;
+pub fn document() -> Result<Value, DocumentError> {
+    let api = mxjob_api_mod::stub_api_description().map_err(DocumentError::of)?;
+    let version = semver::Version::parse(DOCUMENT_VERSION).map_err(DocumentError::of)?;
     let mut definition = api.openapi("MXJob API (kubeflow.org/v1)", version);
     definition.description(
         "The Kubeflow MXJob resource (group kubeflow.org, version v1, resource mxjobs) with \
@@ -226,8 +251,8 @@ pub fn document() -> Result<Value, String> {
          and spec.cleanPodPolicy.",
     );
     definition.license_name("Apache-2.0");
-    let mut doc = definition.json().map_err(|e| e.to_string())?;
-    let example: Value = serde_json::from_str(REPLACE_EXAMPLE).map_err(|e| e.to_string())?;
+    let mut doc = definition.json().map_err(DocumentError::of)?;
+    let example: Value = serde_json::from_str(REPLACE_EXAMPLE).map_err(DocumentError::of)?;
     add_error_responses(&mut doc)?;
     add_security(&mut doc)?;
     add_examples(&mut doc, &example)?;
@@ -242,7 +267,7 @@ pub fn document() -> Result<Value, String> {
 /// Operations whose request body may be left out.
 const OPTIONAL_BODIES: &[&str] = &["delete_mxjob", "delete_mxjob_collection"];
 
-fn mark_optional_bodies(doc: &mut Value) -> Result<(), String> {
+fn mark_optional_bodies(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         if OPTIONAL_BODIES.contains(&id.as_str()) {
             let body = operation
@@ -256,14 +281,14 @@ fn mark_optional_bodies(doc: &mut Value) -> Result<(), String> {
 }
 
 /// The document as the bytes of `openapi/mxjob.json`.
-pub fn document_text() -> Result<String, String> {
-    let mut text = serde_json::to_string_pretty(&document()?).map_err(|e| e.to_string())?;
+pub fn document_text() -> Result<String, DocumentError> {
+    let mut text = serde_json::to_string_pretty(&document()?).map_err(DocumentError::of)?;
     text.push('\n');
     Ok(text)
 }
 
 /// Every operation object, by operationId.
-fn operations(doc: &mut Value) -> Result<Vec<(String, &mut Value)>, String> {
+fn operations(doc: &mut Value) -> Result<Vec<(String, &mut Value)>, DocumentError> {
     let paths = doc
         .get_mut("paths")
         .and_then(Value::as_object_mut)
@@ -279,7 +304,7 @@ fn operations(doc: &mut Value) -> Result<Vec<(String, &mut Value)>, String> {
     Ok(found)
 }
 
-fn add_error_responses(doc: &mut Value) -> Result<(), String> {
+fn add_error_responses(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         let codes = ERRORS
             .iter()
@@ -325,7 +350,7 @@ fn sort_responses(responses: &mut Map<String, Value>) {
     responses.extend(entries);
 }
 
-fn add_examples(doc: &mut Value, example: &Value) -> Result<(), String> {
+fn add_examples(doc: &mut Value, example: &Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         if id != "replace_mxjob" {
             continue;
@@ -347,7 +372,7 @@ fn add_examples(doc: &mut Value, example: &Value) -> Result<(), String> {
 /// The watch operation answers a stream of `WatchEvent`s, not one JSON
 /// document: its success response is declared as newline-delimited JSON,
 /// so generated clients hand the stream over instead of decoding one object.
-fn mark_watch_stream(doc: &mut Value) -> Result<(), String> {
+fn mark_watch_stream(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         if id != "watch_mxjobs" {
             continue;
@@ -366,7 +391,7 @@ fn mark_watch_stream(doc: &mut Value) -> Result<(), String> {
 
 /// A replica's log is plain text: its success response is declared as
 /// `text/plain` (dropshot can only say JSON), so clients take the text as is.
-fn mark_plain_text(doc: &mut Value) -> Result<(), String> {
+fn mark_plain_text(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         if id != "read_mxjob_log" {
             continue;
@@ -391,7 +416,7 @@ fn mark_plain_text(doc: &mut Value) -> Result<(), String> {
 
 /// Adds everything [`document`] needs for schemathesis, Redocly and the
 /// generated clients in other languages beyond what dropshot writes.
-fn add_tooling_metadata(doc: &mut Value, seed: &Value) -> Result<(), String> {
+fn add_tooling_metadata(doc: &mut Value, seed: &Value) -> Result<(), DocumentError> {
     add_links(doc)?;
     add_operation_examples(doc, seed)?;
     add_path_parameter_examples(doc)?;
@@ -450,11 +475,13 @@ const LINKS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-fn add_links(doc: &mut Value) -> Result<(), String> {
+fn add_links(doc: &mut Value) -> Result<(), DocumentError> {
     let known: Vec<String> = operations(doc)?.into_iter().map(|(id, _)| id).collect();
     for (source, code, targets) in LINKS {
         if let Some(missing) = targets.iter().find(|t| !known.iter().any(|k| k == *t)) {
-            return Err(format!("link from {source} to unknown operation {missing}"));
+            return Err(DocumentError::of(format!(
+                "link from {source} to unknown operation {missing}"
+            )));
         }
         let mut links = Map::new();
         for target in *targets {
@@ -584,14 +611,14 @@ fn deleted_example(seed: &Value) -> Value {
 
 /// `GET /version` as this build answers it, with the platform fixed so the
 /// document does not depend on the machine that generated it.
-fn version_example() -> Result<Value, String> {
-    let mut info = serde_json::to_value(crate::discovery::version()).map_err(|e| e.to_string())?;
+fn version_example() -> Result<Value, DocumentError> {
+    let mut info = serde_json::to_value(crate::discovery::version()).map_err(DocumentError::of)?;
     info["platform"] = json!("linux/x86_64");
     Ok(info)
 }
 
-fn to_value<T: serde::Serialize>(value: T) -> Result<Value, String> {
-    serde_json::to_value(value).map_err(|e| e.to_string())
+fn to_value<T: serde::Serialize>(value: T) -> Result<Value, DocumentError> {
+    serde_json::to_value(value).map_err(DocumentError::of)
 }
 
 /// Request and success-response examples of every operation but replace
@@ -599,7 +626,7 @@ fn to_value<T: serde::Serialize>(value: T) -> Result<Value, String> {
 /// from the seed, so they describe one job through its life. Each is kept
 /// once under `components/examples` and referenced by name, because the
 /// same object answers several operations.
-fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), String> {
+fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), DocumentError> {
     type Named = (&'static str, Value);
     let examples: Vec<(&str, Option<Named>, Named)> = vec![
         (
@@ -706,7 +733,12 @@ fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), String> {
 }
 
 /// Refers every media type under `pointer` to the shared example `name`.
-fn set_examples(operation: &mut Value, pointer: &str, name: &str, id: &str) -> Result<(), String> {
+fn set_examples(
+    operation: &mut Value,
+    pointer: &str,
+    name: &str,
+    id: &str,
+) -> Result<(), DocumentError> {
     let content = operation
         .pointer_mut(pointer)
         .and_then(Value::as_object_mut)
@@ -722,7 +754,7 @@ fn set_examples(operation: &mut Value, pointer: &str, name: &str, id: &str) -> R
 
 /// Examples of the path parameters: the seed's namespace and name, so that
 /// the reference page and tools that send examples address one real job.
-fn add_path_parameter_examples(doc: &mut Value) -> Result<(), String> {
+fn add_path_parameter_examples(doc: &mut Value) -> Result<(), DocumentError> {
     for (_, operation) in operations(doc)? {
         let Some(parameters) = operation
             .get_mut("parameters")
@@ -748,7 +780,7 @@ fn add_path_parameter_examples(doc: &mut Value) -> Result<(), String> {
 /// The tags' descriptions, the license's URL and the default server: what
 /// the reference page shows around the operations, and the base URL that
 /// generated clients start from (`mxjob-server`'s default `--listen`).
-fn describe_document(doc: &mut Value) -> Result<(), String> {
+fn describe_document(doc: &mut Value) -> Result<(), DocumentError> {
     let root = doc.as_object_mut().ok_or("the document is not an object")?;
     root.insert(
         "servers".to_string(),
@@ -781,7 +813,11 @@ fn describe_document(doc: &mut Value) -> Result<(), String> {
                 "What Kubernetes clients ask before anything else: the API groups, versions \
                  and resources this server serves, and its version. No credentials needed."
             }
-            Some(other) => return Err(format!("tag {other} has no description here")),
+            Some(other) => {
+                return Err(DocumentError::of(format!(
+                    "tag {other} has no description here"
+                )))
+            }
             None => continue,
         };
         tag.insert("description".to_string(), json!(description));
@@ -795,7 +831,7 @@ fn describe_document(doc: &mut Value) -> Result<(), String> {
 /// (Redocly's, which checks the examples) refuse such a schema. Each gets
 /// the `type` of the schema it refers to; a typeless `nullable` (any JSON
 /// value, null included) just loses the keyword, which changes nothing.
-fn type_nullable_references(doc: &mut Value) -> Result<(), String> {
+fn type_nullable_references(doc: &mut Value) -> Result<(), DocumentError> {
     let schemas = doc
         .pointer("/components/schemas")
         .and_then(Value::as_object)
@@ -810,7 +846,7 @@ fn type_nullable_references(doc: &mut Value) -> Result<(), String> {
     type_nullable_in(doc, &types)
 }
 
-fn type_nullable_in(value: &mut Value, types: &Map<String, Value>) -> Result<(), String> {
+fn type_nullable_in(value: &mut Value, types: &Map<String, Value>) -> Result<(), DocumentError> {
     match value {
         Value::Object(object) => {
             let typeless_nullable =
@@ -851,7 +887,7 @@ fn type_nullable_in(value: &mut Value, types: &Map<String, Value>) -> Result<(),
 /// default as "always present" (TypeScript makes the field required) or
 /// emit code for it that does not compile (Go), while the server never
 /// needs the client to send it.
-fn drop_empty_defaults(doc: &mut Value) -> Result<(), String> {
+fn drop_empty_defaults(doc: &mut Value) -> Result<(), DocumentError> {
     let schemas = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -910,5 +946,23 @@ fn bound_integer_formats(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(bound_integer_formats),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openapi/mxjob.json` is what this crate describes: a change to the
+    /// API that was not written to the file fails here, under plain
+    /// `cargo test`, and not only in `cargo xtask openapi check`.
+    #[test]
+    fn the_committed_document_is_the_one_the_code_describes() {
+        let generated = document_text().expect("the document builds");
+        assert!(
+            generated == COMMITTED_DOCUMENT,
+            "openapi/mxjob.json is out of date: run `cargo xtask openapi generate` and commit it \
+             (`cargo xtask openapi check` shows the difference)"
+        );
     }
 }

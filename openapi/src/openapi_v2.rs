@@ -47,6 +47,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Map, Value};
 
 use crate::model::{API_VERSION, GROUP, KIND, LIST_KIND, RESOURCE, VERSION};
+use crate::openapi::DocumentError;
 
 /// The media type kubectl asks for.
 pub const PROTOBUF_MEDIA_TYPE: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
@@ -64,16 +65,16 @@ const DEFINITION_PREFIX: &str = "#/definitions/";
 const GVK_EXTENSION: &str = "x-kubernetes-group-version-kind";
 
 /// The Swagger 2.0 form of the document, as JSON.
-pub fn document_json() -> Result<Value, String> {
-    static DOCUMENT: OnceLock<Result<Value, String>> = OnceLock::new();
+pub fn document_json() -> Result<Value, DocumentError> {
+    static DOCUMENT: OnceLock<Result<Value, DocumentError>> = OnceLock::new();
     DOCUMENT
         .get_or_init(|| crate::openapi::document().and_then(|doc| convert(&doc)))
         .clone()
 }
 
 /// The same document encoded as gnostic's `openapi.v2.Document` protobuf message.
-pub fn document_protobuf() -> Result<Vec<u8>, String> {
-    static DOCUMENT: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+pub fn document_protobuf() -> Result<Vec<u8>, DocumentError> {
+    static DOCUMENT: OnceLock<Result<Vec<u8>, DocumentError>> = OnceLock::new();
     DOCUMENT
         .get_or_init(|| document_json().and_then(|doc| encode_document(&doc)))
         .clone()
@@ -82,7 +83,7 @@ pub fn document_protobuf() -> Result<Vec<u8>, String> {
 // ---------------------------------------------------------------------------
 // OpenAPI 3.0 → Swagger 2.0
 
-fn convert(oas3: &Value) -> Result<Value, String> {
+fn convert(oas3: &Value) -> Result<Value, DocumentError> {
     let schemas = oas3
         .pointer("/components/schemas")
         .and_then(Value::as_object)
@@ -149,7 +150,7 @@ fn copy_keys(from: &Map<String, Value>, to: &mut Map<String, Value>, keys: &[&st
     }
 }
 
-fn definition_ref(value: &Value) -> Result<Value, String> {
+fn definition_ref(value: &Value) -> Result<Value, DocumentError> {
     let reference = value.as_str().ok_or("$ref is not a string")?;
     let name = reference
         .strip_prefix(SCHEMA_PREFIX)
@@ -193,7 +194,7 @@ const STRUCTURE_KEYWORDS: &[&str] = &[
     "allOf",
 ];
 
-fn convert_schema(schema: &Value) -> Result<Value, String> {
+fn convert_schema(schema: &Value) -> Result<Value, DocumentError> {
     let object = schema.as_object().ok_or("a schema is not an object")?;
 
     if let Some(reference) = object.get("$ref") {
@@ -282,7 +283,7 @@ fn convert_schema(schema: &Value) -> Result<Value, String> {
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch"];
 
-fn convert_path_item(oas3: &Value, path: &str, item: &Value) -> Result<Value, String> {
+fn convert_path_item(oas3: &Value, path: &str, item: &Value) -> Result<Value, DocumentError> {
     let item = item.as_object().ok_or("a path item is not an object")?;
     let mut out = Map::new();
     for method in METHODS {
@@ -334,7 +335,7 @@ fn kubernetes_action(path: &str, method: &str) -> Option<&'static str> {
     })
 }
 
-fn convert_operation(oas3: &Value, operation: &Value) -> Result<Value, String> {
+fn convert_operation(oas3: &Value, operation: &Value) -> Result<Value, DocumentError> {
     let operation = operation
         .as_object()
         .ok_or("an operation is not an object")?;
@@ -403,7 +404,7 @@ const PARAMETER_KEYWORDS: &[&str] = &[
     "multipleOf",
 ];
 
-fn convert_parameter(oas3: &Value, parameter: &Value) -> Result<Value, String> {
+fn convert_parameter(oas3: &Value, parameter: &Value) -> Result<Value, DocumentError> {
     let parameter = parameter
         .as_object()
         .ok_or("a parameter is not an object")?;
@@ -416,7 +417,9 @@ fn convert_parameter(oas3: &Value, parameter: &Value) -> Result<Value, String> {
         .and_then(Value::as_str)
         .ok_or_else(|| format!("parameter {name} has no location"))?;
     if !matches!(location, "path" | "query" | "header") {
-        return Err(format!("parameter {name}: unsupported location {location}"));
+        return Err(DocumentError::of(format!(
+            "parameter {name}: unsupported location {location}"
+        )));
     }
     let mut schema = parameter
         .get("schema")
@@ -452,12 +455,16 @@ fn convert_parameter(oas3: &Value, parameter: &Value) -> Result<Value, String> {
 
 /// A converted schema as the inline type of a non-body parameter (or of
 /// its array items).
-fn primitive_schema(schema: &Value) -> Result<Map<String, Value>, String> {
+fn primitive_schema(schema: &Value) -> Result<Map<String, Value>, DocumentError> {
     let object = schema.as_object().ok_or("a schema is not an object")?;
     match object.get("type").and_then(Value::as_str) {
         Some("string" | "integer" | "number" | "boolean") => {}
         Some("array") => {}
-        other => return Err(format!("type {other:?} cannot be a parameter's")),
+        other => {
+            return Err(DocumentError::of(format!(
+                "type {other:?} cannot be a parameter's"
+            )))
+        }
     }
     let mut out = Map::new();
     copy_keys(object, &mut out, PARAMETER_KEYWORDS);
@@ -478,7 +485,7 @@ fn preferred_media(content: &Map<String, Value>) -> Option<&Value> {
         .or_else(|| content.values().next())
 }
 
-fn convert_request_body(body: &Value) -> Result<(Value, Vec<String>), String> {
+fn convert_request_body(body: &Value) -> Result<(Value, Vec<String>), DocumentError> {
     if body.get("$ref").is_some() {
         return Err("request body references are not supported".into());
     }
@@ -511,7 +518,7 @@ fn is_status_range(code: &str) -> bool {
 fn convert_responses(
     oas3: &Value,
     responses: &Map<String, Value>,
-) -> Result<(Map<String, Value>, Vec<String>), String> {
+) -> Result<(Map<String, Value>, Vec<String>), DocumentError> {
     let mut out = Map::new();
     let mut produces: Vec<String> = Vec::new();
     // Explicit codes (and `default`) first, so that a range never shadows them.
@@ -645,7 +652,7 @@ impl Message {
     }
 
     /// `Any field = n` (as YAML) from `object[key]`.
-    fn any(&mut self, field: u32, object: &Value, key: &str) -> Result<(), String> {
+    fn any(&mut self, field: u32, object: &Value, key: &str) -> Result<(), DocumentError> {
         if let Some(value) = object.get(key) {
             self.message(field, any(value)?);
         }
@@ -653,7 +660,7 @@ impl Message {
     }
 
     /// `repeated Any field = n` from the array `object[key]`.
-    fn anys(&mut self, field: u32, object: &Value, key: &str) -> Result<(), String> {
+    fn anys(&mut self, field: u32, object: &Value, key: &str) -> Result<(), DocumentError> {
         for value in object
             .get(key)
             .and_then(Value::as_array)
@@ -666,7 +673,7 @@ impl Message {
     }
 
     /// `repeated NamedAny vendor_extension = n` from the `x-` keys.
-    fn vendor_extensions(&mut self, field: u32, object: &Value) -> Result<(), String> {
+    fn vendor_extensions(&mut self, field: u32, object: &Value) -> Result<(), DocumentError> {
         for (name, value) in object
             .as_object()
             .into_iter()
@@ -680,9 +687,9 @@ impl Message {
 }
 
 /// `Any { string yaml = 2 }`; JSON is YAML.
-fn any(value: &Value) -> Result<Message, String> {
+fn any(value: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
-    let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(value).map_err(DocumentError::of)?;
     m.bytes(2, text.as_bytes());
     Ok(m)
 }
@@ -700,7 +707,7 @@ fn entries(object: &Value) -> impl Iterator<Item = (&String, &Value)> {
 }
 
 /// `Document`.
-fn encode_document(doc: &Value) -> Result<Vec<u8>, String> {
+fn encode_document(doc: &Value) -> Result<Vec<u8>, DocumentError> {
     let mut m = Message::default();
     m.string(1, doc, "swagger");
     if let Some(info) = doc.get("info") {
@@ -740,7 +747,7 @@ fn encode_document(doc: &Value) -> Result<Vec<u8>, String> {
 }
 
 /// `Info`, with `Contact` and `License`.
-fn encode_info(info: &Value) -> Result<Message, String> {
+fn encode_info(info: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     m.string(1, info, "title");
     m.string(2, info, "version");
@@ -766,7 +773,7 @@ fn encode_info(info: &Value) -> Result<Message, String> {
 }
 
 /// `ExternalDocs`.
-fn encode_external_docs(docs: &Value) -> Result<Message, String> {
+fn encode_external_docs(docs: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     m.string(1, docs, "description");
     m.string(2, docs, "url");
@@ -775,7 +782,7 @@ fn encode_external_docs(docs: &Value) -> Result<Message, String> {
 }
 
 /// `Paths { vendor_extension = 1; repeated NamedPathItem path = 2 }`.
-fn encode_paths(paths: &Value) -> Result<Message, String> {
+fn encode_paths(paths: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     m.vendor_extensions(1, paths)?;
     for (path, item) in entries(paths).filter(|(k, _)| k.starts_with('/')) {
@@ -786,7 +793,7 @@ fn encode_paths(paths: &Value) -> Result<Message, String> {
 
 /// `PathItem`: get = 2, put = 3, post = 4, delete = 5, options = 6,
 /// head = 7, patch = 8, parameters = 9.
-fn encode_path_item(item: &Value) -> Result<Message, String> {
+fn encode_path_item(item: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     for (field, method) in (2..).zip(METHODS) {
         if let Some(operation) = item.get(*method) {
@@ -806,7 +813,7 @@ fn encode_path_item(item: &Value) -> Result<Message, String> {
 }
 
 /// `Operation`.
-fn encode_operation(operation: &Value) -> Result<Message, String> {
+fn encode_operation(operation: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     m.strings(1, operation, "tags");
     m.string(2, operation, "summary");
@@ -836,7 +843,7 @@ fn encode_operation(operation: &Value) -> Result<Message, String> {
 /// `ParametersItem { oneof { Parameter parameter = 1; JsonReference json_reference = 2 } }`
 /// with `Parameter { oneof { BodyParameter body_parameter = 1;
 /// NonBodyParameter non_body_parameter = 2 } }`.
-fn encode_parameters_item(parameter: &Value) -> Result<Message, String> {
+fn encode_parameters_item(parameter: &Value) -> Result<Message, DocumentError> {
     let mut item = Message::default();
     if parameter.get("$ref").is_some() {
         let mut reference = Message::default();
@@ -869,7 +876,11 @@ fn encode_parameters_item(parameter: &Value) -> Result<Message, String> {
             "formData" => (2, 6),
             "query" => (3, 6),
             "path" => (4, 5),
-            other => return Err(format!("unsupported parameter location {other:?}")),
+            other => {
+                return Err(DocumentError::of(format!(
+                    "unsupported parameter location {other:?}"
+                )))
+            }
         };
         let mut s = Message::default();
         s.boolean(1, parameter, "required");
@@ -891,7 +902,7 @@ fn encode_parameters_item(parameter: &Value) -> Result<Message, String> {
 /// The fields a non-body parameter, a `Header` and `PrimitivesItems` share,
 /// in the same order: `type` at `first`, `format` at `first + 1`, …,
 /// `vendor_extension` at `first + 17`.
-fn encode_primitive(m: &mut Message, object: &Value, first: u32) -> Result<(), String> {
+fn encode_primitive(m: &mut Message, object: &Value, first: u32) -> Result<(), DocumentError> {
     m.string(first, object, "type");
     m.string(first + 1, object, "format");
     if let Some(items) = object.get("items") {
@@ -920,7 +931,7 @@ fn encode_primitive(m: &mut Message, object: &Value, first: u32) -> Result<(), S
 
 /// `Responses { repeated NamedResponseValue response_code = 1 }` with
 /// `ResponseValue { oneof { Response response = 1; JsonReference json_reference = 2 } }`.
-fn encode_responses(responses: &Value) -> Result<Message, String> {
+fn encode_responses(responses: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     for (code, response) in entries(responses).filter(|(k, _)| !k.starts_with("x-")) {
         // Response { description = 1, SchemaItem schema = 2, Examples examples = 4 }
@@ -950,7 +961,7 @@ fn encode_responses(responses: &Value) -> Result<Message, String> {
 }
 
 /// `Schema`.
-fn encode_schema(schema: &Value) -> Result<Message, String> {
+fn encode_schema(schema: &Value) -> Result<Message, DocumentError> {
     let mut m = Message::default();
     m.string(1, schema, "$ref");
     m.string(2, schema, "format");

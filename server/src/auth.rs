@@ -83,8 +83,47 @@ pub struct TokenFile {
     entries: Vec<(Vec<u8>, User)>,
 }
 
+/// Why a token file or a policy file was refused; each names the place.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    In {
+        path: std::path::PathBuf,
+        source: Box<ConfigError>,
+    },
+    #[error("line {line}: {why}")]
+    TokenLine { line: usize, why: &'static str },
+    #[error("the token file has no entries")]
+    NoTokens,
+    #[error("invalid policy: {0}")]
+    PolicyJson(#[from] serde_json::Error),
+    #[error("rule {rule}: {why}")]
+    PolicyRule { rule: usize, why: String },
+}
+
+impl ConfigError {
+    fn read(path: &Path, source: std::io::Error) -> Self {
+        ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn within(self, path: &Path) -> Self {
+        ConfigError::In {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+    }
+}
+
 /// Splits one CSV line, honouring double quotes (`""` is a quote).
-fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+fn csv_fields(line: &str) -> Result<Vec<String>, &'static str> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut quoted = false;
@@ -101,7 +140,7 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
         }
     }
     if quoted {
-        return Err("unterminated quote".to_string());
+        return Err("unterminated quote");
     }
     fields.push(field);
     Ok(fields)
@@ -109,15 +148,18 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
 
 impl TokenFile {
     /// Parses the file's text; errors name the line.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let mut entries = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let at = |why: &str| format!("line {}: {why}", number + 1);
-            let fields = csv_fields(line).map_err(|e| at(&e))?;
+            let at = |why: &'static str| ConfigError::TokenLine {
+                line: number + 1,
+                why,
+            };
+            let fields = csv_fields(line).map_err(at)?;
             if fields.len() < 3 {
                 return Err(at("expected token,user,uid[,\"group1,group2\"]"));
             }
@@ -143,16 +185,15 @@ impl TokenFile {
             entries.push((token.as_bytes().to_vec(), user));
         }
         if entries.is_empty() {
-            return Err("the token file has no entries".to_string());
+            return Err(ConfigError::NoTokens);
         }
         Ok(TokenFile { entries })
     }
 
     /// Reads and parses a token file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(path, e))?;
+        Self::parse(&text).map_err(|e| e.within(path))
     }
 
     /// The user a token belongs to. Every entry is compared, each in
@@ -168,12 +209,10 @@ impl TokenFile {
     }
 }
 
-/// Compares without an early exit; only the lengths can leak.
+/// Compares without an early exit (`subtle`); only the lengths can leak.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// One grant of an authorization policy.
@@ -222,32 +261,31 @@ const VERBS: &[&str] = &[
 impl Policy {
     /// Parses a policy; unknown verbs and resources are errors, so a typo
     /// cannot silently grant or deny.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let policy: Policy =
-            serde_json::from_str(text).map_err(|e| format!("invalid policy: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let policy: Policy = serde_json::from_str(text)?;
+        let refused = |rule: usize, why: String| ConfigError::PolicyRule { rule, why };
         for (i, rule) in policy.rules.iter().enumerate() {
             if let Some(verb) = rule.verbs.iter().find(|v| !VERBS.contains(&v.as_str())) {
-                return Err(format!("rule {i}: unknown verb {verb:?}"));
+                return Err(refused(i, format!("unknown verb {verb:?}")));
             }
             if let Some(resource) = rule
                 .resources
                 .iter()
                 .find(|r| !["mxjobs", "mxjobs/status", "*"].contains(&r.as_str()))
             {
-                return Err(format!("rule {i}: unknown resource {resource:?}"));
+                return Err(refused(i, format!("unknown resource {resource:?}")));
             }
             if rule.users.is_empty() && rule.groups.is_empty() {
-                return Err(format!("rule {i}: names no users and no groups"));
+                return Err(refused(i, "names no users and no groups".to_string()));
             }
         }
         Ok(policy)
     }
 
     /// Reads and parses a policy file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(path, e))?;
+        Self::parse(&text).map_err(|e| e.within(path))
     }
 
     fn allows(&self, user: &User, verb: Verb, resource: &str, namespace: &str) -> bool {
@@ -417,7 +455,7 @@ mod tests {
             (",alice,1", "line 1"),
         ] {
             let error = TokenFile::parse(text).expect_err(text);
-            assert!(error.starts_with(line), "{error}");
+            assert!(error.to_string().starts_with(line), "{error}");
         }
         assert!(TokenFile::parse("# nothing\n").is_err());
     }

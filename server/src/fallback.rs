@@ -68,11 +68,23 @@ pub fn routes(document: &Value) -> BTreeMap<String, Vec<Method>> {
     routes
 }
 
+/// Why the 405 endpoints could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackError {
+    #[error(transparent)]
+    Register(#[from] dropshot::ApiDescriptionRegisterError),
+    #[error("{path}: no fallback for the path variables {variables:?}")]
+    Variables {
+        path: String,
+        variables: Vec<String>,
+    },
+}
+
 /// Registers a 405 endpoint for every method each of `routes` lacks.
 pub fn register(
     api: &mut ApiDescription<ServerState>,
     routes: &BTreeMap<String, Vec<Method>>,
-) -> Result<(), String> {
+) -> Result<(), FallbackError> {
     for (path, methods) in routes {
         let allow: Vec<&str> = METHODS
             .iter()
@@ -104,9 +116,14 @@ pub fn register(
                 [] => endpoint!(method_not_allowed),
                 ["namespace"] => endpoint!(method_not_allowed_in::<NamespacePath>),
                 ["namespace", "name"] => endpoint!(method_not_allowed_in::<ObjectPath>),
-                other => return Err(format!("{path}: no fallback for the variables {other:?}")),
+                other => {
+                    return Err(FallbackError::Variables {
+                        path: path.clone(),
+                        variables: other.iter().map(|v| v.to_string()).collect(),
+                    })
+                }
             };
-            api.register(endpoint).map_err(|e| e.to_string())?;
+            api.register(endpoint)?;
         }
     }
     Ok(())

@@ -1,27 +1,29 @@
-//! mxjob: the Kubeflow MXJob API (`kubeflow.org/v1`, `mxjobs`) as a
-//! standalone server with Kubernetes semantics.
+//! mxjob-server: the Kubeflow MXJob API (`kubeflow.org/v1`, `mxjobs`) as a
+//! standalone server with Kubernetes semantics — the implementation of
+//! the contract in `mxjob-api`.
 //!
-//! * [`api`] — the HTTP contract, a dropshot API trait.
-//! * [`model`] — the MXJob wire types.
+//! Data flows one way, and so do the imports: HTTP → [`handlers`] →
+//! [`registry`] → [`store`]. The [`controller`] sits beside the handlers
+//! as a second client of the registry. Everything may use `mxjob-api`.
+//!
+//! * [`server`] — startup and shutdown, settings, what handlers share.
+//! * [`handlers`] — the implementation of the API trait: extract,
+//!   authorize, call the registry, respond.
+//! * [`edge`] — the checks every request passes first (Host, Origin).
 //! * [`auth`] — authentication, authorization and per-user limits.
-//! * [`controller`] — the job controller: status, deadlines, TTL, and the
-//!   local executor that runs replicas as processes.
+//! * [`fallback`] — 405 answers as a `Status`.
+//! * [`decode`] — request bodies into an MXJob or a patch.
+//! * [`json`] — JSON with its duplicate keys, and JSON sizes.
 //! * [`registry`] — Kubernetes object semantics: create, replace, patch,
-//!   delete with resourceVersion, generation, dryRun and field validation.
+//!   delete with resourceVersion, generation, dryRun; lists and watches.
 //! * [`validation`] — admission rules.
+//! * [`names`] — Kubernetes' rules for names, label keys and values.
 //! * [`selectors`] — label and field selectors.
 //! * [`pagination`] — continue tokens of paged lists.
 //! * [`table`] — `meta.k8s.io Table` output for kubectl.
-//! * [`discovery`] — the documents clients read first (`/apis`, `/version`).
-//! * [`edge`] — the checks every request passes first (Host, Origin).
-//! * [`fallback`] — 405 answers as a `Status`.
 //! * [`store`] — revisioned key-value storage backends.
-//! * [`status`] — `v1 Status`, the body of every error.
-//! * [`json`] — request bodies as JSON (with their duplicate keys) and JSON sizes.
-//! * [`wire`] — request body and response encoding.
-//! * [`openapi`] — the OpenAPI document the clients are generated from.
-//! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.
-//! * [`server`] — the implementation of the API trait and server startup.
+//! * [`controller`] — the job controller: status, deadlines, TTL, and the
+//!   local executor that runs replicas as processes.
 
 pub mod auth;
 pub mod controller;

@@ -74,10 +74,31 @@ impl Settings {
     }
 }
 
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("describing the API: {0}")]
+    Api(#[from] dropshot::ApiDescriptionBuildErrors),
+    #[error("describing the API: {0}")]
+    Document(#[from] mxjob_api::openapi::DocumentError),
+    #[error("adding the 405 answers: {0}")]
+    Fallback(#[from] crate::fallback::FallbackError),
+    #[error("starting the HTTP server on {listen}: {source}")]
+    Http {
+        listen: SocketAddr,
+        source: dropshot::BuildError,
+    },
+}
+
+/// Why the server did not stop cleanly (dropshot's words).
+#[derive(Debug, thiserror::Error)]
+#[error("stopping the HTTP server: {0}")]
+pub struct StopError(String);
+
 /// The API with the server's handlers, and a 405 `Status` for every
 /// method a path lacks ([`fallback`](crate::fallback)).
-pub fn api() -> Result<ApiDescription<ServerState>, String> {
-    let mut api = mxjob_api_mod::api_description::<MxjobServer>().map_err(|e| e.to_string())?;
+pub fn api() -> Result<ApiDescription<ServerState>, StartError> {
+    let mut api = mxjob_api_mod::api_description::<MxjobServer>()?;
     let routes = crate::fallback::routes(&mxjob_api::openapi::document()?);
     crate::fallback::register(&mut api, &routes)?;
     Ok(api)
@@ -98,22 +119,26 @@ impl Server {
 
     /// Ends open watches, stops the controller (and the processes it
     /// runs), then waits for the other requests to finish.
-    pub async fn close(self) -> Result<(), String> {
+    pub async fn close(self) -> Result<(), StopError> {
         self.stopping.send_replace(true);
         if let Some(controller) = self.controller {
             controller.stop().await;
         }
-        self.http.close().await
+        self.http.close().await.map_err(StopError)
     }
 }
 
 /// Starts serving `registry` on `listen`.
-pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Server, String> {
+pub fn start(registry: Registry, listen: SocketAddr, log: &Logger) -> Result<Server, StartError> {
     start_with(registry, Settings::new(listen), log)
 }
 
 /// Starts serving `registry` as `settings` say.
-pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Result<Server, String> {
+pub fn start_with(
+    registry: Registry,
+    settings: Settings,
+    log: &Logger,
+) -> Result<Server, StartError> {
     // No object may be larger than a body may be.
     let registry = registry.with_max_object_bytes(settings.max_body_bytes);
     let listen = settings.listen;
@@ -149,7 +174,7 @@ pub fn start_with(registry: Registry, settings: Settings, log: &Logger) -> Resul
         .config(config)
         .tls(tls)
         .start()
-        .map_err(|e| format!("starting the HTTP server on {listen}: {e}"))?;
+        .map_err(|source| StartError::Http { listen, source })?;
     let controller = settings.controller.map(|c| {
         Controller::spawn(
             controller_registry,

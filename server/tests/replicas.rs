@@ -161,7 +161,7 @@ fn status<T, E: std::fmt::Debug>(
 /// write a job's status at any time), failing if none comes in time.
 async fn next_event_but_status<S>(events: &mut S) -> types::WatchEvent
 where
-    S: futures::Stream<Item = Result<types::WatchEvent, String>> + Unpin,
+    S: futures::Stream<Item = Result<types::WatchEvent, mxjob_client::WatchError>> + Unpin,
 {
     let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
     loop {

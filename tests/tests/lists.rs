@@ -351,7 +351,7 @@ async fn watch(
     resource_version: Option<&str>,
     labels: &str,
     timeout: i64,
-) -> impl futures::Stream<Item = Result<types::WatchEvent, String>> {
+) -> impl futures::Stream<Item = Result<types::WatchEvent, mxjob_client::WatchError>> {
     let mut request = server
         .client
         .watch_mxjobs()
@@ -379,7 +379,7 @@ fn summary(event: &types::WatchEvent) -> (String, String, String) {
 
 async fn next_event<S>(events: &mut S) -> types::WatchEvent
 where
-    S: futures::Stream<Item = Result<types::WatchEvent, String>> + Unpin,
+    S: futures::Stream<Item = Result<types::WatchEvent, mxjob_client::WatchError>> + Unpin,
 {
     tokio::time::timeout(Duration::from_secs(10), events.next())
         .await

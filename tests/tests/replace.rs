@@ -1,5 +1,7 @@
-//! Replace, as the seed documents it and as `semantics.md` spells out the
-//! Kubernetes algorithm, driven through the generated client.
+//! Replace, as the seed documents it and as the Kubernetes API server does
+//! it for a custom resource (name and namespace checks, the uid
+//! precondition, resourceVersion as compare-and-swap, immutable fields,
+//! generation, no-op writes), driven through the generated client.
 
 use std::collections::HashSet;
 use std::num::NonZeroU64;

@@ -40,7 +40,7 @@ mod local_server;
 mod system;
 mod toolchain;
 
-const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test>";
+const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test|bench [options]>";
 
 /// What the acceptance tests install from PyPI into `target/acceptance/venv`:
 /// the Python `kubernetes` client, and a current kubectl (the

@@ -150,7 +150,8 @@ fn settings(args: &Args) -> Result<Settings, String> {
         .token_auth_file
         .as_deref()
         .map(TokenFile::load)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| e.to_string())?;
     if tokens.is_none() && !args.listen.ip().is_loopback() && !args.allow_anonymous {
         return Err(format!(
             "refusing to serve anonymous callers on {}: pass --token-auth-file FILE to \
@@ -162,7 +163,8 @@ fn settings(args: &Args) -> Result<Settings, String> {
         .authorization_policy_file
         .as_deref()
         .map(Policy::load)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let mut settings = Settings::new(args.listen);
     settings.auth = Auth::new(tokens, policy, Some(args.max_watches_per_user));
     settings.tls = args
@@ -323,10 +325,11 @@ async fn run(args: Args) -> Result<(), String> {
         "controller" => if args.controller { format!("{:?}", args.executor).to_lowercase() } else { "off".to_string() },
         "open_files" => open_files.map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
         "listen" => %args.listen);
-    let server = mxjob_server::server::start_with(Registry::new(store), settings, &log)?;
+    let server = mxjob_server::server::start_with(Registry::new(store), settings, &log)
+        .map_err(|e| e.to_string())?;
     let signal = shutdown_signal()
         .await
         .map_err(|e| format!("waiting for signals: {e}"))?;
     info!(log, "shutting down"; "signal" => signal);
-    server.close().await
+    server.close().await.map_err(|e| e.to_string())
 }

@@ -569,7 +569,7 @@ impl Worker {
                 }
                 Err(error) => {
                     warn!(self.log, "replica did not start";
-                        "replica" => %key.0, "index" => key.1, "error" => error);
+                        "replica" => %key.0, "index" => key.1, "error" => %error);
                     // As a container whose command cannot run.
                     replica.state = State::Running(Process::exited_with(127));
                     failed_to_start.push((key.clone(), attempt));

@@ -34,6 +34,7 @@ use serde_json::json;
 use slog::{warn, Logger};
 
 use mxjob_api::model::{JobMode, MXJob, ReplicaType};
+use rustix::process::{Pid, Signal};
 
 /// The variable that marks a process as a replica of a job (see module docs).
 pub const REPLICA_ID_VAR: &str = "MXJOB_REPLICA_ID";
@@ -214,6 +215,34 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+/// Why a replica did not start (written to its log, and to the
+/// controller's).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0} has no container named mxnet")]
+    NoMxnetContainer(ReplicaType),
+    #[error(
+        "the mxnet container has neither command nor args; the local executor ignores \
+         images, so it needs a command"
+    )]
+    NoCommand,
+    #[error("creating {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("starting {program:?}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
 /// Works out how to run one replica.
 pub fn plan(
     job: &MXJob,
@@ -221,11 +250,11 @@ pub fn plan(
     replica_type: &ReplicaType,
     index: i32,
     job_dir: &Path,
-) -> Result<Plan, String> {
+) -> Result<Plan, LaunchError> {
     let name = job.metadata.name.as_deref().unwrap_or_default();
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let container = mxnet_container(job, replica_type)
-        .ok_or_else(|| format!("{replica_type} has no container named mxnet"))?;
+        .ok_or_else(|| LaunchError::NoMxnetContainer(replica_type.clone()))?;
     let mut notes = Vec::new();
     let mut env = Environment::default();
     env.set(
@@ -283,11 +312,7 @@ pub fn plan(
         .map(|a| expand(a, lookup))
         .collect();
     if argv.is_empty() {
-        return Err(
-            "the mxnet container has neither command nor args; the local executor ignores \
-             images, so it needs a command"
-                .to_string(),
-        );
+        return Err(LaunchError::NoCommand);
     }
     let working_dir = match container.working_dir.as_deref() {
         Some(dir) if !dir.is_empty() => job_dir.join(dir),
@@ -316,14 +341,11 @@ fn note(log: &Path, text: &str) {
     }
 }
 
-/// Sends `signal` to the process group `pgid`.
-fn signal_group(pgid: i32, signal: libc::c_int) {
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid signals a process group; it
-        // touches no memory of ours. A group that is gone gives ESRCH.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
+/// Sends `signal` to the process group `pgid`. A group that is gone
+/// (ESRCH) is fine: there is nothing left to stop.
+fn signal_group(pgid: i32, signal: Signal) {
+    if let Some(group) = Pid::from_raw(pgid).filter(|_| pgid > 1) {
+        let _ = rustix::process::kill_process_group(group, signal);
     }
 }
 
@@ -389,9 +411,12 @@ impl LocalExecutor {
         index: i32,
         attempt: u32,
         on_exit: impl FnOnce(i32) + Send + 'static,
-    ) -> Result<Process, String> {
+    ) -> Result<Process, LaunchError> {
         let dir = self.job_dir(job);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| LaunchError::Directory {
+            path: dir.clone(),
+            source,
+        })?;
         let log_path = log_file(&dir, replica_type, index);
         let started = plan(job, ports, replica_type, index, &dir).and_then(|plan| {
             for line in &plan.notes {
@@ -422,10 +447,10 @@ impl LocalExecutor {
             let mut child = child;
             let code = match child.wait().await {
                 Ok(status) => exit_code(status),
-                Err(_) => 128 + libc::SIGKILL,
+                Err(_) => 128 + Signal::KILL.as_raw(),
             };
             // What the leader left behind in its group ends with it.
-            signal_group(pid, libc::SIGKILL);
+            signal_group(pid, Signal::KILL);
             let _ = std::fs::remove_file(&pid_path);
             note(
                 &log_path,
@@ -437,13 +462,16 @@ impl LocalExecutor {
         Ok(Process { pid, exited })
     }
 
-    fn spawn(&self, plan: &Plan, log_path: &Path) -> Result<tokio::process::Child, String> {
+    fn spawn(&self, plan: &Plan, log_path: &Path) -> Result<tokio::process::Child, LaunchError> {
         let open = || {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(log_path)
-                .map_err(|e| format!("opening {}: {e}", log_path.display()))
+                .map_err(|source| LaunchError::Log {
+                    path: log_path.to_path_buf(),
+                    source,
+                })
         };
         let (stdout, stderr) = (open()?, open()?);
         let mut command = tokio::process::Command::new(&plan.argv[0]);
@@ -457,9 +485,10 @@ impl LocalExecutor {
             .stderr(stderr)
             .process_group(0)
             .kill_on_drop(false);
-        command
-            .spawn()
-            .map_err(|e| format!("starting {:?}: {e}", plan.argv[0]))
+        command.spawn().map_err(|source| LaunchError::Spawn {
+            program: plan.argv[0].clone(),
+            source,
+        })
     }
 
     /// Stops processes: SIGTERM to each group, SIGKILL to those still there
@@ -471,7 +500,7 @@ impl LocalExecutor {
             if process.has_exited() {
                 return;
             }
-            signal_group(process.pid, libc::SIGTERM);
+            signal_group(process.pid, Signal::TERM);
             let exited = |p: &mut Process| {
                 let mut receiver = p.exited.clone();
                 async move {
@@ -479,7 +508,7 @@ impl LocalExecutor {
                 }
             };
             if tokio::time::timeout(grace, exited(process)).await.is_err() {
-                signal_group(process.pid, libc::SIGKILL);
+                signal_group(process.pid, Signal::KILL);
                 let _ = tokio::time::timeout(Duration::from_secs(5), exited(process)).await;
             }
         });
@@ -569,7 +598,7 @@ fn kill_orphans_in(dir: &Path, uid: &str, log: &Logger) {
         if let Some(pid) = pid.filter(|pid| carries_marker(*pid, uid)) {
             warn!(log, "killing a replica a previous server left running";
                 "pid" => pid, "uid" => uid);
-            signal_group(pid, libc::SIGKILL);
+            signal_group(pid, Signal::KILL);
         }
         let _ = std::fs::remove_file(&path);
     }
