@@ -543,14 +543,17 @@ impl DeleteOptions {
 }
 
 /// A `DeleteOptions` body: JSON of that kind (400 otherwise). Unknown
-/// fields are dropped, as Kubernetes decodes options leniently.
+/// fields are dropped, as Kubernetes decodes options leniently, and a
+/// `null` body is no options, as Go decodes it (generated Go clients send
+/// one).
 fn decode_delete_options(body: &[u8]) -> Result<meta::DeleteOptions, ApiError> {
     let bad = |why: String| {
         ApiError::bad_request(format!("the body is not a valid DeleteOptions: {why}"))
     };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let options: meta::DeleteOptions = serde_path_to_error::deserialize(&mut deserializer)
+    let options: Option<meta::DeleteOptions> = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|e| bad(format!("{}: {}", e.path(), e.inner())))?;
+    let options = options.unwrap_or_default();
     deserializer.end().map_err(|e| bad(e.to_string()))?;
     if let Some(kind) = options.kind.as_deref().filter(|k| !k.is_empty()) {
         if kind != "DeleteOptions" {
