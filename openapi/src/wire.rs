@@ -84,9 +84,10 @@ impl<T> JsonBody<T> {
         self.media_type.as_deref()
     }
 
-    /// Reads the body: 413 past the size limit, 408 when it has not all
-    /// arrived within `timeout`.
-    pub async fn read(self, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+    /// Reads the body within `limits`: 413 past the size limit, 408 when it
+    /// has not all arrived within the deadline, 429 when the bodies being
+    /// received at once already hold the most bytes the server allows.
+    pub async fn read(self, limits: &BodyLimits) -> Result<Vec<u8>, ApiError> {
         let (body, limit) = match self.source {
             BodySource::Bytes(bytes) => return Ok(bytes),
             BodySource::Request { body, limit } => (body, limit),
@@ -94,9 +95,23 @@ impl<T> JsonBody<T> {
         let reading = async {
             let mut stream = std::pin::pin!(body.into_stream());
             let mut bytes = Vec::new();
+            // Held until the body is read: what it has taken of the budget.
+            let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
             while let Some(chunk) = stream.next().await {
                 match chunk {
-                    Ok(chunk) => bytes.extend_from_slice(&chunk),
+                    Ok(chunk) => {
+                        let size = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                        let permit = limits
+                            .in_flight
+                            .clone()
+                            .try_acquire_many_owned(size)
+                            .map_err(|_| ApiError::too_many_requests(BUSY))?;
+                        match held.as_mut() {
+                            Some(held) => held.merge(permit),
+                            None => held = Some(permit),
+                        }
+                        bytes.extend_from_slice(&chunk)
+                    }
                     // Dropshot ends the stream with this error once the body
                     // passes the cap.
                     Err(error) if error.external_message.contains("exceeded maximum size") => {
@@ -107,9 +122,45 @@ impl<T> JsonBody<T> {
             }
             Ok(bytes)
         };
-        tokio::time::timeout(timeout, reading)
+        tokio::time::timeout(limits.timeout, reading)
             .await
-            .unwrap_or_else(|_| Err(ApiError::body_timeout(timeout)))
+            .unwrap_or_else(|_| Err(ApiError::body_timeout(limits.timeout)))
+    }
+}
+
+/// What [`BodyLimits`] answers a body that would pass the budget.
+const BUSY: &str = "the server is receiving too many request bodies at once; retry later";
+
+/// The bytes request bodies may hold while they are being received, all
+/// together, by default. A stalled upload holds what it has sent until its
+/// deadline; without a bound, enough of them (each under the body limit)
+/// would take the server's memory.
+pub const BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+
+/// How request bodies are received: a deadline for each, and a budget of
+/// bytes for all of them at once (beyond it, 429, as the Kubernetes API
+/// server answers when it has too many requests in flight).
+#[derive(Clone, Debug)]
+pub struct BodyLimits {
+    pub timeout: Duration,
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl BodyLimits {
+    /// Bodies must arrive within `timeout`, and hold at most `in_flight`
+    /// bytes together while they arrive.
+    pub fn new(timeout: Duration, in_flight: usize) -> Self {
+        let permits = in_flight.min(tokio::sync::Semaphore::MAX_PERMITS);
+        BodyLimits {
+            timeout,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits::new(BODY_TIMEOUT, BODY_BYTES_IN_FLIGHT)
     }
 }
 

@@ -71,7 +71,7 @@ impl MxjobApi for MxjobServer {
             *pretty_out = query.pretty();
             let options = query.options(WriteKind::Create)?;
             let media_type = body.media_type().map(str::to_string);
-            let bytes = body.read(context.body_timeout).await?;
+            let bytes = body.read(&context.body_limits).await?;
             let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
             Ok(context.registry.create(ns, job, &options).await?)
         })
@@ -484,7 +484,7 @@ async fn delete_options(
 ) -> Result<mxjob_api::params::DeleteOptions, ApiError> {
     let OptionalJsonBody(body) = body;
     let media_type = body.media_type().map(str::to_string);
-    let bytes = body.read(context.body_timeout).await?;
+    let bytes = body.read(&context.body_limits).await?;
     query.options(&bytes, media_type.as_deref())
 }
 
@@ -520,7 +520,7 @@ async fn replace(
             *pretty_out = query.pretty();
             let options = query.options(WriteKind::Update)?;
             let media_type = body.media_type().map(str::to_string);
-            let bytes = body.read(context.body_timeout).await?;
+            let bytes = body.read(&context.body_limits).await?;
             let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
             Ok(context
                 .registry
@@ -556,7 +556,7 @@ async fn patch(
             *pretty_out = query.pretty();
             let options = query.options(WriteKind::Patch)?;
             let media_type = body.media_type().map(str::to_string);
-            let bytes = body.read(context.body_timeout).await?;
+            let bytes = body.read(&context.body_limits).await?;
             let request = decode::patch(&bytes, media_type.as_deref())?;
             Ok(context
                 .registry

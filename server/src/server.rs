@@ -10,7 +10,7 @@ use dropshot::{
     ApiDescription, ConfigDropshot, ConfigTls, HandlerTaskMode, HttpServer, ServerBuilder,
 };
 use mxjob_api::api::mxjob_api_mod;
-use mxjob_api::wire::{BODY_TIMEOUT, MAX_BODY_BYTES};
+use mxjob_api::wire::{BodyLimits, BODY_BYTES_IN_FLIGHT, BODY_TIMEOUT, MAX_BODY_BYTES};
 use slog::{o, Logger};
 
 use crate::auth::Auth;
@@ -25,8 +25,8 @@ pub struct ServerState {
     pub auth: Auth,
     /// The checks every request passes first.
     pub gate: Gate,
-    /// How long a request body may take to arrive.
-    pub body_timeout: Duration,
+    /// How request bodies are received: their deadline and byte budget.
+    pub body_limits: BodyLimits,
     /// Where audit lines go.
     pub audit: Logger,
     /// Becomes `true` when the server shuts down; open watches end then,
@@ -52,6 +52,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// The bytes all request bodies being received may hold together.
+    pub body_bytes_in_flight: usize,
     /// Host names anonymous callers may use beyond addresses and
     /// loopback names (see [`Gate`]).
     pub allowed_hosts: Vec<String>,
@@ -68,6 +70,7 @@ impl Settings {
             tls: None,
             max_body_bytes: MAX_BODY_BYTES,
             body_timeout: BODY_TIMEOUT,
+            body_bytes_in_flight: BODY_BYTES_IN_FLIGHT,
             allowed_hosts: Vec::new(),
             controller: None,
         }
@@ -164,7 +167,7 @@ pub fn start_with(
         replica_logs,
         registry,
         gate,
-        body_timeout: settings.body_timeout,
+        body_limits: BodyLimits::new(settings.body_timeout, settings.body_bytes_in_flight),
         auth: settings.auth,
         audit: log.new(o!("log" => "audit")),
         stopping: stopping_receiver,

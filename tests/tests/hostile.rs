@@ -535,3 +535,88 @@ async fn pipelined_requests_are_all_answered_in_order() {
     assert_eq!(codes(&answers), expected);
     server.stop().await;
 }
+
+/// Bodies being received share a byte budget: of two stalled uploads that
+/// together need more than the budget, one is answered 429 at once instead
+/// of adding to what the server holds, while the other waits for the rest
+/// of its body; once that one is done, the budget is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_in_flight_share_a_byte_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut settings = mxjob_server::server::Settings::new("127.0.0.1:0".parse().expect("addr"));
+    settings.body_bytes_in_flight = 64 * 1024;
+    let server = TestServer::start_configured(
+        std::sync::Arc::new(mxjob_server::store::memory::MemoryStore::new()),
+        settings,
+        mxjob_tests::discard(),
+    )
+    .await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let head = |length: usize| {
+        format!(
+            "POST /apis/kubeflow.org/v1/namespaces/budget/mxjobs HTTP/1.1\r\nHost: {address}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let padding = vec![b' '; 48 * 1024];
+    let mut uploads = Vec::new();
+    for _ in 0..2 {
+        let mut upload = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        upload
+            .write_all(head(padding.len() + 2).as_bytes())
+            .await
+            .expect("write");
+        upload.write_all(&padding).await.expect("write");
+        uploads.push(upload);
+    }
+    // The refused one is answered; the other is still waiting for its body.
+    let mut refused = None;
+    for _ in 0..300 {
+        for (index, upload) in uploads.iter_mut().enumerate() {
+            let mut answer = vec![0u8; 4096];
+            let read = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                upload.read(&mut answer),
+            )
+            .await;
+            if let Ok(read) = read {
+                let answer = String::from_utf8_lossy(&answer[..read.expect("read")]).into_owned();
+                assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+                assert!(
+                    answer.contains("\"reason\":\"TooManyRequests\""),
+                    "{answer}"
+                );
+                refused = Some(index);
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    let refused = refused.expect("one of the uploads is refused while the other stalls");
+    let mut waiting = uploads.remove(1 - refused);
+
+    // The waiting one finishes (an empty object is not an MXJob: 400) and
+    // frees its share; a new upload of the same size is read in full.
+    waiting.write_all(b"{}").await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = waiting.read(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let mut third = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    third
+        .write_all(head(padding.len() + 2).as_bytes())
+        .await
+        .expect("write");
+    third.write_all(&padding).await.expect("write");
+    third.write_all(b"{}").await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = third.read(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    server.stop().await;
+}

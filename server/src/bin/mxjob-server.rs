@@ -101,6 +101,10 @@ struct Args {
     #[arg(long, default_value_t = mxjob_api::wire::BODY_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     request_body_timeout_seconds: u64,
+    /// The bytes all request bodies being received may hold together;
+    /// beyond it, writes are answered 429 until some have arrived.
+    #[arg(long, default_value_t = mxjob_api::wire::BODY_BYTES_IN_FLIGHT)]
+    max_body_bytes_in_flight: usize,
     /// A host name anonymous callers may reach the server by, beyond IP
     /// addresses and localhost (repeatable). Requests naming another host
     /// are refused, which stops DNS-rebinding pages.
@@ -173,6 +177,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
         .zip(args.tls_private_key_file.clone());
     settings.max_body_bytes = args.max_request_body_bytes;
     settings.body_timeout = Duration::from_secs(args.request_body_timeout_seconds);
+    settings.body_bytes_in_flight = args.max_body_bytes_in_flight;
     settings.allowed_hosts = args.allowed_hosts.clone();
     settings.docs_file = args.docs_file.clone();
     settings.controller = args.controller.then(|| {
