@@ -2,6 +2,7 @@
 //! standalone server with Kubernetes semantics.
 //!
 //! * [`api`] — the HTTP contract, a dropshot API trait.
+//! * [`apply`] — server-side apply: managed fields and the apply merge.
 //! * [`model`] — the MXJob wire types.
 //! * [`auth`] — authentication, authorization and per-user limits.
 //! * [`controller`] — the job controller: status, deadlines, TTL, and the
@@ -24,6 +25,7 @@
 //! * [`server`] — the implementation of the API trait and server startup.
 
 pub mod api;
+pub mod apply;
 pub mod auth;
 pub mod controller;
 pub mod discovery;
