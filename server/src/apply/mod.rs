@@ -69,6 +69,8 @@ mod untracked;
 mod value;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use conflict::{Conflict, Conflicts};
