@@ -16,6 +16,8 @@
 //! * [`json`] — JSON with its duplicate keys, and JSON sizes.
 //! * [`registry`] — Kubernetes object semantics: create, replace, patch,
 //!   delete with resourceVersion, generation, dryRun; lists and watches.
+//! * [`apply`] — server-side apply: managed fields, and the apply and
+//!   update merges by the MXJob schema.
 //! * [`validation`] — admission rules.
 //! * [`names`] — Kubernetes' rules for names, label keys and values.
 //! * [`selectors`] — label and field selectors.
@@ -25,6 +27,7 @@
 //! * [`controller`] — the job controller: status, deadlines, TTL, and the
 //!   local executor that runs replicas as processes.
 
+pub mod apply;
 pub mod auth;
 pub mod controller;
 pub mod decode;

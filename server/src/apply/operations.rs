@@ -1,0 +1,426 @@
+//! The two writes that move ownership: apply and update.
+//!
+//! Both follow kube-apiserver's field manager; the module docs of
+//! [`super`] list the rules. The steps of an apply:
+//!
+//! 1. Check the configuration: an MXJob (`kubeflow.org/v1`, `MXJob`)
+//!    without `metadata.managedFields`, every list item keyed once.
+//! 2. If the object has no managed fields yet, record its current fields as
+//!    owned by `before-first-apply` (an `Update` owner), so that they are
+//!    neither silently claimed nor removed.
+//! 3. Merge the configuration into the live object; the applier now owns
+//!    exactly the configuration's fields.
+//! 4. Remove what the applier owned before and no longer applies, unless
+//!    another owner (or the new configuration) still holds it.
+//! 5. Compare live and result: fields the result changes that others own
+//!    are conflicts; without `force` the apply fails, with it the others
+//!    lose them. Fields the result removes leave every owner.
+
+use super::compare::compare;
+use super::conflict::{Conflict, Conflicts};
+use super::managers::{
+    stamp, Managed, ManagedFieldsError, ManagerKey, Operation, Owner, Subresource, API_VERSION,
+};
+use super::merge::merge;
+use super::remove::remove;
+use super::schema::MXJOB;
+use super::set::FieldSet;
+use super::typed::{drop_nulls, fields_of, validate_config, with_named_fields, InvalidConfig};
+use super::untracked::{reset, stripped};
+use super::value;
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The kind of object this module merges.
+const KIND: &str = "MXJob";
+
+/// The owner of the fields an object had before its first apply.
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// The owner oldest updaters are folded into past [`MAX_UPDATERS`].
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// The most `Update` owners an object keeps.
+const MAX_UPDATERS: usize = 10;
+
+/// Who writes, through which endpoint, and when.
+#[derive(Clone, Copy, Debug)]
+pub struct Writer<'a> {
+    /// The field manager: the `fieldManager` parameter, or for writes other
+    /// than apply [`super::manager_from_user_agent`]; empty means `unknown`.
+    pub manager: &'a str,
+    /// The endpoint written through.
+    pub subresource: Subresource,
+    /// The time of the write, stored to the second.
+    pub now: DateTime<Utc>,
+}
+
+/// The result of an apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The object to store, `metadata.managedFields` included.
+    pub object: Value,
+    /// The entries also found in `object.metadata.managedFields`.
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+    /// Whether anything but the managed fields differs from the live
+    /// object. When it does not and the entries equal the stored ones, the
+    /// apply changed nothing.
+    pub changed: bool,
+}
+
+/// Why an apply failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApplyError {
+    /// Fields owned by others would change (409 `Conflict` upstream).
+    Conflicts(Conflicts),
+    /// The configuration is not a JSON object (400).
+    NotAnObject,
+    /// The configuration is not a `kubeflow.org/v1` `MXJob` (400).
+    WrongKind { api_version: String, kind: String },
+    /// The configuration sets `metadata.managedFields` (400).
+    ManagedFieldsInConfig,
+    /// A list of the configuration has unkeyed or repeated items
+    /// (kube-apiserver answers 500, prefixing the text with
+    /// `failed to create typed patch object (<ns>/<name>; <gvk>): `).
+    Invalid(InvalidConfig),
+    /// The stored managed fields cannot be read (500).
+    ManagedFields(ManagedFieldsError),
+}
+
+impl ApplyError {
+    /// The HTTP status kube-apiserver answers with.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApplyError::Conflicts(_) => 409,
+            ApplyError::NotAnObject
+            | ApplyError::WrongKind { .. }
+            | ApplyError::ManagedFieldsInConfig => 400,
+            ApplyError::Invalid(_) | ApplyError::ManagedFields(_) => 500,
+        }
+    }
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::Conflicts(c) => f.write_str(&c.message()),
+            ApplyError::NotAnObject => f.write_str("the applied configuration must be an object"),
+            ApplyError::WrongKind { api_version, kind } => {
+                let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+                write!(f, "invalid object type: {group}/{version}, Kind={kind}")
+            }
+            ApplyError::ManagedFieldsInConfig => f.write_str("metadata.managedFields must be nil"),
+            ApplyError::Invalid(e) => write!(f, "{e}"),
+            ApplyError::ManagedFields(e) => write!(f, "failed to decode managed fields: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// Server-side apply of `config` (the applied configuration, a partial
+/// MXJob) to `live` (the stored object, or `null`/`{}` when the apply
+/// creates it), given the stored `managed_fields`.
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    managed_fields: &[ManagedFieldsEntry],
+    writer: &Writer<'_>,
+    force: bool,
+) -> Result<Applied, ApplyError> {
+    check_config(config)?;
+    let mut managed = Managed::decode(managed_fields).map_err(ApplyError::ManagedFields)?;
+    let live = without_managed_fields(live);
+    let reset = reset(writer.subresource);
+    let now = stamp(writer.now);
+
+    if managed.is_empty() {
+        let empty = json!({"apiVersion": API_VERSION, "kind": KIND});
+        let key = ManagerKey::new(BEFORE_FIRST_APPLY, Operation::Update, writer.subresource);
+        record_update(&empty, &live, &mut managed, &key, &reset, &now);
+    }
+
+    let key = ManagerKey::new(writer.manager, Operation::Apply, writer.subresource);
+    let merged = merge(&MXJOB, Some(&live), Some(config)).unwrap_or_else(|| live.clone());
+    let previous = managed.remove(&key);
+    managed.put(Owner {
+        key: key.clone(),
+        api_version: API_VERSION.to_string(),
+        set: fields_of(&MXJOB, config).recursive_difference(&reset),
+        time: previous.as_ref().and_then(|p| p.time.clone()),
+    });
+    let pruned = prune(&merged, &managed, previous.as_ref().map(|p| &p.set));
+    let mut object = reset_object(&live, pruned, writer.subresource);
+    // Compared before its nulls go: setting a field to null changes it.
+    let diff = compare(&MXJOB, &live, &object).without(&reset);
+    drop_nulls(&mut object);
+    let changed_fields = diff.changed();
+    let conflicts: Vec<Conflict> = managed
+        .owners
+        .iter()
+        .filter(|o| o.key != key)
+        .flat_map(|o| {
+            let clash = o.set.intersection(&changed_fields);
+            clash
+                .paths()
+                .into_iter()
+                .map(|path| Conflict::new(&o.key, path))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !force && !conflicts.is_empty() {
+        return Err(ApplyError::Conflicts(Conflicts::new(conflicts)));
+    }
+    for owner in managed.owners.iter_mut().filter(|o| o.key != key) {
+        owner.set = owner
+            .set
+            .difference(&changed_fields)
+            .difference(&diff.removed);
+    }
+    if let Some(mine) = managed.get_mut(&key) {
+        mine.set = mine.set.difference(&stripped());
+    }
+    managed.drop_empty();
+
+    let changed = !value::equal(&live, &object);
+    if let Some(mine) = managed.get_mut(&key) {
+        let set_changed = previous.as_ref().is_none_or(|p| p.set != mine.set);
+        if changed || set_changed || mine.time.is_none() {
+            mine.time = Some(now);
+        }
+    }
+    let managed_fields = managed.encode();
+    set_managed_fields(&mut object, &managed_fields);
+    Ok(Applied {
+        object,
+        managed_fields,
+        changed,
+    })
+}
+
+/// The managed fields after an ordinary write (create, replace, patch, or
+/// a status write) changed `old` into `new`. `managed_fields` are the
+/// entries to start from ([`super::managed_fields_for_update`] picks them);
+/// `old` is `null` or `{}` for a create.
+///
+/// The writer's entry gains every field whose value it set (added or
+/// modified), and those fields leave every other entry: an update takes
+/// ownership without conflict. Removed fields leave every entry. Entries
+/// left empty are dropped. Unreadable entries are discarded, and an
+/// existing object (one with a `uid`) without entries stays untracked until
+/// its first apply, as in kube-apiserver.
+pub fn update(
+    old: &Value,
+    new: &Value,
+    managed_fields: &[ManagedFieldsEntry],
+    writer: &Writer<'_>,
+) -> Vec<ManagedFieldsEntry> {
+    let mut managed = Managed::decode(managed_fields).unwrap_or_default();
+    let old = without_managed_fields(old);
+    let has_uid = old
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .is_some_and(|uid| !uid.is_empty());
+    if managed.is_empty() && has_uid {
+        return Vec::new();
+    }
+    let new = without_managed_fields(new);
+    let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
+    let reset = reset(writer.subresource);
+    record_update(&old, &new, &mut managed, &key, &reset, &stamp(writer.now));
+    cap_updaters(&mut managed);
+    managed.encode()
+}
+
+fn check_config(config: &Value) -> Result<(), ApplyError> {
+    let Value::Object(fields) = config else {
+        return Err(ApplyError::NotAnObject);
+    };
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if api_version != API_VERSION || kind != KIND {
+        return Err(ApplyError::WrongKind { api_version, kind });
+    }
+    if config
+        .pointer("/metadata/managedFields")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(ApplyError::ManagedFieldsInConfig);
+    }
+    validate_config(&MXJOB, config).map_err(ApplyError::Invalid)
+}
+
+/// A copy of an object without its managed fields; `null` becomes `{}`.
+fn without_managed_fields(v: &Value) -> Value {
+    let mut v = match v {
+        Value::Null => Value::Object(Map::new()),
+        v => v.clone(),
+    };
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    v
+}
+
+fn set_managed_fields(object: &mut Value, entries: &[ManagedFieldsEntry]) {
+    let Some(fields) = object.as_object_mut() else {
+        return;
+    };
+    let meta = fields
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    match serde_json::to_value(entries) {
+        Ok(list) if !entries.is_empty() => {
+            meta.insert("managedFields".to_string(), list);
+        }
+        _ => {
+            meta.remove("managedFields");
+        }
+    }
+}
+
+/// Removes what the applier owned in `last` and no longer applies, unless
+/// someone still owns it. Fields under a removed named struct field that
+/// nobody owns are kept: only fields of `last` ever go.
+fn prune(merged: &Value, managed: &Managed, last: Option<&FieldSet>) -> Value {
+    let Some(last) = last.filter(|s| !s.is_empty()) else {
+        return merged.clone();
+    };
+    let ty = &MXJOB;
+    let holds = |v: &Value| with_named_fields(ty, &fields_of(ty, v));
+    let last = with_named_fields(ty, last);
+    // Everything the applier owned, gone.
+    let without_last = remove(ty, merged, &last);
+    // Back: what anyone owns. The identity fields count as owned, so the
+    // object keeps its metadata even when a configuration omits it.
+    let owned = with_named_fields(ty, &managed.all_fields().union(&stripped()));
+    let merged_holds = holds(merged);
+    let owned_back = remove(
+        ty,
+        merged,
+        &merged_holds.difference(&holds(&without_last).union(&owned)),
+    );
+    // Back: what the applier did not own (fields its removal took along).
+    let gone = merged_holds
+        .difference(&holds(&owned_back))
+        .intersection(&last);
+    match remove(ty, merged, &gone) {
+        Value::Null => Value::Object(Map::new()),
+        v => v,
+    }
+}
+
+/// Resets what the endpoint may not write: the main resource keeps the
+/// live `status`; the status subresource keeps everything else.
+fn reset_object(live: &Value, new: Value, subresource: Subresource) -> Value {
+    let (mut base, status) = match subresource {
+        Subresource::Main => (new, live.get("status").cloned()),
+        Subresource::Status => (live.clone(), new.get("status").cloned()),
+    };
+    if let Some(fields) = base.as_object_mut() {
+        match status {
+            Some(status) => fields.insert("status".to_string(), status),
+            None => fields.remove("status"),
+        };
+    }
+    base
+}
+
+/// Moves ownership for an ordinary write from `old` to `new` by `key`.
+fn record_update(
+    old: &Value,
+    new: &Value,
+    managed: &mut Managed,
+    key: &ManagerKey,
+    reset: &FieldSet,
+    now: &Time,
+) {
+    let diff = compare(&MXJOB, old, new).without(reset);
+    let changed = diff.changed();
+    for owner in &mut managed.owners {
+        owner.set = owner.set.difference(&changed).difference(&diff.removed);
+    }
+    managed.drop_empty();
+    let mine = changed.difference(&stripped());
+    if mine.is_empty() {
+        return;
+    }
+    match managed.get_mut(key) {
+        Some(owner) => {
+            owner.set = owner.set.union(&mine);
+            owner.api_version = API_VERSION.to_string();
+            owner.time = Some(now.clone());
+        }
+        None => managed.put(Owner {
+            key: key.clone(),
+            api_version: API_VERSION.to_string(),
+            set: mine,
+            time: Some(now.clone()),
+        }),
+    }
+}
+
+/// Folds the oldest `Update` owners into `ancient-changes` (one per API
+/// version) while there are more than [`MAX_UPDATERS`].
+fn cap_updaters(managed: &mut Managed) {
+    let mut updaters: Vec<(i64, String, ManagerKey)> = managed
+        .owners
+        .iter()
+        .filter(|o| o.key.operation == Operation::Update)
+        .map(|o| {
+            let secs = o.time.as_ref().map_or(0, |t| t.0.timestamp());
+            (secs, o.key.identifier(), o.key.clone())
+        })
+        .collect();
+    if updaters.len() <= MAX_UPDATERS {
+        return;
+    }
+    updaters.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut remaining = updaters.len();
+    let mut first_of_version: BTreeMap<String, ManagerKey> = BTreeMap::new();
+    for (_, _, key) in updaters {
+        if remaining <= MAX_UPDATERS {
+            break;
+        }
+        let Some(owner) = managed.get(&key).cloned() else {
+            continue;
+        };
+        let bucket = ManagerKey {
+            manager: ANCIENT_CHANGES.to_string(),
+            operation: Operation::Update,
+            api_version: owner.api_version.clone(),
+            subresource: String::new(),
+        };
+        if key == bucket {
+            continue;
+        }
+        let Some(first) = first_of_version.get(&owner.api_version) else {
+            first_of_version.insert(owner.api_version.clone(), key);
+            continue;
+        };
+        if managed.get(&bucket).is_none() {
+            if let Some(mut moved) = managed.remove(first) {
+                moved.key = bucket.clone();
+                managed.put(moved);
+            }
+        }
+        if let Some(b) = managed.get_mut(&bucket) {
+            b.set = owner.set.union(&b.set);
+            b.time = owner.time.clone();
+        }
+        managed.remove(&key);
+        remaining -= 1;
+    }
+}
