@@ -32,7 +32,7 @@ use crate::error::{ApiError, Status};
 use crate::model::{MXJob, MXJobList};
 use crate::params::{
     DeleteCollectionQuery, DeleteQuery, ListQuery, LogQuery, MXJobPatch, NamespacePath, ObjectPath,
-    ReadQuery, WriteQuery,
+    PatchQuery, ReadQuery, WriteQuery,
 };
 use crate::wire::{
     Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply, TextResponse,
@@ -150,6 +150,13 @@ pub trait MxjobApi {
     /// the stored MXJob, then follows the rules of replace. A patch that sets
     /// `metadata.resourceVersion` is applied only to that version (409 when
     /// stale); otherwise it applies to the newest one.
+    ///
+    /// `application/apply-patch+yaml` is a server-side apply: the body (YAML
+    /// or JSON) is the applier's configuration, merged into the object by
+    /// the MXJob schema, with `metadata.managedFields` recording who owns
+    /// what. `fieldManager` is required; changing a field another manager
+    /// owns is 409 `Conflict` naming each field and owner, unless `force`.
+    /// An apply to a missing MXJob creates it (201).
     #[endpoint {
         method = PATCH,
         path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}",
@@ -158,7 +165,7 @@ pub trait MxjobApi {
     async fn patch_mxjob(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: QueryString<WriteQuery>,
+        query: QueryString<PatchQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError>;
 
@@ -246,7 +253,7 @@ pub trait MxjobApi {
     async fn patch_mxjob_status(
         rqctx: RequestContext<Self::Context>,
         path: Path<ObjectPath>,
-        query: QueryString<WriteQuery>,
+        query: QueryString<PatchQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError>;
 

@@ -334,6 +334,18 @@ impl ApiError {
         .with_details(name, RESOURCE)
     }
 
+    /// 409 for a server-side apply that would change fields other
+    /// managers own: the message and one cause per field, as the
+    /// Kubernetes API server words them.
+    pub fn apply_conflict(message: String, causes: Vec<StatusCause>) -> Self {
+        let mut error = Self::new(StatusCode::CONFLICT, "Conflict", message);
+        error.0.details = Some(StatusDetails {
+            causes,
+            ..Default::default()
+        });
+        error
+    }
+
     /// The conflict a stale resourceVersion causes.
     pub fn stale(name: &str) -> Self {
         Self::conflict(

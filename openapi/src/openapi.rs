@@ -136,12 +136,12 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
     (
         "patch_mxjob",
         &[
-            (400, "BadRequest: the patch is not valid JSON, not a valid patch, or the result is not an MXJob"),
+            (400, "BadRequest: the patch is not valid JSON (or YAML, for an apply), not a valid patch, or the result is not an MXJob"),
             (404, "NotFound: no MXJob with this name"),
-            (409, "Conflict: the patch names a stale resourceVersion or another uid"),
+            (409, "Conflict: the patch names a stale resourceVersion or another uid, or an apply would change fields other managers own (details.causes names each)"),
             (413, "RequestEntityTooLarge: the body is over 3 MiB"),
             (415, "UnsupportedMediaType: the patch type is not supported"),
-            (422, "Invalid: the patched object changes a field that may not change or fails validation"),
+            (422, "Invalid: the patched object changes a field that may not change or fails validation, or an apply has no fieldManager"),
         ],
     ),
     (
@@ -260,8 +260,50 @@ pub fn document() -> Result<Value, DocumentError> {
     mark_watch_stream(&mut doc)?;
     mark_plain_text(&mut doc)?;
     mark_optional_bodies(&mut doc)?;
+    declare_apply(&mut doc)?;
     add_tooling_metadata(&mut doc, &example)?;
     Ok(doc)
+}
+
+/// The patch operations, which also take a server-side apply.
+const PATCHES: &[&str] = &["patch_mxjob", "patch_mxjob_status"];
+
+/// The media type of a server-side apply.
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
+/// Declares the server-side apply media type on the patch operations: the
+/// body is an applied configuration, the parts of an MXJob its manager has
+/// an opinion on (a whole MXJob is one). An apply that creates the object
+/// answers 201.
+fn declare_apply(doc: &mut Value) -> Result<(), DocumentError> {
+    for (id, operation) in operations(doc)? {
+        if !PATCHES.contains(&id.as_str()) {
+            continue;
+        }
+        let content = operation
+            .pointer_mut("/requestBody/content")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("operation {id} has no request body"))?;
+        content.insert(
+            APPLY_PATCH.to_string(),
+            json!({"schema": {"$ref": "#/components/schemas/MXJob"}}),
+        );
+        if id == "patch_mxjob" {
+            let ok = operation
+                .pointer("/responses/200")
+                .cloned()
+                .ok_or_else(|| format!("operation {id} has no 200 response"))?;
+            let responses = operation
+                .pointer_mut("/responses")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| format!("operation {id} has no responses"))?;
+            let mut created = ok;
+            created["description"] = json!("Created: a server-side apply created the MXJob");
+            responses.insert("201".to_string(), created);
+            sort_responses(responses);
+        }
+    }
+    Ok(())
 }
 
 /// Operations whose request body may be left out.

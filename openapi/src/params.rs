@@ -209,6 +209,42 @@ pub struct WriteQuery {
     pub field_validation: Option<FieldValidation>,
 }
 
+/// Query parameters of patch: those of every write, and `force`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchQuery {
+    /// If 'true', then the output is pretty printed.
+    pub pretty: Option<String>,
+    /// `All` processes the request in full without storing anything.
+    pub dry_run: Option<DryRun>,
+    /// Name of the actor making the change (at most 128 characters);
+    /// required for a server-side apply (`application/apply-patch+yaml`).
+    pub field_manager: Option<String>,
+    /// How unknown fields in the body are treated (default `Warn`).
+    pub field_validation: Option<FieldValidation>,
+    /// For a server-side apply only: take the fields the configuration
+    /// sets from the managers that own them, instead of answering 409.
+    pub force: Option<QueryBool>,
+}
+
+impl PatchQuery {
+    /// The options every write takes, and `force`.
+    pub fn options(&self) -> Result<(WriteOptions, bool), ApiError> {
+        let write = WriteQuery {
+            pretty: self.pretty.clone(),
+            dry_run: self.dry_run.clone(),
+            field_manager: self.field_manager.clone(),
+            field_validation: self.field_validation.clone(),
+        };
+        Ok((write.options(WriteKind::Patch)?, QueryBool::of(self.force)))
+    }
+
+    /// `pretty`.
+    pub fn pretty(&self) -> bool {
+        pretty(self.pretty.as_deref())
+    }
+}
+
 /// Query parameters of delete and delete collection.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

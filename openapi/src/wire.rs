@@ -339,6 +339,9 @@ pub struct Reply<T, C = Ok200> {
     body: ReplyBody<T>,
     pretty: bool,
     warnings: Vec<String>,
+    /// Another success code than `C`'s, where an operation documents two
+    /// (a patch that is an apply creating the object answers 201).
+    code: Option<StatusCode>,
     _code: PhantomData<fn() -> C>,
 }
 
@@ -355,8 +358,16 @@ impl<T, C> Reply<T, C> {
             body: ReplyBody::Typed(body),
             pretty,
             warnings,
+            code: None,
             _code: PhantomData,
         }
+    }
+
+    /// The same reply, answered `201 Created`: for the operation that
+    /// documents both (an apply that created the object).
+    pub fn created(mut self) -> Self {
+        self.code = Some(StatusCode::CREATED);
+        self
     }
 
     /// A reply in another representation the client negotiated.
@@ -365,6 +376,7 @@ impl<T, C> Reply<T, C> {
             body: ReplyBody::Other(body),
             pretty,
             warnings: Vec::new(),
+            code: None,
             _code: PhantomData,
         }
     }
@@ -400,7 +412,7 @@ where
         }
         .map_err(|e| HttpError::for_internal_error(format!("encoding response: {e}")))?;
         let mut builder = Response::builder()
-            .status(C::CODE)
+            .status(self.code.unwrap_or(C::CODE))
             .header(header::CONTENT_TYPE, dropshot::CONTENT_TYPE_JSON);
         for warning in self.warnings.iter().filter_map(|w| warning_header(w)) {
             builder = builder.header(header::WARNING, warning);
@@ -419,7 +431,7 @@ where
     }
 
     fn status_code(&self) -> StatusCode {
-        C::CODE
+        self.code.unwrap_or(C::CODE)
     }
 }
 

@@ -55,7 +55,12 @@ pub enum Patch {
     Merge(Value),
     /// An RFC 6902 JSON patch: operations applied in order.
     Json(json_patch::Patch),
+    /// A server-side apply: the applier's configuration.
+    Apply(Value),
 }
+
+/// The media type of a server-side apply.
+pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 /// A decoded patch and what strict decoding found in it (repeated keys,
 /// members an operation does not have), reported once the patched object
@@ -64,6 +69,8 @@ pub enum Patch {
 pub struct PatchRequest {
     pub patch: Patch,
     pub findings: Vec<String>,
+    /// For an apply: take fields other managers own (the `force` option).
+    pub force: bool,
 }
 
 impl PatchRequest {
@@ -83,6 +90,9 @@ impl PatchRequest {
                 };
                 path == "/metadata/resourceVersion" || path == "/metadata"
             }),
+            Patch::Apply(config) => config
+                .pointer("/metadata/resourceVersion")
+                .is_some_and(|v| !v.is_null()),
         }
     }
 }
@@ -101,6 +111,13 @@ pub fn object(
 
 /// A patch body: its algorithm from `media_type`, its operations checked.
 pub fn patch(bytes: &[u8], media_type: Option<&str>) -> Result<PatchRequest, DecodeError> {
+    if media_type == Some(APPLY_PATCH) {
+        return Ok(PatchRequest {
+            patch: Patch::Apply(parse_yaml(bytes)?),
+            findings: Vec::new(),
+            force: false,
+        });
+    }
     let (value, duplicates) = parse_json(bytes)?;
     let json = match media_type {
         Some("application/merge-patch+json") => false,
@@ -111,7 +128,7 @@ pub fn patch(bytes: &[u8], media_type: Option<&str>) -> Result<PatchRequest, Dec
             return Err(DecodeError::UnsupportedMediaType(format!(
                 "the body of the request was in an unknown format ({}) - accepted media types \
                  include: application/merge-patch+json, application/json-patch+json, \
-                 application/json",
+                 application/apply-patch+yaml, application/json",
                 other.unwrap_or("no Content-Type")
             )))
         }
@@ -127,6 +144,7 @@ pub fn patch(bytes: &[u8], media_type: Option<&str>) -> Result<PatchRequest, Dec
         return Ok(PatchRequest {
             findings: duplicate_findings("", &duplicates),
             patch: Patch::Merge(value),
+            force: false,
         });
     }
     let findings = json_patch_findings(&value, &duplicates);
@@ -135,6 +153,7 @@ pub fn patch(bytes: &[u8], media_type: Option<&str>) -> Result<PatchRequest, Dec
     Ok(PatchRequest {
         patch: Patch::Json(operations),
         findings,
+        force: false,
     })
 }
 
@@ -143,6 +162,14 @@ pub fn patch(bytes: &[u8], media_type: Option<&str>) -> Result<PatchRequest, Dec
 fn parse_json(bytes: &[u8]) -> Result<(Value, Vec<String>), DecodeError> {
     crate::json::parse(bytes)
         .map_err(|e| DecodeError::Malformed(format!("the request body is not valid JSON: {e}")))
+}
+
+/// Parses an applied configuration: YAML, of which JSON is a part (what
+/// kubectl and kube-rs send). A key given twice is an error in YAML.
+fn parse_yaml(bytes: &[u8]) -> Result<Value, DecodeError> {
+    serde_yaml_ng::from_slice(bytes).map_err(|e| {
+        DecodeError::Malformed(format!("the applied configuration is not valid YAML: {e}"))
+    })
 }
 
 /// What strict decoding reports about repeated keys, as the Kubernetes API

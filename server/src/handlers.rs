@@ -21,11 +21,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 use mxjob_api::api::MxjobApi;
-use mxjob_api::error::{ApiError, Status};
+use mxjob_api::error::{ApiError, FieldError, Status};
 use mxjob_api::model::{MXJob, MXJobList, WatchEvent, WatchEventType};
 use mxjob_api::params::{
     DeleteCollectionQuery, DeleteQuery, ListQuery, LogQuery, MXJobPatch, NamespacePath, ObjectPath,
-    QueryBool, ReadQuery, WriteKind, WriteQuery,
+    PatchQuery, QueryBool, ReadQuery, WriteKind, WriteOptions, WriteQuery,
 };
 use mxjob_api::wire::{
     stream_response, Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply,
@@ -63,13 +63,15 @@ impl MxjobApi for MxjobServer {
     ) -> Result<Reply<MXJob, Created201>, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         let context = rqctx.context();
+        let agent = user_agent(&rqctx);
         let mut pretty = false;
         let pretty_out = &mut pretty;
         let ns = namespace.as_str();
         let written = mutate(&rqctx, Verb::Create, MXJOBS, ns, None, move || async move {
             let query = query.parse()?;
             *pretty_out = query.pretty();
-            let options = query.options(WriteKind::Create)?;
+            let mut options = query.options(WriteKind::Create)?;
+            default_manager(&mut options, agent);
             let media_type = body.media_type().map(str::to_string);
             let bytes = body.read(&context.body_limits).await?;
             let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
@@ -143,7 +145,7 @@ impl MxjobApi for MxjobServer {
     async fn patch_mxjob(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: QueryString<WriteQuery>,
+        query: QueryString<PatchQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError> {
         patch(rqctx, path, query, body, Part::Object).await
@@ -240,7 +242,7 @@ impl MxjobApi for MxjobServer {
     async fn patch_mxjob_status(
         rqctx: RequestContext<ServerState>,
         path: Path<ObjectPath>,
-        query: QueryString<WriteQuery>,
+        query: QueryString<PatchQuery>,
         body: JsonBody<MXJobPatch>,
     ) -> Result<Reply<MXJob>, ApiError> {
         patch(rqctx, path, query, body, Part::Status).await
@@ -395,12 +397,25 @@ fn authorize(
 trait Audited {
     /// The object's name and its resourceVersion after the change.
     fn audit_fields(&self) -> (Option<String>, Option<String>);
+
+    /// The success code answered.
+    fn code(&self) -> u16 {
+        200
+    }
 }
 
 impl Audited for Written {
     fn audit_fields(&self) -> (Option<String>, Option<String>) {
         let metadata = &self.object.metadata;
         (metadata.name.clone(), metadata.resource_version.clone())
+    }
+
+    fn code(&self) -> u16 {
+        if self.created {
+            201
+        } else {
+            200
+        }
     }
 }
 
@@ -444,11 +459,7 @@ where
     let (object, version, code) = match &result {
         Ok(outcome) => {
             let (object, version) = outcome.audit_fields();
-            (
-                object.or(name.map(String::from)),
-                version,
-                if verb == Verb::Create { 201 } else { 200 },
-            )
+            (object.or(name.map(String::from)), version, outcome.code())
         }
         Err(error) => (name.map(String::from), None, error.code()),
     };
@@ -488,6 +499,38 @@ async fn delete_options(
     query.options(&bytes, media_type.as_deref())
 }
 
+/// The manager a write without `fieldManager` is recorded as: the
+/// product of its `User-Agent`, as the Kubernetes API server names it
+/// (`kubectl/v1.37.1 (linux/amd64)` is `kubectl`).
+fn default_manager(options: &mut WriteOptions, agent: &str) {
+    if options.field_manager.is_none() {
+        options.field_manager = Some(crate::apply::manager_from_user_agent(agent));
+    }
+}
+
+/// The request's `User-Agent` (empty when it has none).
+fn user_agent(rqctx: &RequestContext<ServerState>) -> &str {
+    rqctx
+        .request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// What Kubernetes' `ValidatePatchOptions` refuses: an apply needs a
+/// `fieldManager`, and only an apply may `force`.
+fn check_patch_options(options: &WriteOptions, force: bool, apply: bool) -> Result<(), ApiError> {
+    let error = match (apply, force, options.field_manager.is_some()) {
+        (true, _, false) => FieldError::required("fieldManager", "is required for apply patch"),
+        (false, true, _) => {
+            FieldError::forbidden("force", "may not be specified for non-apply patch")
+        }
+        _ => return Ok(()),
+    };
+    Err(ApiError::invalid_options("PatchOptions", &[error]))
+}
+
 /// The resource authorization checks for `part`.
 fn resource_of(part: Part) -> &'static str {
     match part {
@@ -506,6 +549,7 @@ async fn replace(
 ) -> Result<Reply<MXJob>, ApiError> {
     let ObjectPath { namespace, name } = path.into_inner();
     let context = rqctx.context();
+    let agent = user_agent(&rqctx);
     let mut pretty = false;
     let pretty_out = &mut pretty;
     let (ns, object) = (namespace.as_str(), name.as_str());
@@ -518,7 +562,8 @@ async fn replace(
         move || async move {
             let query = query.parse()?;
             *pretty_out = query.pretty();
-            let options = query.options(WriteKind::Update)?;
+            let mut options = query.options(WriteKind::Update)?;
+            default_manager(&mut options, agent);
             let media_type = body.media_type().map(str::to_string);
             let bytes = body.read(&context.body_limits).await?;
             let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
@@ -536,12 +581,13 @@ async fn replace(
 async fn patch(
     rqctx: RequestContext<ServerState>,
     path: Path<ObjectPath>,
-    query: QueryString<WriteQuery>,
+    query: QueryString<PatchQuery>,
     body: JsonBody<MXJobPatch>,
     part: Part,
 ) -> Result<Reply<MXJob>, ApiError> {
     let ObjectPath { namespace, name } = path.into_inner();
     let context = rqctx.context();
+    let agent = user_agent(&rqctx);
     let mut pretty = false;
     let pretty_out = &mut pretty;
     let (ns, object) = (namespace.as_str(), name.as_str());
@@ -554,10 +600,14 @@ async fn patch(
         move || async move {
             let query = query.parse()?;
             *pretty_out = query.pretty();
-            let options = query.options(WriteKind::Patch)?;
+            let (mut options, force) = query.options()?;
             let media_type = body.media_type().map(str::to_string);
+            let apply = media_type.as_deref() == Some(decode::APPLY_PATCH);
+            check_patch_options(&options, force, apply)?;
+            default_manager(&mut options, agent);
             let bytes = body.read(&context.body_limits).await?;
-            let request = decode::patch(&bytes, media_type.as_deref())?;
+            let mut request = decode::patch(&bytes, media_type.as_deref())?;
+            request.force = force;
             Ok(context
                 .registry
                 .patch(ns, object, &request, &options, part)
@@ -565,7 +615,12 @@ async fn patch(
         },
     )
     .await?;
-    Ok(Reply::new(written.object, pretty, written.warnings))
+    let reply = Reply::new(written.object, pretty, written.warnings);
+    Ok(if written.created {
+        reply.created()
+    } else {
+        reply
+    })
 }
 
 /// A watch: authorized, counted against the user's watch limit while it

@@ -89,10 +89,17 @@ impl Registry {
         let options = WriteOptions {
             dry_run: false,
             field_validation: FieldValidation::Ignore,
-            field_manager: None,
+            field_manager: Some(super::CONTROLLER_MANAGER.to_string()),
         };
-        self.update(stored, job.clone(), &options, true, Part::Status)
-            .await
+        self.update(
+            stored,
+            job.clone(),
+            &options,
+            true,
+            Part::Status,
+            super::write::Managed::Update,
+        )
+        .await
     }
 
     /// Deletes `job` only if the stored object still has its uid and

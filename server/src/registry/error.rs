@@ -3,7 +3,7 @@
 //! Kubernetes `v1 Status` with the reason and message kube-apiserver uses
 //! (`From<Error> for ApiError`), and nothing below it sees a Status.
 
-use mxjob_api::error::{ApiError, FieldError};
+use mxjob_api::error::{ApiError, FieldError, StatusCause};
 
 use crate::decode::DecodeError;
 use crate::store::{Revision, StoreError};
@@ -20,6 +20,13 @@ pub enum Error {
     /// The object is no longer what the request expected: 409 `Conflict`.
     #[error("conflict on {name:?}: {cause}")]
     Conflict { name: String, cause: Conflict },
+    /// A server-side apply would change fields other managers own: 409
+    /// `Conflict`, one cause per field.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<StatusCause>,
+    },
     /// The request reaches back into compacted history: 410 `Expired`.
     #[error("{0}")]
     Gone(String),
@@ -105,6 +112,7 @@ impl From<Error> for ApiError {
             Error::NotFound { name } => ApiError::not_found(&name),
             Error::AlreadyExists { name } => ApiError::already_exists(&name),
             Error::Conflict { name, cause } => ApiError::conflict(&name, &cause.to_string()),
+            Error::ApplyConflict { message, causes } => ApiError::apply_conflict(message, causes),
             Error::Gone(message) => ApiError::gone(message),
             Error::Invalid { name, causes } => ApiError::invalid(&name, &causes),
             Error::PatchFailed { name, message } => ApiError::invalid_patch(&name, message),

@@ -29,7 +29,9 @@
 //!   that an object read from one server can be created on another.
 //! * Delete is immediate (MXJobs carry no finalizers here, see
 //!   [`validation`](crate::validation)), so it always answers 200.
-//! * `fieldManager` is validated but managed fields are not tracked.
+//! * Every write keeps `metadata.managedFields` as Kubernetes does
+//!   ([`crate::apply`]): `Update` entries for create, replace, patch and
+//!   status writes, `Apply` entries for server-side apply.
 //!
 //! The work of a write is bounded before it is done, with kube-apiserver's
 //! limits: a JSON patch has at most [`MAX_JSON_PATCH_OPERATIONS`]
@@ -54,6 +56,7 @@ use crate::store::{KeyValue, Revision, Store};
 
 pub use control::Change;
 pub use error::{Conflict, Error};
+pub use write::CONTROLLER_MANAGER;
 
 /// The finalizer that tells the job controller to leave a deleted job's
 /// replicas running (Kubernetes' `orphan` finalizer).
@@ -97,6 +100,9 @@ pub enum Part {
 pub struct Written {
     pub object: MXJob,
     pub warnings: Vec<String>,
+    /// Whether the write created the object (a create, or an apply to a
+    /// missing object): 201 rather than 200.
+    pub created: bool,
 }
 
 /// Which objects a list, watch or delete collection applies to.

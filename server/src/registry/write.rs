@@ -2,7 +2,7 @@
 //! for a custom resource.
 
 use chrono::{SubsecRound, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
 use mxjob_api::error::{FieldError, Status};
 use mxjob_api::model::{MXJob, MXJobList};
 use mxjob_api::params::{DeleteOptions, Propagation, WriteOptions};
@@ -11,6 +11,7 @@ use super::{
     object_key, self_link, Conflict, Error, ListParams, Part, Registry, Stored, Written,
     MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
 };
+use crate::apply::{self as ssa, ApplyError, Subresource, Writer};
 use crate::decode::{self, Decoded, Patch, PatchRequest};
 use crate::store::{KeyValue, Revision, StoreError};
 use crate::validation;
@@ -30,6 +31,62 @@ fn name_suffix() -> String {
         .collect()
 }
 
+/// The manager the job controller writes status as.
+pub const CONTROLLER_MANAGER: &str = "mxjob-controller";
+
+/// Where the managed fields of a write come from.
+pub(super) enum Managed {
+    /// An ordinary write: the writer takes the fields it changed.
+    Update,
+    /// A server-side apply: the entries the apply computed.
+    Applied(Vec<ManagedFieldsEntry>),
+}
+
+fn subresource(part: Part) -> Subresource {
+    match part {
+        Part::Object => Subresource::Main,
+        Part::Status => Subresource::Status,
+    }
+}
+
+/// `job` as JSON, for the managed-fields walks.
+fn to_value(job: &MXJob) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(job).map_err(|e| Error::Internal(format!("encoding object: {e}")))
+}
+
+/// No entries is no `managedFields`, as Kubernetes stores it.
+fn entries(entries: Vec<ManagedFieldsEntry>) -> Option<Vec<ManagedFieldsEntry>> {
+    (!entries.is_empty()).then_some(entries)
+}
+
+/// What a failed apply answers.
+fn apply_error(error: ApplyError, namespace: &str, name: &str) -> Error {
+    match error {
+        ApplyError::Conflicts(conflicts) => Error::ApplyConflict {
+            message: conflicts.message(),
+            causes: conflicts
+                .causes()
+                .into_iter()
+                .map(|c| mxjob_api::error::StatusCause {
+                    reason: c.reason,
+                    message: c.message,
+                    field: c.field,
+                })
+                .collect(),
+        },
+        error @ (ApplyError::NotAnObject
+        | ApplyError::WrongKind { .. }
+        | ApplyError::ManagedFieldsInConfig) => Error::BadRequest(error.to_string()),
+        // kube-apiserver's words for a configuration it cannot type.
+        error @ (ApplyError::Invalid(_) | ApplyError::ManagedFields(_)) => {
+            Error::Internal(format!(
+                "failed to create typed patch object ({namespace}/{name}; kubeflow.org/v1, \
+             Kind=MXJob): {error}"
+            ))
+        }
+    }
+}
+
 fn invalid(name: &str, causes: Vec<FieldError>) -> Error {
     Error::Invalid {
         name: name.to_string(),
@@ -44,6 +101,18 @@ impl Registry {
         namespace: &str,
         request: Decoded<MXJob>,
         options: &WriteOptions,
+    ) -> Result<Written, Error> {
+        self.create_job(namespace, request, options, Managed::Update)
+            .await
+    }
+
+    /// Creates `request`'s object, with managed fields as `managed` says.
+    async fn create_job(
+        &self,
+        namespace: &str,
+        request: Decoded<MXJob>,
+        options: &WriteOptions,
+        managed: Managed,
     ) -> Result<Written, Error> {
         let Decoded {
             object: mut job,
@@ -74,14 +143,14 @@ impl Registry {
         };
 
         let now = Time(Utc::now().trunc_subsecs(0));
+        let sent = job.metadata.managed_fields.take();
         let metadata = &mut job.metadata;
         metadata.name = Some(name.clone());
         metadata.uid = Some(uuid::Uuid::new_v4().to_string());
-        metadata.creation_timestamp = Some(now);
+        metadata.creation_timestamp = Some(now.clone());
         metadata.generation = Some(1);
         metadata.self_link = Some(self_link(namespace, &name));
         metadata.resource_version = None;
-        metadata.managed_fields = None;
         metadata.deletion_timestamp = None;
         metadata.deletion_grace_period_seconds = None;
         // The status a client sends is dropped, but it must still be a
@@ -96,6 +165,19 @@ impl Registry {
         if !errors.is_empty() {
             return Err(invalid(&name, errors));
         }
+        job.metadata.managed_fields = entries(match managed {
+            Managed::Applied(entries) => entries,
+            Managed::Update => {
+                let start =
+                    ssa::managed_fields_for_update(None, sent.as_deref(), Subresource::Main);
+                let writer = Writer {
+                    manager: options.field_manager.as_deref().unwrap_or_default(),
+                    subresource: Subresource::Main,
+                    now: now.0,
+                };
+                ssa::update(&serde_json::Value::Null, &to_value(&job)?, &start, &writer)
+            }
+        });
         // Encoded (and measured) for a dry run too: it answers what the
         // write would.
         let encoded = self.encode_for_store(&job)?;
@@ -103,6 +185,7 @@ impl Registry {
             return Ok(Written {
                 object: job,
                 warnings,
+                created: true,
             });
         }
         let kv = self
@@ -113,6 +196,7 @@ impl Registry {
         Ok(Written {
             object: Self::decode_stored(&kv)?,
             warnings,
+            created: true,
         })
     }
 
@@ -133,8 +217,14 @@ impl Registry {
         check_namespace(&mut job.metadata, namespace)?;
         check_name(&job.metadata, name)?;
         let stored = self.load(namespace, name).await?;
-        let object = self.update(stored, job, options, true, part).await?;
-        Ok(Written { object, warnings })
+        let object = self
+            .update(stored, job, options, true, part, Managed::Update)
+            .await?;
+        Ok(Written {
+            object,
+            warnings,
+            created: false,
+        })
     }
 
     /// Patches an MXJob (merge or JSON patch), then applies the replace
@@ -160,6 +250,19 @@ impl Registry {
             }
         }
         let carries_version = request.carries_version();
+        if let Patch::Apply(config) = &request.patch {
+            return self
+                .apply(
+                    namespace,
+                    name,
+                    config,
+                    carries_version,
+                    options,
+                    part,
+                    request.force,
+                )
+                .await;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -175,6 +278,7 @@ impl Registry {
                 Patch::Json(operations) => {
                     self.apply_json_patch(&mut document, &operations.0, name)?
                 }
+                Patch::Apply(_) => unreachable!("applied above"),
             }
             self.check_document_size(&document)?;
             let Decoded {
@@ -195,12 +299,108 @@ impl Registry {
             }
             check_namespace(&mut job.metadata, namespace)?;
             check_name(&job.metadata, name)?;
-            match self.update(stored, job, options, false, part).await {
+            match self
+                .update(stored, job, options, false, part, Managed::Update)
+                .await
+            {
                 Err(Error::Conflict {
                     cause: Conflict::Stale,
                     ..
                 }) if !carries_version && attempt < MAX_RETRIES => continue,
-                result => return result.map(|object| Written { object, warnings }),
+                result => {
+                    return result.map(|object| Written {
+                        object,
+                        warnings,
+                        created: false,
+                    })
+                }
+            }
+        }
+    }
+
+    /// A server-side apply of `config` (see [`crate::apply`]): merged into
+    /// the stored object, or creating it when there is none (the main
+    /// resource only), then the rules of replace. `options.field_manager`
+    /// names the applier (the HTTP edge requires one).
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        namespace: &str,
+        name: &str,
+        config: &serde_json::Value,
+        carries_version: bool,
+        options: &WriteOptions,
+        part: Part,
+        force: bool,
+    ) -> Result<Written, Error> {
+        let writer = Writer {
+            manager: options.field_manager.as_deref().unwrap_or_default(),
+            subresource: subresource(part),
+            now: Utc::now(),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = match self.load(namespace, name).await {
+                Ok(stored) => Some(stored),
+                Err(Error::NotFound { .. }) if part == Part::Object => None,
+                Err(e) => return Err(e),
+            };
+            let (live, managed) = match &stored {
+                Some(stored) => (
+                    to_value(&stored.job)?,
+                    stored
+                        .job
+                        .metadata
+                        .managed_fields
+                        .clone()
+                        .unwrap_or_default(),
+                ),
+                None => (serde_json::Value::Null, Vec::new()),
+            };
+            let applied = ssa::apply(&live, config, &managed, &writer, force)
+                .map_err(|e| apply_error(e, namespace, name))?;
+            self.check_document_size(&applied.object)?;
+            let decoded = decode::job(applied.object, Vec::new(), &options.field_validation)?;
+            let Some(stored) = stored else {
+                check_name(&decoded.object.metadata, name)?;
+                let managed = Managed::Applied(applied.managed_fields);
+                return match self.create_job(namespace, decoded, options, managed).await {
+                    // Created by someone else meanwhile: apply to theirs.
+                    Err(Error::AlreadyExists { .. }) if attempt < MAX_RETRIES => continue,
+                    result => result,
+                };
+            };
+            let Decoded {
+                object: mut job,
+                warnings,
+            } = decoded;
+            if job
+                .metadata
+                .resource_version
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                job.metadata.resource_version = Some(stored.kv.mod_revision.to_string());
+            }
+            check_namespace(&mut job.metadata, namespace)?;
+            check_name(&job.metadata, name)?;
+            let managed = Managed::Applied(applied.managed_fields);
+            match self
+                .update(stored, job, options, false, part, managed)
+                .await
+            {
+                Err(Error::Conflict {
+                    cause: Conflict::Stale,
+                    ..
+                }) if !carries_version && attempt < MAX_RETRIES => continue,
+                result => {
+                    return result.map(|object| Written {
+                        object,
+                        warnings,
+                        created: false,
+                    })
+                }
             }
         }
     }
@@ -262,9 +462,11 @@ impl Registry {
         options: &WriteOptions,
         version_required: bool,
         part: Part,
+        managed: Managed,
     ) -> Result<MXJob, Error> {
         let Stored { job: old, kv } = stored;
         let name = old.metadata.name.clone().unwrap_or_default();
+        let sent_managed_fields = job.metadata.managed_fields.take();
 
         if let Some(uid) = job.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
             let current = old.metadata.uid.as_deref().unwrap_or_default();
@@ -302,6 +504,7 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(invalid(&name, errors));
             }
+            self.set_managed_fields(&old, &mut job, sent_managed_fields, options, part, managed)?;
             return self.write_update(kv, old, job, options, &name).await;
         }
 
@@ -312,7 +515,6 @@ impl Registry {
         new_meta.creation_timestamp = old_meta.creation_timestamp.clone();
         new_meta.generation = old_meta.generation;
         new_meta.self_link = old_meta.self_link.clone();
-        new_meta.managed_fields = old_meta.managed_fields.clone();
         new_meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
         new_meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
         // The status in the body is replaced by the stored one, but it
@@ -330,7 +532,42 @@ impl Registry {
         if job.spec != old.spec {
             job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
         }
+        self.set_managed_fields(&old, &mut job, sent_managed_fields, options, part, managed)?;
         self.write_update(kv, old, job, options, &name).await
+    }
+
+    /// `job`'s managed fields after a write over `old`: the applied ones,
+    /// or the writer's `Update` entry taking what it changed, starting from
+    /// the ones the request sent where Kubernetes lets it set them.
+    fn set_managed_fields(
+        &self,
+        old: &MXJob,
+        job: &mut MXJob,
+        sent: Option<Vec<ManagedFieldsEntry>>,
+        options: &WriteOptions,
+        part: Part,
+        managed: Managed,
+    ) -> Result<(), Error> {
+        let computed = match managed {
+            Managed::Applied(entries) => entries,
+            Managed::Update => {
+                let subresource = subresource(part);
+                let start = ssa::managed_fields_for_update(
+                    old.metadata.managed_fields.as_deref(),
+                    sent.as_deref(),
+                    subresource,
+                );
+                job.metadata.managed_fields = None;
+                let writer = Writer {
+                    manager: options.field_manager.as_deref().unwrap_or_default(),
+                    subresource,
+                    now: Utc::now(),
+                };
+                ssa::update(&to_value(old)?, &to_value(job)?, &start, &writer)
+            }
+        };
+        job.metadata.managed_fields = entries(computed);
+        Ok(())
     }
 
     /// Stores `job` over `old` unless nothing changed.
