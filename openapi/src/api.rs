@@ -119,6 +119,37 @@ pub trait MxjobApi {
         query: QueryString<ListQuery>,
     ) -> Result<WatchResponse, ApiError>;
 
+    /// List or watch MXJobs of every namespace
+    ///
+    /// The list operation across namespaces, with the same selectors,
+    /// paging and resourceVersion rules (`metadata.namespace` can be
+    /// selected on); `watch=true` streams as `watch_mxjobs_for_all_namespaces`
+    /// describes. Only a caller granted `list` (or `watch`) in every
+    /// namespace may ask: anyone else gets 403, never a filtered list.
+    #[endpoint {
+        method = GET,
+        path = "/apis/kubeflow.org/v1/mxjobs",
+        tags = ["mxjobs"],
+    }]
+    async fn list_mxjobs_for_all_namespaces(
+        rqctx: RequestContext<Self::Context>,
+        query: QueryString<ListQuery>,
+    ) -> Result<ListResponse, ApiError>;
+
+    /// Watch MXJobs of every namespace
+    ///
+    /// The watch operation across namespaces: `WatchEvent`s, one JSON
+    /// document per line, as `watch_mxjobs` describes.
+    #[endpoint {
+        method = GET,
+        path = "/apis/kubeflow.org/v1/watch/mxjobs",
+        tags = ["mxjobs"],
+    }]
+    async fn watch_mxjobs_for_all_namespaces(
+        rqctx: RequestContext<Self::Context>,
+        query: QueryString<ListQuery>,
+    ) -> Result<WatchResponse, ApiError>;
+
     /// Replace an MXJob
     ///
     /// Replaces the MXJob with the body, which must carry the
@@ -278,8 +309,8 @@ pub trait MxjobApi {
 
     /// List the core API versions
     ///
-    /// Discovery: the versions of the core group — none, as this server has
-    /// no core resources.
+    /// Discovery: the versions of the core group: `v1`, which serves
+    /// namespaces.
     #[endpoint { method = GET, path = "/api", tags = ["discovery"] }]
     async fn get_core_api_versions(
         rqctx: RequestContext<Self::Context>,
@@ -287,7 +318,7 @@ pub trait MxjobApi {
 
     /// List the core v1 resources
     ///
-    /// Discovery: the resources of the core group's v1 (none here).
+    /// Discovery: the resources of the core group's v1: namespaces.
     #[endpoint { method = GET, path = "/api/v1", tags = ["discovery"] }]
     async fn get_core_api_resources(
         rqctx: RequestContext<Self::Context>,
@@ -295,8 +326,9 @@ pub trait MxjobApi {
 
     /// List the API groups
     ///
-    /// Discovery: the API groups this server serves (`kubeflow.org`) and their
-    /// preferred versions.
+    /// Discovery: the API groups this server serves (`kubeflow.org`, and
+    /// `authorization.k8s.io` for access reviews) and their preferred
+    /// versions.
     #[endpoint { method = GET, path = "/apis", tags = ["discovery"] }]
     async fn get_api_groups(
         rqctx: RequestContext<Self::Context>,
@@ -345,11 +377,75 @@ pub trait MxjobApi {
         rqctx: RequestContext<Self::Context>,
     ) -> Result<http::Response<dropshot::Body>, ApiError>;
 
-    /// A namespace. Namespaces exist implicitly here (any valid name holds
-    /// MXJobs); kubectl reads one to phrase its "not found" messages.
+    /// The OpenAPI v3 index: one entry per group version, with a hash
+    /// that changes with the document (what kubectl reads first).
+    #[endpoint { method = GET, path = "/openapi/v3", unpublished = true }]
+    async fn get_openapi_v3_index(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// The OpenAPI v3 document of `kubeflow.org/v1`: `openapi/mxjob.json`
+    /// with the `x-kubernetes-group-version-kind` of each kind, which
+    /// `kubectl explain` looks schemas up by.
+    #[endpoint { method = GET, path = "/openapi/v3/apis/kubeflow.org/v1", unpublished = true }]
+    async fn get_openapi_v3_group(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// Create a namespace (`v1 Namespace`), as `kubectl create namespace`
+    /// does.
+    #[endpoint { method = POST, path = "/api/v1/namespaces", unpublished = true }]
+    async fn create_namespace(
+        rqctx: RequestContext<Self::Context>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<serde_json::Value>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// The namespaces: those created, and those holding MXJobs.
+    #[endpoint { method = GET, path = "/api/v1/namespaces", unpublished = true }]
+    async fn list_namespaces(
+        rqctx: RequestContext<Self::Context>,
+        query: QueryString<ReadQuery>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// A namespace: it exists once created or once it holds an MXJob.
     #[endpoint { method = GET, path = "/api/v1/namespaces/{namespace}", unpublished = true }]
     async fn get_namespace(
         rqctx: RequestContext<Self::Context>,
         path: Path<NamespacePath>,
+        query: QueryString<ReadQuery>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// Delete a namespace and every MXJob in it.
+    #[endpoint { method = DELETE, path = "/api/v1/namespaces/{namespace}", unpublished = true }]
+    async fn delete_namespace(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<NamespacePath>,
+        query: QueryString<DeleteQuery>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// Discovery of `authorization.k8s.io`, for `kubectl auth can-i`.
+    #[endpoint { method = GET, path = "/apis/authorization.k8s.io", unpublished = true }]
+    async fn get_authorization_api_group(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIGroup>, ApiError>;
+
+    /// The resources of `authorization.k8s.io/v1`: self subject access
+    /// reviews.
+    #[endpoint { method = GET, path = "/apis/authorization.k8s.io/v1", unpublished = true }]
+    async fn get_authorization_api_resources(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<Reply<APIResourceList>, ApiError>;
+
+    /// Whether the caller may do something (`kubectl auth can-i`): the
+    /// review comes back with `status.allowed`.
+    #[endpoint {
+        method = POST,
+        path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        unpublished = true
+    }]
+    async fn create_self_subject_access_review(
+        rqctx: RequestContext<Self::Context>,
+        body: JsonBody<serde_json::Value>,
     ) -> Result<http::Response<dropshot::Body>, ApiError>;
 }

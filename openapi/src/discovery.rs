@@ -27,12 +27,10 @@ fn group_version() -> GroupVersionForDiscovery {
     }
 }
 
-/// `GET /api`: the core group's versions — none, since this server has no
-/// core resources. (Listing `v1` with no resources makes client-go report
-/// discovery as incomplete.)
+/// `GET /api`: the core group's versions: `v1`, for namespaces.
 pub fn core_versions() -> APIVersions {
     APIVersions {
-        versions: Vec::new(),
+        versions: vec!["v1".to_string()],
         server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
             client_cidr: "0.0.0.0/0".to_string(),
             server_address: String::new(),
@@ -40,11 +38,21 @@ pub fn core_versions() -> APIVersions {
     }
 }
 
-/// `GET /api/v1`: no core resources; answered for clients that ask anyway.
+/// `GET /api/v1`: the one core resource served, namespaces (what
+/// `kubectl create namespace` and `get namespaces` need).
 pub fn core_resources() -> APIResourceList {
+    let verbs = ["create", "delete", "get", "list"];
     APIResourceList {
         group_version: "v1".to_string(),
-        resources: Vec::new(),
+        resources: vec![APIResource {
+            name: "namespaces".to_string(),
+            singular_name: "namespace".to_string(),
+            namespaced: false,
+            kind: "Namespace".to_string(),
+            short_names: Some(vec!["ns".to_string()]),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        }],
     }
 }
 
@@ -58,10 +66,40 @@ pub fn group() -> APIGroup {
     }
 }
 
-/// `GET /apis`: the one API group.
+/// `GET /apis`: the API groups — `kubeflow.org`, and
+/// `authorization.k8s.io` for `kubectl auth can-i`.
 pub fn groups() -> APIGroupList {
     APIGroupList {
-        groups: vec![group()],
+        groups: vec![group(), authorization_group()],
+    }
+}
+
+/// `GET /apis/authorization.k8s.io`.
+pub fn authorization_group() -> APIGroup {
+    let version = GroupVersionForDiscovery {
+        group_version: "authorization.k8s.io/v1".to_string(),
+        version: "v1".to_string(),
+    };
+    APIGroup {
+        name: "authorization.k8s.io".to_string(),
+        preferred_version: Some(version.clone()),
+        server_address_by_client_cidrs: None,
+        versions: vec![version],
+    }
+}
+
+/// `GET /apis/authorization.k8s.io/v1`: self subject access reviews.
+pub fn authorization_resources() -> APIResourceList {
+    APIResourceList {
+        group_version: "authorization.k8s.io/v1".to_string(),
+        resources: vec![APIResource {
+            name: "selfsubjectaccessreviews".to_string(),
+            singular_name: "selfsubjectaccessreview".to_string(),
+            namespaced: false,
+            kind: "SelfSubjectAccessReview".to_string(),
+            verbs: vec!["create".to_string()],
+            ..Default::default()
+        }],
     }
 }
 

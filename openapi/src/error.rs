@@ -324,6 +324,26 @@ impl ApiError {
         .with_details(name, RESOURCE)
     }
 
+    /// 404 for a namespace (`namespaces "x" not found`).
+    pub fn namespace_not_found(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespaces {name:?} not found"),
+        )
+        .with_details(name, "namespaces")
+    }
+
+    /// 409 for a namespace that exists (`namespaces "x" already exists`).
+    pub fn namespace_exists(name: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("namespaces {name:?} already exists"),
+        )
+        .with_details(name, "namespaces")
+    }
+
     /// 409 Conflict: `Operation cannot be fulfilled on …: {why}`.
     pub fn conflict(name: &str, why: &str) -> Self {
         Self::new(
@@ -359,18 +379,24 @@ impl ApiError {
         Self::invalid_kind((GROUP, KIND), name, errors)
     }
 
-    /// 422 Invalid for an object of `(group, kind)`.
-    fn invalid_kind((group, kind): (&str, &str), name: &str, errors: &[FieldError]) -> Self {
+    /// 422 Invalid for an object of `(group, kind)` (`""` for the core
+    /// group, whose kinds go without one: `Namespace "x" is invalid`).
+    pub fn invalid_kind((group, kind): (&str, &str), name: &str, errors: &[FieldError]) -> Self {
         let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let summary = if listed.len() == 1 {
             listed[0].clone()
         } else {
             format!("[{}]", listed.join(", "))
         };
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let mut error = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("{kind}.{group} {name:?} is invalid: {summary}"),
+            format!("{qualified} {name:?} is invalid: {summary}"),
         )
         .with_details(name, kind);
         if let Some(details) = error.0.details.as_mut() {

@@ -11,6 +11,7 @@
 //! * [`discovery`] — the discovery documents (`/apis`, `/version`).
 //! * [`openapi`] — `openapi/mxjob.json`, built from the trait, and the seed.
 //! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.
+//! * [`openapi_v3`] — the OpenAPI v3 discovery documents kubectl reads.
 //!
 //! The implementation is the `mxjob-server` crate; `cargo xtask openapi
 //! check` and this crate's own test keep the committed document equal to
@@ -22,5 +23,6 @@ pub mod error;
 pub mod model;
 pub mod openapi;
 pub mod openapi_v2;
+pub mod openapi_v3;
 pub mod params;
 pub mod wire;

@@ -116,11 +116,30 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
         &[
             (400, "BadRequest: a query parameter, selector or continue token is malformed"),
             (410, "Expired: the continue token or the exact resourceVersion has been compacted away"),
+            (422, "Invalid: the list options go against each other (sendInitialEvents on a list; for a watch, resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
         ],
     ),
     (
         "watch_mxjobs",
-        &[(400, "BadRequest: a query parameter or selector is malformed")],
+        &[
+            (400, "BadRequest: a query parameter or selector is malformed"),
+            (422, "Invalid: the watch options go against each other (resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+        ],
+    ),
+    (
+        "list_mxjobs_for_all_namespaces",
+        &[
+            (400, "BadRequest: a query parameter, selector or continue token is malformed"),
+            (410, "Expired: the continue token or the exact resourceVersion has been compacted away"),
+            (422, "Invalid: the list options go against each other (sendInitialEvents on a list; for a watch, resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+        ],
+    ),
+    (
+        "watch_mxjobs_for_all_namespaces",
+        &[
+            (400, "BadRequest: a query parameter or selector is malformed"),
+            (422, "Invalid: the watch options go against each other (resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+        ],
     ),
     (
         "replace_mxjob",
@@ -191,6 +210,17 @@ const AUTH_ERRORS: &[(u16, &str)] = &[
         "Unauthorized: no token, or one the server does not know",
     ),
     (403, "Forbidden: the user may not do this in this namespace"),
+];
+
+/// The operations that stream `WatchEvent`s.
+const WATCHES: &[&str] = &["watch_mxjobs", "watch_mxjobs_for_all_namespaces"];
+
+/// The operations that can watch (the lists, with `watch=true`, too).
+const LISTS_AND_WATCHES: &[&str] = &[
+    "list_mxjobs",
+    "watch_mxjobs",
+    "list_mxjobs_for_all_namespaces",
+    "watch_mxjobs_for_all_namespaces",
 ];
 
 /// What a watch (and a list with watch=true) can answer beyond a list.
@@ -359,7 +389,7 @@ fn add_error_responses(doc: &mut Value) -> Result<(), DocumentError> {
             .ok_or_else(|| format!("operation {id} has no responses"))?;
         let guarded = !DISCOVERY.contains(&id.as_str());
         let auth_codes: &[(u16, &str)] = if guarded { AUTH_ERRORS } else { &[] };
-        let watch_codes: &[(u16, &str)] = if id == "list_mxjobs" || id == "watch_mxjobs" {
+        let watch_codes: &[(u16, &str)] = if LISTS_AND_WATCHES.contains(&id.as_str()) {
             WATCH_ERRORS
         } else {
             &[]
@@ -416,7 +446,7 @@ fn add_examples(doc: &mut Value, example: &Value) -> Result<(), DocumentError> {
 /// so generated clients hand the stream over instead of decoding one object.
 fn mark_watch_stream(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
-        if id != "watch_mxjobs" {
+        if !WATCHES.contains(&id.as_str()) {
             continue;
         }
         let content = operation
@@ -680,7 +710,20 @@ fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), DocumentE
         ("read_mxjob_status", None, ("MXJob", seed.clone())),
         ("list_mxjobs", None, ("MXJobList", list_example(seed))),
         (
+            "list_mxjobs_for_all_namespaces",
+            None,
+            ("MXJobList", list_example(seed)),
+        ),
+        (
             "watch_mxjobs",
+            None,
+            (
+                "AddedEvent",
+                json!({ "type": "ADDED", "object": seed.clone() }),
+            ),
+        ),
+        (
+            "watch_mxjobs_for_all_namespaces",
             None,
             (
                 "AddedEvent",

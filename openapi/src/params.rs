@@ -152,6 +152,12 @@ pub struct ListQuery {
     /// Ask a watch for BOOKMARK events carrying the resourceVersion it has
     /// reached.
     pub allow_watch_bookmarks: Option<QueryBool>,
+    /// For a watch (with `resourceVersionMatch=NotOlderThan`): `true`
+    /// starts with an ADDED event per current object and then a BOOKMARK
+    /// annotated `k8s.io/initial-events-end: "true"` (with
+    /// `allowWatchBookmarks`), as a streaming list; `false` starts with
+    /// the changes only.
+    pub send_initial_events: Option<QueryBool>,
 }
 
 /// Query parameters of delete collection: which objects, and how.
@@ -655,38 +661,66 @@ impl ListQuery {
     }
 
     /// The options a watch refuses, as kube-apiserver's
-    /// `ValidateListOptions` does for a watch: `resourceVersionMatch` only
-    /// goes with `sendInitialEvents`, and then only as `NotOlderThan`,
-    /// never with `continue`. This server does not take `sendInitialEvents`,
-    /// so every `resourceVersionMatch` on a watch is refused: `422 Invalid`
-    /// on `ListOptions.meta.k8s.io`, one cause per rule broken.
+    /// `ValidateListOptions` does for a watch (the WatchList feature on):
+    /// `sendInitialEvents` needs `resourceVersionMatch=NotOlderThan`, and
+    /// `resourceVersionMatch` needs `sendInitialEvents`, may only be
+    /// `NotOlderThan`, and never goes with `continue`. `422 Invalid` on
+    /// `ListOptions.meta.k8s.io`, one cause per rule broken.
     pub fn check_watch(&self) -> Result<(), ApiError> {
         const FIELD: &str = "resourceVersionMatch";
-        let Some(version_match) = self
+        let version_match = self
             .resource_version_match
             .as_ref()
-            .filter(|m| !m.as_str().is_empty())
-        else {
-            return Ok(());
-        };
-        let mut errors = vec![FieldError::forbidden(
-            FIELD,
-            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        )];
-        if *version_match != ResourceVersionMatch::NotOlderThan {
-            errors.push(FieldError::not_supported(
-                FIELD,
-                version_match.as_str(),
-                &["NotOlderThan"],
-            ));
-        }
-        if self.continue_.as_deref().is_some_and(|c| !c.is_empty()) {
+            .filter(|m| !m.as_str().is_empty());
+        let mut errors = Vec::new();
+        if self.send_initial_events.is_some()
+            && version_match != Some(&ResourceVersionMatch::NotOlderThan)
+        {
             errors.push(FieldError::forbidden(
                 FIELD,
-                "resourceVersionMatch is forbidden when continue is provided",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
             ));
         }
-        Err(ApiError::invalid_options("ListOptions", &errors))
+        if let Some(version_match) = version_match {
+            if self.send_initial_events.is_none() {
+                errors.push(FieldError::forbidden(
+                    FIELD,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if *version_match != ResourceVersionMatch::NotOlderThan {
+                errors.push(FieldError::not_supported(
+                    FIELD,
+                    version_match.as_str(),
+                    &["NotOlderThan"],
+                ));
+            }
+            if self.continue_.as_deref().is_some_and(|c| !c.is_empty()) {
+                errors.push(FieldError::forbidden(
+                    FIELD,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_options("ListOptions", &errors))
+        }
+    }
+
+    /// What a list (not a watch) refuses: `sendInitialEvents`.
+    pub fn check_list(&self) -> Result<(), ApiError> {
+        if self.send_initial_events.is_some() {
+            return Err(ApiError::invalid_options(
+                "ListOptions",
+                &[FieldError::forbidden(
+                    "sendInitialEvents",
+                    "sendInitialEvents is forbidden for list",
+                )],
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -25,6 +25,9 @@ use serde::Deserialize;
 
 use mxjob_api::error::{ApiError, QUALIFIED_RESOURCE};
 
+/// The resource name of namespaces, the one core resource served.
+pub const NAMESPACES: &str = "namespaces";
+
 /// The verbs of the Kubernetes authorization model this API uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -39,6 +42,22 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// The verb a name means (as Kubernetes spells verbs).
+    pub fn parse(name: &str) -> Option<Verb> {
+        [
+            Verb::Get,
+            Verb::List,
+            Verb::Watch,
+            Verb::Create,
+            Verb::Update,
+            Verb::Patch,
+            Verb::Delete,
+            Verb::DeleteCollection,
+        ]
+        .into_iter()
+        .find(|verb| verb.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "get",
@@ -271,7 +290,7 @@ impl Policy {
             if let Some(resource) = rule
                 .resources
                 .iter()
-                .find(|r| !["mxjobs", "mxjobs/status", "*"].contains(&r.as_str()))
+                .find(|r| !["mxjobs", "mxjobs/status", NAMESPACES, "*"].contains(&r.as_str()))
             {
                 return Err(refused(i, format!("unknown resource {resource:?}")));
             }
@@ -371,19 +390,30 @@ impl Auth {
                     Some((r, sub)) => (r, Some(sub)),
                     None => (resource, None),
                 };
+                // Namespaces are the one core resource here.
+                let (qualified, group) = if group_resource == NAMESPACES {
+                    (NAMESPACES, "")
+                } else {
+                    (QUALIFIED_RESOURCE, "kubeflow.org")
+                };
                 let subject = match name {
-                    Some(name) => format!("{QUALIFIED_RESOURCE} {name:?}"),
-                    None => QUALIFIED_RESOURCE.to_string(),
+                    Some(name) => format!("{qualified} {name:?}"),
+                    None => qualified.to_string(),
                 };
                 let what = match sub {
                     Some(sub) => format!("resource \"{group_resource}/{sub}\""),
                     None => format!("resource \"{group_resource}\""),
                 };
+                let scope = if namespace.is_empty() {
+                    "at the cluster scope".to_string()
+                } else {
+                    format!("in the namespace {namespace:?}")
+                };
                 Err(ApiError::forbidden(
                     name.unwrap_or_default(),
                     format!(
                         "{subject} is forbidden: User {:?} cannot {} {what} in API group \
-                         \"kubeflow.org\" in the namespace {namespace:?}",
+                         {group:?} {scope}",
                         user.name,
                         verb.as_str()
                     ),

@@ -32,12 +32,21 @@ const METHODS: [Method; 7] = [
     Method::OPTIONS,
 ];
 
-/// Paths served but not published in the OpenAPI document, all `GET`.
-pub const UNPUBLISHED_PATHS: [&str; 4] = [
-    "/openapi.json",
-    "/docs",
-    "/openapi/v2",
-    "/api/v1/namespaces/{namespace}",
+/// Paths served but not published in the OpenAPI document, with their
+/// methods.
+pub const UNPUBLISHED_PATHS: [(&str, &[Method]); 9] = [
+    ("/openapi.json", &[Method::GET]),
+    ("/docs", &[Method::GET]),
+    ("/openapi/v2", &[Method::GET]),
+    ("/openapi/v3", &[Method::GET]),
+    ("/openapi/v3/apis/kubeflow.org/v1", &[Method::GET]),
+    ("/api/v1/namespaces", &[Method::GET, Method::POST]),
+    (
+        "/api/v1/namespaces/{namespace}",
+        &[Method::GET, Method::DELETE],
+    ),
+    ("/apis/authorization.k8s.io", &[Method::GET]),
+    ("/apis/authorization.k8s.io/v1", &[Method::GET]),
 ];
 
 /// The prefix of the operation ids of the fallback endpoints; the rest of
@@ -59,12 +68,16 @@ pub fn routes(document: &Value) -> BTreeMap<String, Vec<Method>> {
             routes.entry(path.clone()).or_default().extend(methods);
         }
     }
-    for path in UNPUBLISHED_PATHS {
+    for (path, methods) in UNPUBLISHED_PATHS {
         routes
             .entry(path.to_string())
             .or_default()
-            .push(Method::GET);
+            .extend(methods.iter().cloned());
     }
+    routes
+        .entry("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews".to_string())
+        .or_default()
+        .push(Method::POST);
     routes
 }
 

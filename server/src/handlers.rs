@@ -16,6 +16,7 @@ use std::time::Duration;
 use dropshot::{Path, RequestContext};
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResourceList, APIVersions, DeleteOptions,
 };
@@ -31,10 +32,10 @@ use mxjob_api::wire::{
     stream_response, Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply,
     TextResponse, WatchResponse, WATCH_CONTENT_TYPE,
 };
-use mxjob_api::{discovery, openapi, openapi_v2};
+use mxjob_api::{discovery, openapi, openapi_v2, openapi_v3};
 use slog::info;
 
-use crate::auth::{User, Verb, WatchSlot};
+use crate::auth::{User, Verb, WatchSlot, NAMESPACES};
 use crate::controller::logs::{self, LogError};
 use crate::decode;
 use crate::registry::{self, ListParams, Part, Selection, WatchParams, Written};
@@ -102,24 +103,7 @@ impl MxjobApi for MxjobServer {
         query: QueryString<ListQuery>,
     ) -> Result<ListResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
-        if is_watch(&query) {
-            let response = watch(&rqctx, &namespace, &query, "application/json").await?;
-            return Ok(ListResponse::Watch(response));
-        }
-        authorize(&rqctx, Verb::List, MXJOBS, &namespace, None)?;
-        let query = query.parse()?;
-        let list = rqctx
-            .context()
-            .registry
-            .list(&namespace, &list_params(&query)?)
-            .await?;
-        let pretty = query.pretty();
-        Ok(ListResponse::List(
-            match table::requested(rqctx.request.headers()) {
-                Some(version) => Reply::other(table::for_list(&list, version), pretty),
-                None => Reply::new(list, pretty, Vec::new()),
-            },
-        ))
+        list(&rqctx, Some(&namespace), &query).await
     }
 
     async fn watch_mxjobs(
@@ -129,7 +113,23 @@ impl MxjobApi for MxjobServer {
     ) -> Result<WatchResponse, ApiError> {
         let NamespacePath { namespace } = path.into_inner();
         Ok(WatchResponse(
-            watch(&rqctx, &namespace, &query, WATCH_CONTENT_TYPE).await?,
+            watch(&rqctx, Some(&namespace), &query, WATCH_CONTENT_TYPE).await?,
+        ))
+    }
+
+    async fn list_mxjobs_for_all_namespaces(
+        rqctx: RequestContext<ServerState>,
+        query: QueryString<ListQuery>,
+    ) -> Result<ListResponse, ApiError> {
+        list(&rqctx, None, &query).await
+    }
+
+    async fn watch_mxjobs_for_all_namespaces(
+        rqctx: RequestContext<ServerState>,
+        query: QueryString<ListQuery>,
+    ) -> Result<WatchResponse, ApiError> {
+        Ok(WatchResponse(
+            watch(&rqctx, None, &query, WATCH_CONTENT_TYPE).await?,
         ))
     }
 
@@ -304,15 +304,155 @@ impl MxjobApi for MxjobServer {
         }
     }
 
+    async fn get_openapi_v3_index(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        let index = openapi_v3::index().map_err(ApiError::internal)?;
+        json_response(http::StatusCode::OK, &index, false)
+    }
+
+    async fn get_openapi_v3_group(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        let document = openapi_v3::group_document().map_err(ApiError::internal)?;
+        raw_response("application/json", document.to_vec())
+    }
+
+    async fn create_namespace(
+        rqctx: RequestContext<ServerState>,
+        query: QueryString<WriteQuery>,
+        body: JsonBody<serde_json::Value>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let created = mutate(
+            &rqctx,
+            Verb::Create,
+            NAMESPACES,
+            "",
+            None,
+            move || async move {
+                let query = query.parse()?;
+                *pretty_out = query.pretty();
+                let options = query.options(WriteKind::Create)?;
+                let media_type = body.media_type().map(str::to_string);
+                mxjob_api::params::require_json(media_type.as_deref())?;
+                let bytes = body.read(&context.body_limits).await?;
+                let value = serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+                })?;
+                Ok(context.registry.create_namespace(value, &options).await?)
+            },
+        )
+        .await?;
+        json_response(http::StatusCode::CREATED, &created, pretty)
+    }
+
+    async fn list_namespaces(
+        rqctx: RequestContext<ServerState>,
+        query: QueryString<ReadQuery>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        authorize(&rqctx, Verb::List, NAMESPACES, "", None)?;
+        let pretty = query.parse()?.pretty();
+        let list = rqctx.context().registry.list_namespaces().await?;
+        match table::requested(rqctx.request.headers()) {
+            Some(version) => json_response(
+                http::StatusCode::OK,
+                &table::for_namespaces(&list.items, version),
+                pretty,
+            ),
+            None => json_response(http::StatusCode::OK, &list, pretty),
+        }
+    }
+
     async fn get_namespace(
         rqctx: RequestContext<ServerState>,
         path: Path<NamespacePath>,
+        query: QueryString<ReadQuery>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        // For namespaces, the namespace authorization sees is the one named.
+        authorize(&rqctx, Verb::Get, NAMESPACES, &namespace, Some(&namespace))?;
+        let pretty = query.parse()?.pretty();
+        let found = rqctx.context().registry.get_namespace(&namespace).await?;
+        match table::requested(rqctx.request.headers()) {
+            Some(version) => json_response(
+                http::StatusCode::OK,
+                &table::for_namespaces(std::slice::from_ref(&found), version),
+                pretty,
+            ),
+            None => json_response(http::StatusCode::OK, &found, pretty),
+        }
+    }
+
+    async fn delete_namespace(
+        rqctx: RequestContext<ServerState>,
+        path: Path<NamespacePath>,
+        query: QueryString<DeleteQuery>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let NamespacePath { namespace } = path.into_inner();
+        let context = rqctx.context();
+        let mut pretty = false;
+        let pretty_out = &mut pretty;
+        let ns = namespace.as_str();
+        let deleted = mutate(
+            &rqctx,
+            Verb::Delete,
+            NAMESPACES,
+            ns,
+            Some(ns),
+            move || async move {
+                let query = query.parse()?;
+                *pretty_out = query.pretty();
+                let options = query.options(&[], None)?;
+                Ok(context.registry.delete_namespace(ns, &options).await?)
+            },
+        )
+        .await?;
+        json_response(http::StatusCode::OK, &deleted, pretty)
+    }
+
+    async fn get_authorization_api_group(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIGroup>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(
+            discovery::authorization_group(),
+            false,
+            Vec::new(),
+        ))
+    }
+
+    async fn get_authorization_api_resources(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<Reply<APIResourceList>, ApiError> {
+        admit(&rqctx)?;
+        Ok(Reply::new(
+            discovery::authorization_resources(),
+            false,
+            Vec::new(),
+        ))
+    }
+
+    async fn create_self_subject_access_review(
+        rqctx: RequestContext<ServerState>,
+        body: JsonBody<serde_json::Value>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
         admit(&rqctx)?;
-        let NamespacePath { namespace } = path.into_inner();
-        let bytes =
-            serde_json::to_vec(&namespace_document(&namespace)?).map_err(ApiError::internal)?;
-        raw_response("application/json", bytes)
+        let context = rqctx.context();
+        let user = context.auth.authenticate(rqctx.request.headers())?;
+        let media_type = body.media_type().map(str::to_string);
+        mxjob_api::params::require_json(media_type.as_deref())?;
+        let bytes = body.read(&context.body_limits).await?;
+        let mut review: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?;
+        let allowed = access_review(&context.auth, &user, &review);
+        review["status"] = serde_json::json!({ "allowed": allowed });
+        json_response(http::StatusCode::CREATED, &review, false)
     }
 
     async fn get_docs(
@@ -422,6 +562,22 @@ impl Audited for Written {
 impl Audited for Status {
     fn audit_fields(&self) -> (Option<String>, Option<String>) {
         (self.details.as_ref().and_then(|d| d.name.clone()), None)
+    }
+}
+
+impl Audited for Namespace {
+    fn audit_fields(&self) -> (Option<String>, Option<String>) {
+        let metadata = &self.metadata;
+        (metadata.name.clone(), metadata.resource_version.clone())
+    }
+
+    fn code(&self) -> u16 {
+        // Created once it has a resourceVersion and no deletion timestamp.
+        if self.metadata.deletion_timestamp.is_none() {
+            201
+        } else {
+            200
+        }
     }
 }
 
@@ -623,15 +779,56 @@ async fn patch(
     })
 }
 
+/// A list (or, with `watch=true`, a watch) of one namespace's MXJobs, or
+/// of every namespace's (`None`: authorized at the cluster scope, so only a
+/// caller granted every namespace may ask).
+async fn list(
+    rqctx: &RequestContext<ServerState>,
+    namespace: Option<&str>,
+    query: &QueryString<ListQuery>,
+) -> Result<ListResponse, ApiError> {
+    if is_watch(query) {
+        let response = watch(rqctx, namespace, query, "application/json").await?;
+        return Ok(ListResponse::Watch(response));
+    }
+    authorize(
+        rqctx,
+        Verb::List,
+        MXJOBS,
+        namespace.unwrap_or_default(),
+        None,
+    )?;
+    let query = query.parse()?;
+    query.check_list()?;
+    let list = rqctx
+        .context()
+        .registry
+        .list(namespace, &list_params(&query)?)
+        .await?;
+    let pretty = query.pretty();
+    Ok(ListResponse::List(
+        match table::requested(rqctx.request.headers()) {
+            Some(version) => Reply::other(table::for_list(&list, version), pretty),
+            None => Reply::new(list, pretty, Vec::new()),
+        },
+    ))
+}
+
 /// A watch: authorized, counted against the user's watch limit while it
 /// runs, and ended when the server stops.
 async fn watch(
     rqctx: &RequestContext<ServerState>,
-    namespace: &str,
+    namespace: Option<&str>,
     query: &QueryString<ListQuery>,
     content_type: &'static str,
 ) -> Result<http::Response<dropshot::Body>, ApiError> {
-    let user = authorize(rqctx, Verb::Watch, MXJOBS, namespace, None)?;
+    let user = authorize(
+        rqctx,
+        Verb::Watch,
+        MXJOBS,
+        namespace.unwrap_or_default(),
+        None,
+    )?;
     let query = query.parse()?;
     query.check_watch()?;
     let context = rqctx.context();
@@ -702,6 +899,7 @@ fn watch_params(query: &ListQuery) -> Result<WatchParams, ApiError> {
             query.field_selector.as_deref(),
         )?,
         resource_version: query.resource_version.clone(),
+        initial_events: query.send_initial_events.map(|b| b.0),
         bookmarks: QueryBool::of(query.allow_watch_bookmarks),
         timeout,
     })
@@ -753,19 +951,37 @@ fn watch_stream(
     })
 }
 
-/// `GET /api/v1/namespaces/{name}`: every valid namespace name exists and is
-/// active, since MXJobs may be created in any of them.
-fn namespace_document(name: &str) -> Result<serde_json::Value, ApiError> {
-    if !crate::names::is_dns1123_label(name) {
-        return Err(ApiError::not_found_message(format!(
-            "namespaces {name:?} not found"
-        )));
-    }
-    Ok(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name},
-        "spec": {"finalizers": ["kubernetes"]},
-        "status": {"phase": "Active"},
-    }))
+/// A JSON answer with `code`, compact or indented.
+fn json_response<T: serde::Serialize>(
+    code: http::StatusCode,
+    body: &T,
+    pretty: bool,
+) -> Result<http::Response<dropshot::Body>, ApiError> {
+    let bytes = mxjob_api::wire::to_json(body, pretty).map_err(ApiError::internal)?;
+    http::Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(dropshot::Body::from(bytes))
+        .map_err(ApiError::internal)
+}
+
+/// Whether `user` may do what a `SelfSubjectAccessReview` asks about:
+/// its `spec.resourceAttributes` (verb, group, resource, subresource,
+/// namespace, name) against the policy. Anything this server does not
+/// serve is not allowed.
+fn access_review(auth: &crate::auth::Auth, user: &User, review: &serde_json::Value) -> bool {
+    let attributes = &review["spec"]["resourceAttributes"];
+    let text = |key: &str| attributes[key].as_str().unwrap_or_default();
+    let Some(verb) = Verb::parse(text("verb")) else {
+        return false;
+    };
+    let resource = match (text("group"), text("resource"), text("subresource")) {
+        ("kubeflow.org", MXJOBS, "") => MXJOBS,
+        ("kubeflow.org", MXJOBS, "status") => MXJOBS_STATUS,
+        ("", NAMESPACES, "") => NAMESPACES,
+        _ => return false,
+    };
+    let name = Some(text("name")).filter(|n| !n.is_empty());
+    auth.authorize(user, verb, resource, text("namespace"), name)
+        .is_ok()
 }

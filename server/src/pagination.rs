@@ -74,7 +74,14 @@ impl ContinueToken {
         if wire.rv == 0 {
             return Err(invalid("no resourceVersion"));
         }
-        if !names::is_dns1123_label(&wire.start) {
+        // A name, or for a list of every namespace `namespace/name`.
+        let labels_ok = match wire.start.split_once('/') {
+            Some((namespace, name)) => {
+                names::is_dns1123_label(namespace) && names::is_dns1123_label(name)
+            }
+            None => names::is_dns1123_label(&wire.start),
+        };
+        if !labels_ok {
             return Err(invalid("bad start position"));
         }
         Ok(ContinueToken {
@@ -109,7 +116,8 @@ mod tests {
             forged(r#"{"v":"mxjob.continue/v1","rv":0,"start":"a"}"#),
             forged(r#"{"v":"mxjob.continue/v1","rv":-1,"start":"a"}"#),
             forged(r#"{"v":"mxjob.continue/v1","rv":3,"start":"../../etc"}"#),
-            forged(r#"{"v":"mxjob.continue/v1","rv":3,"start":"a/b"}"#),
+            forged(r#"{"v":"mxjob.continue/v1","rv":3,"start":"a/b/c"}"#),
+            forged(r#"{"v":"mxjob.continue/v1","rv":3,"start":"A/b"}"#),
             forged(r#"{"v":"mxjob.continue/v1","rv":3,"start":""}"#),
             forged(r#"{"v":"mxjob.continue/v1","rv":3,"start":"a","x":1}"#),
             forged(r#"{"v":"mxjob.continue/v1","rv":"3","start":"a"}"#),

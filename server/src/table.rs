@@ -104,6 +104,50 @@ pub fn for_list(list: &MXJobList, api_version: &str) -> Value {
     })
 }
 
+/// Namespaces as a Table, with the columns kubectl shows for them: Name,
+/// Status and Age.
+pub fn for_namespaces(
+    namespaces: &[k8s_openapi::api::core::v1::Namespace],
+    version: &str,
+) -> Value {
+    let now = Utc::now();
+    let rows: Vec<Value> = namespaces
+        .iter()
+        .map(|namespace| {
+            let metadata = &namespace.metadata;
+            let status = namespace
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            let age = metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| human_age(t.0, now))
+                .unwrap_or_else(|| "<unknown>".to_string());
+            json!({
+                "cells": [metadata.name.clone().unwrap_or_default(), status, age],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": metadata,
+                }
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": version,
+        "metadata": {},
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name", "description": "Name of the namespace.", "priority": 0},
+            {"name": "Status", "type": "string", "format": "", "description": "The phase of the namespace.", "priority": 0},
+            {"name": "Age", "type": "string", "format": "", "description": "Time since the namespace was created.", "priority": 0}
+        ],
+        "rows": rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1619,7 +1619,12 @@ async fn methods_a_path_lacks_are_a_405_status_with_allow() {
         (
             Method::PUT,
             format!("{}/api/v1/namespaces/ns", server.url),
-            "GET",
+            "GET, DELETE",
+        ),
+        (
+            Method::PUT,
+            format!("{}/api/v1/namespaces", server.url),
+            "GET, POST",
         ),
         (Method::DELETE, format!("{}/openapi/v2", server.url), "GET"),
     ];

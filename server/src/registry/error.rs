@@ -11,6 +11,18 @@ use crate::store::{Revision, StoreError};
 /// Why a registry operation failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Error {
+    /// No namespace of this name: 404 `NotFound`.
+    #[error("namespaces {name:?} not found")]
+    NamespaceNotFound { name: String },
+    /// The namespace exists: 409 `AlreadyExists`.
+    #[error("namespaces {name:?} already exists")]
+    NamespaceExists { name: String },
+    /// A namespace that failed validation: 422 `Invalid`.
+    #[error("namespace {name:?} is invalid")]
+    InvalidNamespace {
+        name: String,
+        causes: Vec<FieldError>,
+    },
     /// No object of this name: 404 `NotFound`.
     #[error("mxjobs.kubeflow.org {name:?} not found")]
     NotFound { name: String },
@@ -110,6 +122,11 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match error {
             Error::NotFound { name } => ApiError::not_found(&name),
+            Error::NamespaceNotFound { name } => ApiError::namespace_not_found(&name),
+            Error::NamespaceExists { name } => ApiError::namespace_exists(&name),
+            Error::InvalidNamespace { name, causes } => {
+                ApiError::invalid_kind(("", "Namespace"), &name, &causes)
+            }
             Error::AlreadyExists { name } => ApiError::already_exists(&name),
             Error::Conflict { name, cause } => ApiError::conflict(&name, &cause.to_string()),
             Error::ApplyConflict { message, causes } => ApiError::apply_conflict(message, causes),

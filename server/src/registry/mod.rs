@@ -14,6 +14,8 @@
 //!   `dryRun`, delete options;
 //! * [`read`] — get, consistent paged lists, watches, and their conversion
 //!   from store events;
+//! * [`namespaces`] — namespaces: created, or implied by the MXJobs in
+//!   them;
 //! * [`control`] — what the job controller needs beyond the API: every
 //!   job of every namespace, every change to them, status writes and
 //!   deletes conditional on the version it judged.
@@ -41,6 +43,7 @@
 
 mod control;
 mod error;
+mod namespaces;
 mod read;
 mod write;
 
@@ -56,6 +59,8 @@ use crate::store::{KeyValue, Revision, Store};
 
 pub use control::Change;
 pub use error::{Conflict, Error};
+pub use namespaces::{NamespaceList, NAMESPACES_PREFIX};
+pub use read::INITIAL_EVENTS_END;
 pub use write::CONTROLLER_MANAGER;
 
 /// The finalizer that tells the job controller to leave a deleted job's
@@ -141,6 +146,9 @@ pub struct ListParams {
 pub struct WatchParams {
     pub selection: Selection,
     pub resource_version: Option<String>,
+    /// `sendInitialEvents`: whether to start with the current objects
+    /// (and a bookmark ending them); `None` is the classic watch.
+    pub initial_events: Option<bool>,
     pub bookmarks: bool,
     /// The stream ends after this long.
     pub timeout: Duration,

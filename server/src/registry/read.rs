@@ -11,9 +11,14 @@ use serde_json::Value;
 
 use super::{
     namespace_prefix, parse_resource_version, Error, ListParams, Registry, Selection, WatchParams,
+    ALL_NAMESPACES_PREFIX,
 };
 use crate::pagination::ContinueToken;
 use crate::store::{Event, ListOptions, Revision, StoreError};
+
+/// The annotation of the bookmark that ends a streaming list's initial
+/// events.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// How often an idle watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
@@ -24,18 +29,23 @@ impl Registry {
         Ok(self.load(namespace, name).await?.job)
     }
 
-    /// Lists the MXJobs of a namespace that match `params.selection`: all
-    /// of them, or one page of at most `limit`, at one store revision.
-    pub async fn list(&self, namespace: &str, params: &ListParams) -> Result<MXJobList, Error> {
+    /// Lists the MXJobs of a namespace (of every namespace for `None`)
+    /// that match `params.selection`: all of them, or one page of at most
+    /// `limit`, at one store revision.
+    pub async fn list(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<MXJobList, Error> {
         let (revision, start_after) = self.list_start(params).await?;
-        if !crate::names::is_dns1123_label(namespace) {
+        if namespace.is_some_and(|ns| !crate::names::is_dns1123_label(ns)) {
             let revision = match revision {
                 Some(r) => r,
                 None => self.current_revision().await?,
             };
             return Ok(MXJobList::new(Vec::new(), revision.to_string()));
         }
-        let prefix = namespace_prefix(namespace);
+        let prefix = prefix_of(namespace);
         let limit = params.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
         let mut cursor = start_after.map(|name| format!("{prefix}{name}"));
@@ -61,7 +71,9 @@ impl Registry {
             revision = Some(page.revision);
             for (index, kv) in page.items.iter().enumerate() {
                 let job = Self::decode_stored(kv)?;
-                last_examined = job.metadata.name.clone();
+                // Where the next page starts: the name, or for a list of
+                // every namespace `namespace/name`.
+                last_examined = kv.key.strip_prefix(&prefix).map(str::to_string);
                 if params.selection.matches(&job) {
                     items.push(job);
                 }
@@ -163,28 +175,54 @@ impl Registry {
     /// the watch's ERROR event, as Kubernetes does).
     pub async fn watch(
         &self,
-        namespace: &str,
+        namespace: Option<&str>,
         params: WatchParams,
     ) -> Result<BoxStream<'static, Result<WatchEvent, Error>>, Error> {
-        let prefix = namespace_prefix(namespace);
+        let prefix = prefix_of(namespace);
         let version = params
             .resource_version
             .as_deref()
             .filter(|v| !v.is_empty() && *v != "0");
-        let (initial, after) = match version {
-            Some(version) => (Vec::new(), parse_resource_version(version)?),
-            None => {
+        let (initial, after) = match (params.initial_events, version) {
+            // A watch from a resourceVersion, without initial events.
+            (None, Some(version)) => (Vec::new(), parse_resource_version(version)?),
+            // The changes only, from the newest state at least as new as
+            // the resourceVersion (NotOlderThan).
+            (Some(false), version) => {
+                let current = self.current_revision().await?;
+                match version.map(parse_resource_version).transpose()? {
+                    Some(requested) if requested > current => {
+                        return Err(Error::TooNew { current })
+                    }
+                    _ => (Vec::new(), current),
+                }
+            }
+            // The current objects first: without a resourceVersion, or as a
+            // streaming list (sendInitialEvents).
+            (Some(true), _) | (None, None) => {
                 let page = self
                     .store
                     .list(&prefix, ListOptions::default())
                     .await
                     .map_err(|e| Error::from_store(e, ""))?;
+                if let Some(requested) = version.map(parse_resource_version).transpose()? {
+                    if requested > page.revision {
+                        return Err(Error::TooNew {
+                            current: page.revision,
+                        });
+                    }
+                }
                 let mut initial = Vec::new();
                 for kv in &page.items {
                     let job = Self::decode_stored(kv)?;
                     if params.selection.matches(&job) {
                         initial.push(watch_event(WatchEventType::ADDED, &job)?);
                     }
+                }
+                // A streaming list ends its initial events with a bookmark
+                // saying so, which informers wait for before they sync.
+                if params.initial_events == Some(true) && params.bookmarks {
+                    initial.push(initial_events_end(page.revision));
                 }
                 (initial, page.revision)
             }
@@ -256,6 +294,31 @@ fn watch_event(type_: WatchEventType, job: &MXJob) -> Result<WatchEvent, Error> 
         Ok(Value::Object(object)) => Ok(WatchEvent { type_, object }),
         _ => Err(Error::Internal("encoding a watch event".to_string())),
     }
+}
+
+/// The storage prefix of a namespace, or of every namespace.
+fn prefix_of(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(namespace) => namespace_prefix(namespace),
+        None => ALL_NAMESPACES_PREFIX.to_string(),
+    }
+}
+
+/// The bookmark that ends the initial events of a streaming list, annotated
+/// as the Kubernetes API server annotates it.
+fn initial_events_end(revision: Revision) -> WatchEvent {
+    let mut event = bookmark(revision);
+    if let Some(metadata) = event
+        .object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+    {
+        metadata.insert(
+            "annotations".to_string(),
+            serde_json::json!({ INITIAL_EVENTS_END: "true" }),
+        );
+    }
+    event
 }
 
 fn bookmark(revision: Revision) -> WatchEvent {

@@ -669,7 +669,7 @@ impl Registry {
         params: &ListParams,
         options: &DeleteOptions,
     ) -> Result<MXJobList, Error> {
-        let listed = self.list(namespace, params).await?;
+        let listed = self.list(Some(namespace), params).await?;
         for job in &listed.items {
             check_preconditions(options, job)?;
         }
