@@ -61,8 +61,9 @@ const WORKERS: usize = 4;
 const MAX_WRITES: usize = 600;
 /// Replaces of one object before a client moves on to a new one.
 const REPLACES_PER_OBJECT: usize = 4;
-/// How long one request or waiting for the first write may take.
+/// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a restarted server may take to acknowledge its first write.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The annotation each write sets to its sequence number.
 const SEQ: &str = "crash-test/seq";
