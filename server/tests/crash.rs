@@ -24,15 +24,14 @@
 //! count and time, and all traffic stays on 127.0.0.1.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mxjob_client::types;
-use serde_json::{json, Value};
+use mxjob_test_support::new_job_value;
+use mxjob_test_support::process::{ServerCommand, ServerProcess};
+use serde_json::json;
 
 const NAMESPACE: &str = "crash";
 /// Kill points, one per round: how long after the first acknowledged
@@ -62,95 +61,28 @@ const WORKERS: usize = 4;
 const MAX_WRITES: usize = 600;
 /// Replaces of one object before a client moves on to a new one.
 const REPLACES_PER_OBJECT: usize = 4;
-/// How long one request or the server's startup may take.
+/// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a restarted server may take to acknowledge its first write.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The annotation each write sets to its sequence number.
 const SEQ: &str = "crash-test/seq";
 
-/// A running server; killed (SIGKILL) and reaped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn kill(&mut self) {
-        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
-}
-
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("HTTP client")
+    mxjob_test_support::http_client(REQUEST_TIMEOUT)
 }
 
-/// Starts the server on `data` and waits until it answers. A port taken
-/// between choosing and binding it shows as an early exit; then it tries
-/// another.
-async fn start(data: &Path, log: &Path) -> Server {
-    let http = http_client();
-    for _attempt in 0..3 {
-        let port = free_port();
-        let stderr = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("server log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_mxjob-server"))
-            .arg("--store")
-            .arg("sqlite")
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(SERVER_ARGS)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("the server starts");
-        let mut server = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let probe = format!(
-            "{}/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/mxjobs",
-            server.url
-        );
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while Instant::now() < deadline {
-            if server.child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if let Ok(response) = http.get(&probe).send().await {
-                if response.status().is_success() {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server.kill();
-    }
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    panic!("the server did not come up; its log:\n{log}");
+/// Starts the server on `data` and waits until it answers.
+async fn start(data: &Path, log: &Path) -> ServerProcess {
+    ServerCommand::new(env!("CARGO_BIN_EXE_mxjob-server"), log)
+        .args(["--store", "sqlite", "--data-dir"])
+        .args([data])
+        .args(SERVER_ARGS)
+        .ready_path(format!(
+            "/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/mxjobs"
+        ))
+        .start()
+        .await
 }
 
 /// What a client was told about one object, and what it had sent since.
@@ -188,21 +120,10 @@ fn seq_of(job: &types::MxJob) -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
-fn seed() -> Value {
-    serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed is JSON")
-}
-
 /// A job to create: the seed with a fresh name and the sequence annotation.
 fn new_job(name: &str, seq: u64) -> types::MxJob {
-    let mut job = seed();
-    job["metadata"] = json!({
-        "name": name,
-        "namespace": NAMESPACE,
-        "annotations": { SEQ: seq.to_string() },
-    });
-    if let Some(object) = job.as_object_mut() {
-        object.remove("status");
-    }
+    let mut job = new_job_value(NAMESPACE, name);
+    job["metadata"]["annotations"] = json!({ SEQ: seq.to_string() });
     serde_json::from_value(job).expect("the seed is an MXJob")
 }
 
@@ -307,8 +228,8 @@ fn check_integrity(data: &Path) -> u64 {
 
 /// Every acknowledged write is on the restarted server; returns the
 /// highest acknowledged resourceVersion.
-async fn check_acknowledged(server: &Server, objects: &HashMap<String, Known>) -> u64 {
-    let client = mxjob_client::Client::new_with_client(&server.url, http_client());
+async fn check_acknowledged(server: &ServerProcess, objects: &HashMap<String, Known>) -> u64 {
+    let client = mxjob_client::Client::new_with_client(server.url(), http_client());
     let mut highest = 0;
     for (name, known) in objects {
         highest = highest.max(known.acked_version);
@@ -347,8 +268,8 @@ async fn check_acknowledged(server: &Server, objects: &HashMap<String, Known>) -
 
 /// A new write after the restart gets a revision above every
 /// acknowledged one; returns what it was told, for later checks.
-async fn check_revisions_go_on(server: &Server, name: &str, highest: u64) -> Known {
-    let client = mxjob_client::Client::new_with_client(&server.url, http_client());
+async fn check_revisions_go_on(server: &ServerProcess, name: &str, highest: u64) -> Known {
+    let client = mxjob_client::Client::new_with_client(server.url(), http_client());
     let created = client
         .create_mxjob()
         .namespace(NAMESPACE)
@@ -372,7 +293,7 @@ async fn check_revisions_go_on(server: &Server, name: &str, highest: u64) -> Kno
 
 /// Checks a restarted server against everything acknowledged so far,
 /// then writes one more object (`probe`) and records it.
-async fn check_restart(server: &Server, ledger: &Mutex<Ledger>, probe: &str) {
+async fn check_restart(server: &ServerProcess, ledger: &Mutex<Ledger>, probe: &str) {
     let objects = ledger.lock().expect("ledger").objects.clone();
     let highest = check_acknowledged(server, &objects).await;
     let known = check_revisions_go_on(server, probe, highest).await;
@@ -399,7 +320,14 @@ async fn acknowledged_writes_survive_sigkill_mid_storm() {
 
         ledger.lock().expect("ledger").acked_this_round = 0;
         let workers: Vec<_> = (0..WORKERS)
-            .map(|id| tokio::spawn(worker(server.url.clone(), round, id, Arc::clone(&ledger))))
+            .map(|id| {
+                tokio::spawn(worker(
+                    server.url().to_string(),
+                    round,
+                    id,
+                    Arc::clone(&ledger),
+                ))
+            })
             .collect();
         // Kill at this round's point after the first acknowledged write.
         let deadline = Instant::now() + STARTUP_TIMEOUT;

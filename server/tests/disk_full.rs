@@ -46,15 +46,14 @@
 //! 127.0.0.1.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Read;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mxjob_test_support::new_job_value;
+use mxjob_test_support::process::{ServerCommand, ServerProcess};
 use serde_json::{json, Value};
 
 const NAMESPACE: &str = "disk-full";
@@ -76,57 +75,14 @@ const WRITES_AFTER: usize = 16;
 const REPLACES_PER_OBJECT: usize = 3;
 /// How long the clients may take to fill the disk.
 const FILL_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long one request or the server's startup may take.
+/// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The annotation each write sets to its sequence number, and the padding.
 const SEQ: &str = "disk-full-test/seq";
 const PAD: &str = "disk-full-test/pad";
 
-/// A running server; killed (SIGKILL) and reaped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    log_copier: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn kill(&mut self) {
-        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(copier) = self.log_copier.take() {
-            let _ = copier.join();
-        }
-    }
-
-    /// Fails the test if the process has exited.
-    fn assert_alive(&mut self, log: &Path) {
-        if let Some(status) = self.child.try_wait().expect("the server's state") {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("the server exited ({status}) with the disk full; its log:\n{log}");
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
-}
-
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("HTTP client")
+    mxjob_test_support::http_client(REQUEST_TIMEOUT)
 }
 
 /// Limits the files the process may write to `limit` bytes, and has a
@@ -162,8 +118,8 @@ fn limit_file_size(command: &mut Command, limit: libc::rlim_t) {
 
 /// Lifts the file size limit of the running server: the disk has room
 /// again.
-fn lift_file_size_limit(server: &Server) {
-    let pid = i32::try_from(server.child.id())
+fn lift_file_size_limit(server: &ServerProcess) {
+    let pid = i32::try_from(server.pid())
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .expect("the server's pid");
@@ -177,66 +133,22 @@ fn lift_file_size_limit(server: &Server) {
 
 /// Starts the server on `data`, with its files limited to `limit` bytes
 /// if given, and waits until it answers. Its log is appended to `log` by
-/// a thread of this process. A port taken between choosing and binding it
-/// shows as an early exit; then it tries another.
-async fn start(data: &Path, log: &Path, limit: Option<libc::rlim_t>) -> Server {
-    let http = http_client();
-    for _attempt in 0..3 {
-        let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mxjob-server"));
-        command
-            .arg("--store")
-            .arg("sqlite")
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            // No job controller: its status writes would make the
-            // clients' replaces stale.
-            .arg("--controller=false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(limit) = limit {
-            limit_file_size(&mut command, limit);
-        }
-        let mut child = command.spawn().expect("the server starts");
-        let mut stderr = child.stderr.take().expect("the server's stderr");
-        let mut file = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("server log file");
-        let log_copier = std::thread::spawn(move || {
-            let mut buffer = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                let _ = std::io::Write::write_all(&mut file, &buffer[..n]);
-            }
-        });
-        let mut server = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log_copier: Some(log_copier),
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while Instant::now() < deadline {
-            if server.child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if let Ok(response) = http.get(collection(&server.url)).send().await {
-                if response.status().is_success() {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server.kill();
+/// a thread of this process.
+async fn start(data: &Path, log: &Path, limit: Option<libc::rlim_t>) -> ServerProcess {
+    let mut command = ServerCommand::new(env!("CARGO_BIN_EXE_mxjob-server"), log)
+        .args(["--store", "sqlite", "--data-dir"])
+        .args([data])
+        // No job controller: its status writes would make the clients'
+        // replaces stale.
+        .args(["--controller=false"])
+        .ready_path(format!(
+            "/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/mxjobs"
+        ))
+        .log_through_pipe();
+    if let Some(limit) = limit {
+        command = command.configure(move |command| limit_file_size(command, limit));
     }
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    panic!("the server did not come up; its log:\n{log}");
+    command.start().await
 }
 
 fn collection(url: &str) -> String {
@@ -247,10 +159,6 @@ fn object_url(url: &str, name: &str) -> String {
     format!("{}/{name}", collection(url))
 }
 
-fn seed() -> Value {
-    serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed is JSON")
-}
-
 /// Padding that differs from write to write.
 fn padding(seq: u64) -> String {
     let unit = format!("{seq:08}-");
@@ -259,15 +167,8 @@ fn padding(seq: u64) -> String {
 
 /// A job to create: the seed with a fresh name and the annotations.
 fn new_job(name: &str, seq: u64) -> Value {
-    let mut job = seed();
-    job["metadata"] = json!({
-        "name": name,
-        "namespace": NAMESPACE,
-        "annotations": { SEQ: seq.to_string(), PAD: padding(seq) },
-    });
-    if let Some(object) = job.as_object_mut() {
-        object.remove("status");
-    }
+    let mut job = new_job_value(NAMESPACE, name);
+    job["metadata"]["annotations"] = json!({ SEQ: seq.to_string(), PAD: padding(seq) });
     job
 }
 
@@ -391,13 +292,13 @@ async fn worker(url: String, id: usize, ledger: Arc<Mutex<Ledger>>, deadline: In
 /// Every acknowledged object reads back exactly as acknowledged, a list
 /// holds exactly those, and no refused create is there. Returns the
 /// highest acknowledged resourceVersion.
-async fn check_acknowledged(server: &Server, ledger: &Ledger, when: &str) -> u64 {
+async fn check_acknowledged(server: &ServerProcess, ledger: &Ledger, when: &str) -> u64 {
     let http = http_client();
     let mut highest = 0;
     for (name, acked) in &ledger.acked {
         highest = highest.max(version_of(acked));
         let response = http
-            .get(object_url(&server.url, name))
+            .get(object_url(server.url(), name))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{when}: reading {name}: {e:?}"));
@@ -415,7 +316,7 @@ async fn check_acknowledged(server: &Server, ledger: &Ledger, when: &str) -> u64
     }
     for name in &ledger.refused_creates {
         let response = http
-            .get(object_url(&server.url, name))
+            .get(object_url(server.url(), name))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{when}: reading {name}: {e:?}"));
@@ -426,7 +327,7 @@ async fn check_acknowledged(server: &Server, ledger: &Ledger, when: &str) -> u64
         );
     }
     let response = http
-        .get(collection(&server.url))
+        .get(collection(server.url()))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{when}: listing: {e:?}"));
@@ -466,13 +367,18 @@ async fn check_acknowledged(server: &Server, ledger: &Ledger, when: &str) -> u64
 /// Creates a few more large jobs named `prefix-N`, which must all be
 /// acknowledged with increasing resourceVersions above `highest`; records
 /// them in `ledger` and returns the last resourceVersion.
-async fn write_more(server: &Server, prefix: &str, highest: u64, ledger: &mut Ledger) -> u64 {
+async fn write_more(
+    server: &ServerProcess,
+    prefix: &str,
+    highest: u64,
+    ledger: &mut Ledger,
+) -> u64 {
     let http = http_client();
     let mut last = highest;
     for i in 0..WRITES_AFTER {
         let name = format!("{prefix}-{i}");
         let response = http
-            .post(collection(&server.url))
+            .post(collection(server.url()))
             .json(&new_job(&name, i as u64))
             .send()
             .await
@@ -492,9 +398,9 @@ async fn write_more(server: &Server, prefix: &str, highest: u64, ledger: &mut Le
     last
 }
 
-async fn check_version_endpoint(server: &Server, when: &str) {
+async fn check_version_endpoint(server: &ServerProcess, when: &str) {
     let response = http_client()
-        .get(format!("{}/version", server.url))
+        .get(server.url_for("/version"))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{when}: GET /version: {e:?}"));
@@ -541,7 +447,7 @@ async fn full_disk_refuses_writes_with_status_and_loses_no_acknowledged_write() 
     let workers: Vec<_> = (0..WORKERS)
         .map(|id| {
             tokio::spawn(worker(
-                server.url.clone(),
+                server.url().to_string(),
                 id,
                 Arc::clone(&ledger),
                 deadline,
@@ -550,7 +456,7 @@ async fn full_disk_refuses_writes_with_status_and_loses_no_acknowledged_write() 
         .collect();
     for worker in workers {
         if let Err(error) = worker.await {
-            server.assert_alive(&log);
+            server.assert_alive("with the disk full");
             std::panic::resume_unwind(error.into_panic());
         }
     }
@@ -576,11 +482,11 @@ async fn full_disk_refuses_writes_with_status_and_loses_no_acknowledged_write() 
     }
 
     // While full: alive, reads and lists work, refusals left no trace.
-    server.assert_alive(&log);
+    server.assert_alive("with the disk full");
     check_version_endpoint(&server, "while full").await;
     let snapshot = ledger.lock().expect("ledger").clone();
     let highest = check_acknowledged(&server, &snapshot, "while full").await;
-    server.assert_alive(&log);
+    server.assert_alive("with the disk full");
 
     // Room again: the same process takes large writes again.
     lift_file_size_limit(&server);

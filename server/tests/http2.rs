@@ -55,10 +55,7 @@
 //! Every loop is bounded in count and time, and all traffic stays on
 //! 127.0.0.1.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +64,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, SendStream};
 use http::{Method, Request, StatusCode};
+use mxjob_test_support::process::{ServerCommand, ServerProcess};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -82,7 +80,6 @@ const RSS_RETAINED_BYTES: u64 = 64 * 1024 * 1024;
 /// How long one request, handshake or connection close may take before
 /// the server counts as hung; a bound, not a performance expectation.
 const HANG_TIMEOUT: Duration = Duration::from_secs(10);
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a whole flood may take.
 const FLOOD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -112,43 +109,6 @@ const ONE_BYTE_FRAMES: usize = 50_000;
 
 const NAMESPACE: &str = "http2";
 
-/// A running server; killed and reaped when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn assert_alive(&mut self, log: &Path, when: &str) {
-        if let Some(status) = self.child.try_wait().expect("the server's state") {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("{when}: the server exited ({status}); its log:\n{log}");
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
-}
-
 fn http1_client() -> reqwest::Client {
     // No idle connections kept: the server's sockets are counted.
     reqwest::Client::builder()
@@ -160,47 +120,13 @@ fn http1_client() -> reqwest::Client {
 }
 
 /// Starts the memory-store server with `extra` arguments and waits until
-/// it answers. A port taken between choosing and binding it shows as an
-/// early exit; then it tries another.
-async fn start(log: &Path, extra: &[&str]) -> Server {
-    let http = http1_client();
-    for _attempt in 0..3 {
-        let port = free_port();
-        let stderr = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("server log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_mxjob-server"))
-            .args(["--store", "memory", "--controller=false", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("the server starts");
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while Instant::now() < deadline {
-            if server.child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if let Ok(response) = http.get(server.url("/version")).send().await {
-                if response.status().is_success() {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = server.child.kill();
-        let _ = server.child.wait();
-    }
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    panic!("the server did not come up; its log:\n{log}");
+/// it answers.
+async fn start(log: &Path, extra: &[&str]) -> ServerProcess {
+    ServerCommand::new(env!("CARGO_BIN_EXE_mxjob-server"), log)
+        .args(["--store", "memory", "--controller=false"])
+        .args(extra)
+        .start()
+        .await
 }
 
 /// `VmRSS` of a process, in bytes.
@@ -258,16 +184,20 @@ fn mib(bytes: u64) -> f64 {
 /// An HTTP/2 connection: the request handle, and the task driving the
 /// connection. How a connection ended is read from its requests, not from
 /// that task, which is aborted once the client is done with it.
-async fn h2_connect(server: &Server) -> (SendRequest<Bytes>, JoinHandle<Result<(), h2::Error>>) {
+async fn h2_connect(
+    server: &ServerProcess,
+) -> (SendRequest<Bytes>, JoinHandle<Result<(), h2::Error>>) {
     let (send, connection) = h2_handshake(server).await;
     (send, tokio::spawn(connection))
 }
 
 async fn h2_handshake(
-    server: &Server,
+    server: &ServerProcess,
 ) -> (SendRequest<Bytes>, h2::client::Connection<TcpStream, Bytes>) {
     let handshake = async {
-        let tcp = TcpStream::connect(server.addr).await.expect("TCP connect");
+        let tcp = TcpStream::connect(server.addr())
+            .await
+            .expect("TCP connect");
         h2::client::handshake(tcp).await.expect("HTTP/2 handshake")
     };
     tokio::time::timeout(HANG_TIMEOUT, handshake)
@@ -275,10 +205,10 @@ async fn h2_handshake(
         .expect("the HTTP/2 handshake hung")
 }
 
-fn h2_request(server: &Server, method: Method, path: &str) -> Request<()> {
+fn h2_request(server: &ServerProcess, method: Method, path: &str) -> Request<()> {
     let mut request = Request::builder()
         .method(method)
-        .uri(server.url(path))
+        .uri(server.url_for(path))
         .body(())
         .expect("a request");
     if request.method() == Method::POST {
@@ -319,7 +249,7 @@ fn closed(error: &h2::Error) -> String {
 /// is answered 200 ("served"), or fails because the server closed the
 /// connection ("closed: ..."). Fails the test if the request hangs or is
 /// answered otherwise.
-async fn served_or_closed(server: &Server, send: &mut SendRequest<Bytes>) -> String {
+async fn served_or_closed(server: &ServerProcess, send: &mut SendRequest<Bytes>) -> String {
     if let Err(error) = ready(send).await {
         return closed(&error);
     }
@@ -351,9 +281,9 @@ fn server_sockets(pid: u32) -> usize {
 }
 
 /// A fresh HTTP/1.1 and a fresh HTTP/2 `GET /version` are answered 200.
-async fn assert_fresh_requests_answered(server: &Server, when: &str) {
+async fn assert_fresh_requests_answered(server: &ServerProcess, when: &str) {
     let response = http1_client()
-        .get(server.url("/version"))
+        .get(server.url_for("/version"))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{when}: HTTP/1.1 GET /version: {e:?}"));
@@ -392,8 +322,7 @@ async fn assert_fresh_requests_answered(server: &Server, when: &str) {
 /// watched throughout.
 struct Flood {
     name: &'static str,
-    server: Server,
-    log: PathBuf,
+    server: ServerProcess,
     _scratch: tempfile::TempDir,
     rss_before: u64,
     sockets_before: usize,
@@ -413,7 +342,6 @@ impl Flood {
             sockets_before: server_sockets(pid),
             sampler: RssSampler::start(pid),
             server,
-            log,
             _scratch: scratch,
             deadline: Instant::now() + FLOOD_TIMEOUT,
         }
@@ -429,9 +357,9 @@ impl Flood {
 
     /// The server is alive and answers fresh requests.
     async fn check_serving(&mut self, when: &str) {
-        self.server.assert_alive(&self.log, when);
+        self.server.assert_alive(when);
         assert_fresh_requests_answered(&self.server, when).await;
-        self.server.assert_alive(&self.log, when);
+        self.server.assert_alive(when);
     }
 
     /// Once the client has let go of every flooding connection (their

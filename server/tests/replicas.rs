@@ -1,6 +1,6 @@
 //! Several `mxjob-server` replicas over one etcd, proven on the real binary.
 //!
-//! Each test starts a throwaway etcd (see `support/etcd.rs`) and two
+//! Each test starts a throwaway etcd (`mxjob_test_support::etcd`) and two
 //! `mxjob-server --store etcd` child processes on free loopback ports, and
 //! drives them through the generated client:
 //!
@@ -20,27 +20,24 @@
 //! It lives in the server package because only there does Cargo build the
 //! binary for a test and say where it is (`CARGO_BIN_EXE_mxjob-server`).
 //! Every wait is bounded, and all traffic stays on 127.0.0.1. Built only
-//! with the `etcd` feature (on by default).
+//! with the `etcd` feature (which the test crate turns on).
 
 #![cfg(feature = "etcd")]
 
-#[path = "support/etcd.rs"]
-mod etcd;
-
-use std::fs::File;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use mxjob_client::types;
-use serde_json::{json, Value};
-
-use etcd::Etcd;
+use mxjob_test_support::etcd::Etcd;
+use mxjob_test_support::process::{ServerCommand, ServerProcess};
+use mxjob_test_support::{free_port, http_client, new_job_value};
+use serde_json::Value;
 
 const NAMESPACE: &str = "replicas";
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Replaces racing from one resourceVersion, spread over both replicas.
 const RACERS: usize = 8;
@@ -49,74 +46,24 @@ const ROUNDS: usize = 5;
 
 /// A running replica; killed and reaped when dropped.
 struct Replica {
-    child: Child,
+    _server: ServerProcess,
     client: mxjob_client::Client,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
-}
-
-/// Starts `mxjob-server --store etcd` against `etcd` and waits until it
-/// answers; a port taken between choosing and binding it shows as an early
-/// exit, and then it tries another.
+/// Starts `mxjob-server --store etcd` against `etcd` and waits until its
+/// store answers.
 async fn start_replica(etcd: &Etcd, log: &Path) -> Replica {
-    let http = http_client();
-    for _attempt in 0..3 {
-        let port = free_port();
-        let stderr = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("replica log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_mxjob-server"))
-            .args(["--store", "etcd", "--etcd-endpoints", &etcd.endpoint])
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("the server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let mut replica = Replica {
-            child,
-            client: mxjob_client::Client::new_with_client(&url, http.clone()),
-        };
-        let probe = format!("{url}/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/mxjobs");
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while Instant::now() < deadline {
-            if replica.child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if let Ok(response) = http.get(&probe).send().await {
-                if response.status().is_success() {
-                    return replica;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        drop(replica);
+    let server = ServerCommand::new(env!("CARGO_BIN_EXE_mxjob-server"), log)
+        .args(["--store", "etcd", "--etcd-endpoints", &etcd.endpoint])
+        .ready_path(format!(
+            "/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/mxjobs"
+        ))
+        .start()
+        .await;
+    Replica {
+        client: mxjob_client::Client::new_with_client(server.url(), http_client(REQUEST_TIMEOUT)),
+        _server: server,
     }
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    panic!("the replica did not come up; its log:\n{log}");
 }
 
 /// An etcd and two replicas over it (and the directory of their logs).
@@ -129,13 +76,7 @@ async fn cluster() -> (Etcd, Replica, Replica, tempfile::TempDir) {
 }
 
 fn new_job(name: &str) -> types::MxJob {
-    let mut job: Value =
-        serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed is JSON");
-    job["metadata"] = json!({ "name": name, "namespace": NAMESPACE });
-    if let Some(object) = job.as_object_mut() {
-        object.remove("status");
-    }
-    serde_json::from_value(job).expect("the seed is an MXJob")
+    serde_json::from_value(new_job_value(NAMESPACE, name)).expect("the seed is an MXJob")
 }
 
 fn resource_version(job: &types::MxJob) -> String {

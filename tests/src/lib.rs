@@ -84,19 +84,9 @@ pub fn discard() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-/// The seed's body as JSON.
-pub fn seed_value() -> Value {
-    serde_json::from_str(SEED).expect("the seed is JSON")
-}
-
-/// A valid job named `name` in `namespace`, made from the seed without
-/// the server-owned metadata and status a client would not send on create.
-pub fn new_job_value(namespace: &str, name: &str) -> Value {
-    let mut job = seed_value();
-    job["metadata"] = serde_json::json!({ "name": name, "namespace": namespace });
-    job.as_object_mut().map(|o| o.remove("status"));
-    job
-}
+/// The seed's body as JSON, and a job made from it (shared with the
+/// server's own tests).
+pub use mxjob_test_support::{new_job_value, seed_value};
 
 /// [`new_job_value`] as the generated type.
 pub fn new_job(namespace: &str, name: &str) -> types::MxJob {

@@ -18,9 +18,11 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use mxjob_server::store::etcd::{EtcdOptions, EtcdStore};
 use mxjob_server::store::memory::MemoryStore;
 use mxjob_server::store::sqlite::{SqliteOptions, SqliteStore};
 use mxjob_server::store::Store;
+use mxjob_test_support::etcd::Etcd;
 
 /// A store under test, and whatever must outlive it (a temporary directory).
 pub struct Fixture {
@@ -52,14 +54,14 @@ async fn sqlite_fixture() -> Fixture {
 }
 
 /// A fresh etcd per test (each case counts revisions from an empty store),
-/// started from the same helper as the server's replica tests.
-#[path = "../../server/tests/support/etcd.rs"]
-mod etcd_process;
-
+/// started by the same launcher as the server's replica tests.
 async fn etcd_fixture() -> Fixture {
-    let etcd = etcd_process::Etcd::start().await;
+    let etcd = Etcd::start().await;
+    let store = EtcdStore::connect(EtcdOptions::new(vec![etcd.endpoint.clone()]))
+        .await
+        .expect("the store connects to the test etcd");
     Fixture {
-        store: Arc::new(etcd.store().await),
+        store: Arc::new(store),
         _keep: Some(Box::new(etcd)),
     }
 }

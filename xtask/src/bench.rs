@@ -9,7 +9,6 @@
 //! conflicts, so every request is a real write). Results are printed as a
 //! Markdown table with the command line that produced them.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,12 +63,8 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn start(binary: &Path, backend: &str) -> Result<Server> {
-    let port = free_port()?;
+    let port = crate::local_server::free_loopback_address()?.port();
     let mut command = Command::new(binary);
     command
         .args(["--store", backend, "--listen", &format!("127.0.0.1:{port}")])

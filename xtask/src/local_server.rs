@@ -164,8 +164,9 @@ impl Drop for LocalServer {
     }
 }
 
-/// A loopback address with a port nothing listens on.
-fn free_loopback_address() -> Result<SocketAddr> {
+/// A loopback address with a port nothing listens on (the benchmark's
+/// servers take theirs here too).
+pub fn free_loopback_address() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

@@ -1,4 +1,4 @@
-//! The etcd backend (`--store etcd`, cargo feature `etcd`, on by default):
+//! The etcd backend (`--store etcd`, cargo feature `etcd`):
 //! objects live in an etcd cluster, where several `mxjob-server` replicas
 //! can share them.
 //!
@@ -22,13 +22,17 @@
 //! etcd `mod_revision - 1`, and `create_revision` likewise; clients treat
 //! resourceVersions as opaque, and only this server writes the keys.
 //!
-//! * `create` is a transaction: if the key's `create_revision` is 0 (it does
-//!   not exist), put it; otherwise nothing is written and the call fails
-//!   with `AlreadyExists`.
-//! * `update` and `delete` are transactions comparing the key's
-//!   `mod_revision` with the expected one; the failure branch reads the key
-//!   (without its value) to tell `NotFound` from `Conflict`. A transaction
-//!   whose comparison fails writes nothing and does not move the revision.
+//! * `create`, `update` and `delete` are each one transaction whose
+//!   comparison is the write's precondition: the key's `create_revision` is
+//!   0 (it does not exist) for a create, its `mod_revision` is the expected
+//!   one for an update or a delete. The failure branch reads the key
+//!   (without its value), and the shared precondition of `store::cas` turns
+//!   what it read into `AlreadyExists`, `NotFound` or `Conflict`, as on the
+//!   other backends. A transaction whose comparison fails writes nothing and
+//!   does not move the revision. The read-check-append of the other
+//!   backends is not used here: its read and its append would be two
+//!   requests, and another replica could write in between; etcd does the
+//!   comparison and the write atomically.
 //! * `get`, `list` and `current_revision` are linearizable ranges, so a read
 //!   through one replica sees every write acknowledged through another.
 //!   `list` is a range over the prefix at the requested revision with
@@ -60,7 +64,8 @@
 //! and [`Event::Delete`] (with the deleted value), in revision order.
 //!
 //! etcd never drops a slow watcher; it buffers for it. The store instead
-//! forwards each watch through a buffer bounded by [`WATCH_BUFFER`] events
+//! forwards each watch through a buffer bounded by
+//! [`WATCH_BUFFER`](super::WATCH_BUFFER) events
 //! and [`WATCH_BUFFER_BYTES`] (an event carries up to two objects, so a
 //! count alone does not bound memory) and ends the stream when the consumer
 //! lets it fill: a consumer resumes from the last revision it saw. The
@@ -95,16 +100,18 @@ use etcd_client::{
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::cas::Precondition;
 use super::feed::event_bytes;
+use super::keys::{list_start, prefix_end, Start};
 use super::{
     Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+    WATCH_BUFFER,
 };
 
 /// The endpoint `--etcd-endpoints` defaults to.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
-/// Events a watcher may fall behind before it is cut off.
-pub const WATCH_BUFFER: usize = 1024;
-/// Bytes of events a watcher may fall behind before it is cut off.
+/// Bytes of events a watcher may fall behind before it is cut off (as
+/// many events: [`WATCH_BUFFER`](super::WATCH_BUFFER)).
 pub const WATCH_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// The largest etcd response the store accepts (a list of many large
 /// objects is one response); gRPC's default of 4 MiB is too small.
@@ -221,36 +228,40 @@ fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
     })
 }
 
-/// The end of etcd's range over every key that starts with `prefix`: the
-/// prefix with its last byte below 0xff incremented, or `"\0"` (etcd's "to
-/// the end of the keyspace") when there is none.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 /// The etcd range `[start, end)` of the keys under `prefix` that sort
-/// after `start_after`. etcd has no empty key, so the empty start is `"\0"`.
+/// after `start_after`. etcd has no empty key, so the empty start is `"\0"`,
+/// and an end of `"\0"` means "to the end of the keyspace".
 fn key_range(prefix: &str, start_after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
-    let mut start = match start_after {
-        Some(after) if after >= prefix => {
-            // The smallest key greater than `after`.
-            let mut key = after.as_bytes().to_vec();
-            key.push(0);
-            key
+    let mut start = match list_start(prefix, start_after) {
+        Start::At(key) => key.as_bytes().to_vec(),
+        Start::After(key) => {
+            // The smallest key greater than `key`.
+            let mut start = key.as_bytes().to_vec();
+            start.push(0);
+            start
         }
-        _ => prefix.as_bytes().to_vec(),
     };
     if start.is_empty() {
         start.push(0);
     }
-    (start, prefix_end(prefix.as_bytes()))
+    let end = prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]);
+    (start, end)
+}
+
+/// The comparison that makes a transaction's write conditional on
+/// `precondition`.
+fn compare(key: &str, precondition: Precondition) -> Compare {
+    match precondition {
+        Precondition::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
+        Precondition::ModRevision(expected) => {
+            Compare::mod_revision(key, CompareOp::Equal, to_etcd(expected))
+        }
+    }
+}
+
+/// A read of the key's revisions, without its value.
+fn read_revisions(key: &str) -> TxnOp {
+    TxnOp::get(key, Some(GetOptions::new().with_keys_only()))
 }
 
 /// The single range response of a transaction's branch.
@@ -261,17 +272,18 @@ fn only_range(response: &TxnResponse) -> Option<etcd_client::GetResponse> {
     })
 }
 
-/// The error of an update or delete whose revision comparison failed, from
-/// the key as the failure branch read it.
-fn conflict_or_missing(response: &TxnResponse) -> StoreError {
-    match only_range(response)
+/// The error of a write whose comparison failed: the one `precondition`
+/// gives for the key as the failure branch read it.
+fn precondition_failed(response: &TxnResponse, precondition: Precondition) -> StoreError {
+    let current = only_range(response)
         .as_ref()
-        .and_then(|get| get.kvs().first())
-    {
-        Some(current) => StoreError::Conflict {
-            current: from_etcd(current.mod_revision()),
-        },
-        None => StoreError::NotFound,
+        .and_then(|get| get.kvs().first().map(|kv| from_etcd(kv.mod_revision())));
+    match precondition.check(current) {
+        Err(error) => error,
+        // etcd compared what it read and found it not as expected.
+        Ok(()) => StoreError::Backend(format!(
+            "etcd refused a write whose precondition {precondition:?} held"
+        )),
     }
 }
 
@@ -409,12 +421,27 @@ impl EtcdStore {
         }
     }
 
-    async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+    /// Runs `then` in one transaction if `key` meets `precondition`;
+    /// otherwise fails with the error the precondition gives for the key.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        precondition: Precondition,
+        then: Vec<TxnOp>,
+    ) -> Result<TxnResponse, StoreError> {
+        let txn = Txn::new()
+            .when([compare(key, precondition)])
+            .and_then(then)
+            .or_else([read_revisions(key)]);
         let mut kv = self.kv.clone();
-        match self.call(kv.txn(txn)).await {
-            Ok(response) => Ok(response),
-            Err(failure) => Err(self.explain(failure).await),
+        let response = match self.call(kv.txn(txn)).await {
+            Ok(response) => response,
+            Err(failure) => return Err(self.explain(failure).await),
+        };
+        if !response.succeeded() {
+            return Err(precondition_failed(&response, precondition));
         }
+        Ok(response)
     }
 }
 
@@ -450,13 +477,10 @@ impl Store for EtcdStore {
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         let value: Arc<[u8]> = value.into();
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let response = self.txn(txn).await?;
-        if !response.succeeded() {
-            return Err(StoreError::AlreadyExists);
-        }
+        let put = TxnOp::put(key, value.to_vec(), None);
+        let response = self
+            .compare_and_swap(key, Precondition::Absent, vec![put])
+            .await?;
         // A write transaction's header carries the revision it wrote.
         let revision = header_revision(response.header())?;
         Ok(KeyValue {
@@ -474,21 +498,12 @@ impl Store for EtcdStore {
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
         let value: Arc<[u8]> = value.into();
-        let read = || TxnOp::get(key, Some(GetOptions::new().with_keys_only()));
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key,
-                CompareOp::Equal,
-                to_etcd(expected),
-            )])
-            // Reading back after the put (in the same transaction) gives
-            // the key's create_revision without sending the value again.
-            .and_then([TxnOp::put(key, value.to_vec(), None), read()])
-            .or_else([read()]);
-        let response = self.txn(txn).await?;
-        if !response.succeeded() {
-            return Err(conflict_or_missing(&response));
-        }
+        // Reading back after the put (in the same transaction) gives the
+        // key's create_revision without sending the value again.
+        let then = vec![TxnOp::put(key, value.to_vec(), None), read_revisions(key)];
+        let response = self
+            .compare_and_swap(key, Precondition::ModRevision(expected), then)
+            .await?;
         let written = only_range(&response)
             .and_then(|get| get.kvs().first().cloned())
             .ok_or_else(|| {
@@ -507,21 +522,10 @@ impl Store for EtcdStore {
         key: &str,
         expected: Revision,
     ) -> Result<(KeyValue, Revision), StoreError> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key,
-                CompareOp::Equal,
-                to_etcd(expected),
-            )])
-            .and_then([TxnOp::delete(
-                key,
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
-        let response = self.txn(txn).await?;
-        if !response.succeeded() {
-            return Err(conflict_or_missing(&response));
-        }
+        let delete = TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()));
+        let response = self
+            .compare_and_swap(key, Precondition::ModRevision(expected), vec![delete])
+            .await?;
         let revision = header_revision(response.header())?;
         let deleted = response
             .op_responses()
@@ -713,14 +717,6 @@ mod tests {
         assert_eq!(from_etcd(42), 41);
         assert_eq!(from_etcd(0), 0, "etcd's 0 (no key) stays 0");
         assert_eq!(to_etcd(u64::MAX), i64::MAX);
-    }
-
-    #[test]
-    fn prefix_end_is_the_next_byte_string_after_the_prefix() {
-        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end(b"a\xff\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b""), vec![0]);
-        assert_eq!(prefix_end(b"\xff"), vec![0]);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use super::{Event, EventStream, Revision, StoreError};
 
 /// The most events one read hands a watcher.
-const BATCH_EVENTS: usize = 256;
+pub(crate) const BATCH_EVENTS: usize = 256;
 /// The most bytes (as [`event_bytes`] counts them) one read hands a
 /// watcher, unless a single event is larger.
 pub(crate) const BATCH_BYTES: usize = 4 * 1024 * 1024;

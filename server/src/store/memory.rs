@@ -8,6 +8,9 @@
 //! lists, continue tokens and watches that reach further back fail with
 //! [`StoreError::Compacted`] (410 at the API).
 //!
+//! Writes are the shared compare-and-swap of `store::cas`, with the state's
+//! one lock held from the check of the current version to the append.
+//!
 //! # How much history
 //!
 //! The window is bounded twice: by revisions (by default the last
@@ -38,10 +41,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::cas::{self, Change, RevisionLog};
 use super::feed::{follow, Batch, EventLog, EventSource};
+use super::keys::{list_start, Start};
 use super::{
-    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
-    DEFAULT_HISTORY_BYTES,
+    lock, Durability, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
+    StoreError, DEFAULT_HISTORY_BYTES,
 };
 
 /// Revisions kept for lists at a revision and for watches, by default.
@@ -87,36 +92,46 @@ struct State {
     written: watch::Sender<Revision>,
 }
 
+/// Writes go through [`cas`]: the caller holds the state's lock from the
+/// read of the current version to the append.
+impl RevisionLog for State {
+    fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self.current(key))
+    }
+
+    fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError> {
+        Ok(self.write(change))
+    }
+}
+
 impl State {
-    fn latest(&self, key: &str) -> Option<KeyValue> {
+    fn current(&self, key: &str) -> Option<KeyValue> {
         let version = self.keys.get(key)?.last()?;
         to_key_value(key, version)
     }
 
-    fn write(
-        &mut self,
-        key: &str,
-        create_revision: Option<Revision>,
-        value: Option<Arc<[u8]>>,
-    ) -> Revision {
+    fn kept(&self) -> Kept {
+        Kept {
+            compacted: self.compacted,
+            newest: self.revision,
+        }
+    }
+
+    fn write(&mut self, change: Change<'_>) -> Revision {
         self.revision += 1;
         let revision = self.revision;
+        let key = change.key();
         let versions = self.keys.entry(key.to_string()).or_default();
+        // Read from the versions, not the change: a create after a delete
+        // supersedes the delete marker, which is history too.
         let replaced = versions.last().map(|v| {
             v.value.as_ref().map_or(0, |value| value.len()) + key.len() + VERSION_OVERHEAD
         });
-        let prev = versions.last().and_then(|v| to_key_value(key, v));
-        let version = Version {
+        versions.push(Version {
             revision,
-            create_revision: create_revision.unwrap_or(revision),
-            value,
-        };
-        let event = match (to_key_value(key, &version), prev) {
-            (Some(kv), prev) => Some(Event::Put { kv, prev }),
-            (None, Some(prev)) => Some(Event::Delete { prev, revision }),
-            (None, None) => None,
-        };
-        versions.push(version);
+            create_revision: change.create_revision(revision),
+            value: change.value().cloned(),
+        });
         if let Some(bytes) = replaced {
             self.history_bytes += bytes;
             self.superseded.push_back(Superseded {
@@ -125,9 +140,7 @@ impl State {
                 bytes,
             });
         }
-        if let Some(event) = event {
-            self.events.push(event);
-        }
+        self.events.push(change.event(revision));
         // Published once the event is readable (see `feed::follow`).
         self.written.send_replace(revision);
         if revision - self.compacted > 2 * self.window {
@@ -208,9 +221,7 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-written
         // in a way reads trip over, so a poisoned lock is usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -303,22 +314,11 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        Ok(self.state().latest(key))
+        Ok(self.state().current(key))
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
-        let mut state = self.state();
-        if state.latest(key).is_some() {
-            return Err(StoreError::AlreadyExists);
-        }
-        let value: Arc<[u8]> = value.into();
-        let revision = state.write(key, None, Some(Arc::clone(&value)));
-        Ok(KeyValue {
-            key: key.to_string(),
-            value,
-            create_revision: revision,
-            mod_revision: revision,
-        })
+        cas::create(&mut *self.state(), key, value)
     }
 
     async fn update(
@@ -327,21 +327,7 @@ impl Store for MemoryStore {
         expected: Revision,
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
-        let mut state = self.state();
-        let current = state.latest(key).ok_or(StoreError::NotFound)?;
-        if current.mod_revision != expected {
-            return Err(StoreError::Conflict {
-                current: current.mod_revision,
-            });
-        }
-        let value: Arc<[u8]> = value.into();
-        let revision = state.write(key, Some(current.create_revision), Some(Arc::clone(&value)));
-        Ok(KeyValue {
-            key: key.to_string(),
-            value,
-            create_revision: current.create_revision,
-            mod_revision: revision,
-        })
+        cas::update(&mut *self.state(), key, expected, value)
     }
 
     async fn delete(
@@ -349,41 +335,20 @@ impl Store for MemoryStore {
         key: &str,
         expected: Revision,
     ) -> Result<(KeyValue, Revision), StoreError> {
-        let mut state = self.state();
-        let current = state.latest(key).ok_or(StoreError::NotFound)?;
-        if current.mod_revision != expected {
-            return Err(StoreError::Conflict {
-                current: current.mod_revision,
-            });
-        }
-        let revision = state.write(key, Some(current.create_revision), None);
-        Ok((current, revision))
+        cas::delete(&mut *self.state(), key, expected)
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage, StoreError> {
         let state = self.state();
-        let revision = match options.revision {
-            Some(0) | None => state.revision,
-            Some(r) if r < state.compacted => {
-                return Err(StoreError::Compacted {
-                    compacted: state.compacted,
-                })
-            }
-            Some(r) if r > state.revision => {
-                return Err(StoreError::FutureRevision {
-                    current: state.revision,
-                })
-            }
-            Some(r) => r,
-        };
-        let start = match &options.start_after {
-            Some(after) if after.as_str() >= prefix => Bound::Excluded(after.clone()),
-            _ => Bound::Included(prefix.to_string()),
+        let revision = state.kept().list_at(options.revision)?;
+        let start = match list_start(prefix, options.start_after.as_deref()) {
+            Start::At(key) => Bound::Included(key),
+            Start::After(key) => Bound::Excluded(key),
         };
         let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut more = false;
-        for (key, versions) in state.keys.range((start, Bound::Unbounded)) {
+        for (key, versions) in state.keys.range::<str, _>((start, Bound::Unbounded)) {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -405,11 +370,7 @@ impl Store for MemoryStore {
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         let mut state = self.state();
-        if revision > state.revision {
-            return Err(StoreError::FutureRevision {
-                current: state.revision,
-            });
-        }
+        state.kept().check_compact(revision)?;
         state.compact_to(revision);
         Ok(())
     }
@@ -417,11 +378,7 @@ impl Store for MemoryStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
         let written = {
             let state = self.state();
-            if after < state.compacted {
-                return Err(StoreError::Compacted {
-                    compacted: state.compacted,
-                });
-            }
+            state.kept().check_watch(after)?;
             state.written.subscribe()
         };
         let source: Arc<dyn EventSource> = self.shared.clone();
@@ -432,14 +389,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::store::block_on as block;
 
     /// What the byte bound should count, recomputed from the versions:
     /// every version that has a newer one.

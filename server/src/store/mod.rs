@@ -15,17 +15,26 @@
 //! Backends: [`memory`] (volatile, for tests and throwaway servers),
 //! [`sqlite`] (durable, the server's default: a revision log in one SQLite
 //! file) and `etcd` (durable and shared by several replicas; cargo feature
-//! `etcd`, on by default). All pass the same conformance suite,
+//! `etcd`). All pass the same conformance suite,
 //! `tests/tests/store_conformance.rs`.
+//!
+//! What the backends have in common is written once, beside this contract:
+//! the compare-and-swap writes (`cas`: the preconditions and their errors
+//! for all three, the whole read-check-append for memory and SQLite), the
+//! key ranges (`keys`, all three), and for the two in-process backends
+//! which revisions a read may ask for (`Kept`; etcd decides that itself)
+//! and how they serve watches (`feed`).
 
+mod cas;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod feed;
+mod keys;
 pub mod memory;
 pub mod sqlite;
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use futures::Stream;
@@ -37,6 +46,13 @@ pub type Revision = u64;
 /// (`--history-bytes`): the memory store's superseded values, SQLite's
 /// buffer of recent events for watchers.
 pub const DEFAULT_HISTORY_BYTES: usize = 256 * 1024 * 1024;
+
+/// The most events a backend holds in memory for watchers, whatever their
+/// size (each backend bounds their bytes too): SQLite's buffer of recent
+/// events, which watchers that keep up read from, and how many events an
+/// etcd watcher may fall behind before it is cut off. The memory store's
+/// events are its history and bounded as such.
+pub const WATCH_BUFFER: usize = 1024;
 
 /// One key at one revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,48 +135,98 @@ impl Event {
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
 
 /// Why a storage operation failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// `create` found the key.
+    #[error("key already exists")]
     AlreadyExists,
     /// The key does not exist.
+    #[error("key not found")]
     NotFound,
     /// The key's revision is no longer the expected one.
+    #[error("revision conflict (current revision {current})")]
     Conflict { current: Revision },
     /// The requested revision was compacted away.
+    #[error("revision has been compacted (oldest kept is {compacted})")]
     Compacted { compacted: Revision },
     /// The requested revision is newer than the store.
+    #[error("revision is newer than the store (current revision {current})")]
     FutureRevision { current: Revision },
     /// The backend itself failed.
+    #[error("storage backend failed: {0}")]
     Backend(String),
 }
 
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::AlreadyExists => f.write_str("key already exists"),
-            StoreError::NotFound => f.write_str("key not found"),
-            StoreError::Conflict { current } => {
-                write!(f, "revision conflict (current revision {current})")
-            }
-            StoreError::Compacted { compacted } => {
-                write!(
-                    f,
-                    "revision has been compacted (oldest kept is {compacted})"
-                )
-            }
-            StoreError::FutureRevision { current } => {
-                write!(
-                    f,
-                    "revision is newer than the store (current revision {current})"
-                )
-            }
-            StoreError::Backend(message) => write!(f, "storage backend failed: {message}"),
+/// The revisions an in-process backend can read: from `compacted` to
+/// `newest`, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Kept {
+    /// Reads before this revision fail with [`StoreError::Compacted`].
+    pub compacted: Revision,
+    /// The newest revision.
+    pub newest: Revision,
+}
+
+impl Kept {
+    /// The revision a list asked for `requested` reads at: the newest when
+    /// none (or 0) is asked for.
+    pub(crate) fn list_at(self, requested: Option<Revision>) -> Result<Revision, StoreError> {
+        match requested {
+            Some(0) | None => Ok(self.newest),
+            Some(r) if r < self.compacted => Err(StoreError::Compacted {
+                compacted: self.compacted,
+            }),
+            Some(r) if r > self.newest => Err(StoreError::FutureRevision {
+                current: self.newest,
+            }),
+            Some(r) => Ok(r),
         }
+    }
+
+    /// Fails with [`StoreError::Compacted`] when the events after `after`
+    /// are no longer all kept. A revision still to come is fine: the watch
+    /// waits for it.
+    pub(crate) fn check_watch(self, after: Revision) -> Result<(), StoreError> {
+        if after < self.compacted {
+            return Err(StoreError::Compacted {
+                compacted: self.compacted,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails with [`StoreError::FutureRevision`] when compacting to
+    /// `revision` would forget revisions not written yet.
+    pub(crate) fn check_compact(self, revision: Revision) -> Result<(), StoreError> {
+        if revision > self.newest {
+            return Err(StoreError::FutureRevision {
+                current: self.newest,
+            });
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for StoreError {}
+/// Locks a backend's mutex, using the state of a poisoned one: each
+/// backend changes what it locks only in steps that leave it consistent
+/// (see their documentation), so a panic under the lock leaves nothing a
+/// later read trips over.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs a future to completion on a fresh single-threaded runtime (the
+/// backends' unit tests).
+#[cfg(test)]
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
 
 /// A revisioned key-value store.
 #[async_trait]

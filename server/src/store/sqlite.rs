@@ -26,8 +26,13 @@
 //!
 //! Keys are stored as BLOBs so that comparisons are plain byte order (the
 //! order the memory store and etcd use), and a prefix is the range
-//! `prefix <= key < prefix_end`, with `prefix_end` the prefix with its last
-//! byte incremented. No `LIKE`, so `%` and `_` in a key mean nothing special.
+//! `prefix <= key < prefix_end` (see `store::keys`). No `LIKE`, so `%` and
+//! `_` in a key mean nothing special.
+//!
+//! `create`, `update` and `delete` are the shared compare-and-swap of
+//! `store::cas` over this log: the key's newest row is read and checked,
+//! and the new row appended, under the one connection's mutex (below), so
+//! no other write comes between the check and the append.
 //!
 //! # Durability
 //!
@@ -66,7 +71,7 @@
 //! the log itself, a batch at a time — a watch from an old revision, or a
 //! watcher that fell behind. So a slow watcher is never cut off while its
 //! revisions are still in the log, and costs no memory while it is slow.
-//! The buffer is bounded by [`WATCH_BUFFER`] events and by
+//! The buffer is bounded by [`WATCH_BUFFER`](super::WATCH_BUFFER) events and by
 //! [`SqliteOptions::history_bytes`] (`--history-bytes`); nothing else is
 //! kept in memory per revision.
 //!
@@ -96,17 +101,19 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::watch;
 
-use super::feed::{event_bytes, follow, Batch, EventLog, EventSource, BATCH_BYTES};
+use super::cas::{self, Change, RevisionLog};
+use super::feed::{event_bytes, follow, Batch, EventLog, EventSource, BATCH_BYTES, BATCH_EVENTS};
+use super::keys::{list_start, prefix_end, Start};
 use super::{
-    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
-    DEFAULT_HISTORY_BYTES,
+    lock, Durability, Event, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
+    StoreError, DEFAULT_HISTORY_BYTES, WATCH_BUFFER,
 };
 
 /// The database file inside the data directory.
@@ -115,10 +122,12 @@ pub const FILE_NAME: &str = "mxjob.db";
 pub const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of an mxjob database ("mxjb").
 const APPLICATION_ID: i64 = 0x6d78_6a62;
-/// The most recent events kept in memory for watchers.
-pub const WATCH_BUFFER: usize = 1024;
-/// The most events one read of the log hands a watcher.
-const LOG_BATCH: i64 = 256;
+/// The most events one read of the log hands a watcher: as many as one
+/// read of the buffer.
+const LOG_BATCH: i64 = BATCH_EVENTS as i64;
+/// Above every key under the empty prefix: keys are UTF-8, which never
+/// contains 0xFF.
+const KEYS_END: &[u8] = &[0xff];
 /// Revisions compacted per transaction.
 const COMPACTION_BATCH: u64 = 10_000;
 
@@ -211,19 +220,12 @@ impl EventSource for Feed {
         if let Some(batch) = lock(&self.recent).read(prefix, after) {
             return Ok(batch);
         }
-        let inner = Arc::clone(&self.inner);
         let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || {
-            let inner = lock(&inner);
-            if after < inner.compacted {
-                return Err(StoreError::Compacted {
-                    compacted: inner.compacted,
-                });
-            }
+        run(&self.inner, move |inner| {
+            inner.kept().check_watch(after)?;
             inner.events_after(&prefix, after)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
     }
 }
 
@@ -256,18 +258,9 @@ fn key_string(bytes: Vec<u8>) -> Result<String, StoreError> {
         .map_err(|_| StoreError::Backend("a stored key is not valid UTF-8".to_string()))
 }
 
-/// The smallest byte string above every string that starts with `prefix`.
-/// Keys are UTF-8, which never contains 0xFF, so `[0xFF]` bounds them all
-/// (the empty prefix).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0xff]
+/// The end of the range of keys under `prefix` (exclusive).
+fn keys_end(prefix: &str) -> Vec<u8> {
+    prefix_end(prefix.as_bytes()).unwrap_or_else(|| KEYS_END.to_vec())
 }
 
 fn unix_millis(time: SystemTime) -> i64 {
@@ -278,7 +271,9 @@ fn unix_millis(time: SystemTime) -> i64 {
     i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
-impl Inner {
+/// The log under the connection's mutex, which [`cas`] holds from the read
+/// of the newest row to the append.
+impl RevisionLog for Inner {
     fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let row = self
             .conn
@@ -310,23 +305,17 @@ impl Inner {
         })
     }
 
-    /// Appends one row in its own transaction and publishes `event` once
-    /// it is committed. `event` is built from the new revision.
-    fn append(
-        &mut self,
-        key: &str,
-        create_revision: Option<Revision>,
-        prev_revision: Revision,
-        value: Option<&[u8]>,
-        event: impl FnOnce(Revision) -> Event,
-    ) -> Result<Revision, StoreError> {
+    /// Appends one row in its own transaction and publishes its event once
+    /// it is committed.
+    fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError> {
         let revision = self.revision + 1;
         let written_at_ms = unix_millis(SystemTime::now()).max(self.last_written_ms);
         let (id, create_revision, prev_revision) = (
             to_sql(revision)?,
-            to_sql(create_revision.unwrap_or(revision))?,
-            to_sql(prev_revision)?,
+            to_sql(change.create_revision(revision))?,
+            to_sql(change.prev().map_or(0, |prev| prev.mod_revision))?,
         );
+        let (key, value) = (change.key(), change.value().map(|value| &value[..]));
         let transaction = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -354,34 +343,28 @@ impl Inner {
         transaction.commit().map_err(db_error)?;
         self.revision = revision;
         self.last_written_ms = written_at_ms;
-        lock(&self.recent).push(event(revision));
+        lock(&self.recent).push(change.event(revision));
         // Published once the event is readable (see `feed::follow`).
         self.written.send_replace(revision);
         Ok(revision)
     }
+}
+
+impl Inner {
+    fn kept(&self) -> Kept {
+        Kept {
+            compacted: self.compacted,
+            newest: self.revision,
+        }
+    }
 
     fn list(&self, prefix: &str, options: &ListOptions) -> Result<ListPage, StoreError> {
-        let revision = match options.revision {
-            Some(0) | None => self.revision,
-            Some(r) if r < self.compacted => {
-                return Err(StoreError::Compacted {
-                    compacted: self.compacted,
-                })
-            }
-            Some(r) if r > self.revision => {
-                return Err(StoreError::FutureRevision {
-                    current: self.revision,
-                })
-            }
-            Some(r) => r,
+        let revision = self.kept().list_at(options.revision)?;
+        let (lower_op, lower) = match list_start(prefix, options.start_after.as_deref()) {
+            Start::At(key) => (">=", key.as_bytes()),
+            Start::After(key) => (">", key.as_bytes()),
         };
-        // Start at the prefix, or just after the continue key when that
-        // lies further on.
-        let (lower_op, lower) = match &options.start_after {
-            Some(after) if after.as_str() >= prefix => (">", after.as_bytes()),
-            _ => (">=", prefix.as_bytes()),
-        };
-        let upper = prefix_end(prefix.as_bytes());
+        let upper = keys_end(prefix);
         let limit = options.limit.filter(|l| *l > 0);
         // One more than asked for tells whether there are more.
         let sql_limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX - 1) + 1);
@@ -442,7 +425,7 @@ impl Inner {
                 params![
                     to_sql(after)?,
                     prefix.as_bytes(),
-                    prefix_end(prefix.as_bytes()),
+                    keys_end(prefix),
                     LOG_BATCH,
                 ],
                 |r| {
@@ -820,21 +803,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Inner) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&mut lock(&inner)))
-            .await
-            .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        run(&self.inner, f).await
     }
 }
 
-fn lock<T>(inner: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic under the lock rolls back its transaction (the transaction
-    // is dropped), and the cached fields change only after a commit; the
-    // event log changes by whole pushes. A poisoned lock still guards a
-    // consistent state.
-    inner
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Runs `f` on a blocking thread with the connection, locked. A panic under
+/// the lock rolls back its transaction (the transaction is dropped), the
+/// cached fields change only after a commit, and the event log changes by
+/// whole pushes, so a poisoned lock still guards a consistent state.
+async fn run<T, F>(inner: &Arc<Mutex<Inner>>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Inner) -> Result<T, StoreError> + Send + 'static,
+{
+    let inner = Arc::clone(inner);
+    tokio::task::spawn_blocking(move || f(&mut lock(&inner)))
+        .await
+        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
 }
 
 #[async_trait]
@@ -858,24 +843,7 @@ impl Store for SqliteStore {
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         let key = key.to_string();
-        self.run(move |inner| {
-            if inner.latest(&key)?.is_some() {
-                return Err(StoreError::AlreadyExists);
-            }
-            let value: Arc<[u8]> = value.into();
-            let kv = |revision| KeyValue {
-                key: key.clone(),
-                value: Arc::clone(&value),
-                create_revision: revision,
-                mod_revision: revision,
-            };
-            let revision = inner.append(&key, None, 0, Some(&value), |r| Event::Put {
-                kv: kv(r),
-                prev: None,
-            })?;
-            Ok(kv(revision))
-        })
-        .await
+        self.run(move |inner| cas::create(inner, &key, value)).await
     }
 
     async fn update(
@@ -885,33 +853,8 @@ impl Store for SqliteStore {
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
         let key = key.to_string();
-        self.run(move |inner| {
-            let current = inner.latest(&key)?.ok_or(StoreError::NotFound)?;
-            if current.mod_revision != expected {
-                return Err(StoreError::Conflict {
-                    current: current.mod_revision,
-                });
-            }
-            let value: Arc<[u8]> = value.into();
-            let kv = |revision| KeyValue {
-                key: key.clone(),
-                value: Arc::clone(&value),
-                create_revision: current.create_revision,
-                mod_revision: revision,
-            };
-            let revision = inner.append(
-                &key,
-                Some(current.create_revision),
-                current.mod_revision,
-                Some(&value),
-                |r| Event::Put {
-                    kv: kv(r),
-                    prev: Some(current.clone()),
-                },
-            )?;
-            Ok(kv(revision))
-        })
-        .await
+        self.run(move |inner| cas::update(inner, &key, expected, value))
+            .await
     }
 
     async fn delete(
@@ -920,26 +863,8 @@ impl Store for SqliteStore {
         expected: Revision,
     ) -> Result<(KeyValue, Revision), StoreError> {
         let key = key.to_string();
-        self.run(move |inner| {
-            let current = inner.latest(&key)?.ok_or(StoreError::NotFound)?;
-            if current.mod_revision != expected {
-                return Err(StoreError::Conflict {
-                    current: current.mod_revision,
-                });
-            }
-            let revision = inner.append(
-                &key,
-                Some(current.create_revision),
-                current.mod_revision,
-                None,
-                |revision| Event::Delete {
-                    prev: current.clone(),
-                    revision,
-                },
-            )?;
-            Ok((current, revision))
-        })
-        .await
+        self.run(move |inner| cas::delete(inner, &key, expected))
+            .await
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage, StoreError> {
@@ -948,21 +873,15 @@ impl Store for SqliteStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let current = self.current_revision().await?;
-        if revision > current {
-            return Err(StoreError::FutureRevision { current });
-        }
+        self.run(move |inner| inner.kept().check_compact(revision))
+            .await?;
         self.compact_to(revision).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
         let written = self
             .run(move |inner| {
-                if after < inner.compacted {
-                    return Err(StoreError::Compacted {
-                        compacted: inner.compacted,
-                    });
-                }
+                inner.kept().check_watch(after)?;
                 Ok(inner.written.subscribe())
             })
             .await?;
@@ -974,14 +893,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::store::block_on as block;
 
     fn open(dir: &Path) -> SqliteStore {
         SqliteStore::open(dir, SqliteOptions::default()).expect("open")
@@ -995,10 +907,10 @@ mod tests {
     }
 
     #[test]
-    fn prefix_end_is_the_next_byte_string_after_the_prefix() {
-        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end(b"a\xff\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b""), vec![0xff]);
+    fn the_keys_under_the_empty_prefix_end_above_every_utf8_key() {
+        assert_eq!(keys_end("/a/"), b"/a0".to_vec());
+        assert_eq!(keys_end(""), vec![0xff]);
+        assert!(keys_end("").as_slice() > "\u{10ffff}".as_bytes());
     }
 
     #[test]

@@ -1,24 +1,26 @@
-//! A throwaway single-member etcd for tests: Debian's `etcd` (package
-//! `etcd-server`, which `cargo xtask tools` installs) on free loopback ports,
-//! with its data in a fresh temporary directory, killed and removed when
-//! dropped.
+//! A throwaway single-member etcd: Debian's `etcd` (package `etcd-server`,
+//! which `cargo xtask tools` installs) on free loopback ports, with its data
+//! in a fresh temporary directory, killed and removed when dropped.
 //!
-//! Shared by `server/tests/replicas.rs` and `tests/tests/store_conformance.rs`
-//! (each includes this file as a module). A missing etcd fails the test with
-//! the command that installs it: these tests never pass by skipping.
+//! It is ready once it answers a linearizable read: a count-only range
+//! through etcd's JSON gateway (`POST /v3/kv/range`), the same read a
+//! store's first request makes, so the test's first request does not race
+//! etcd's election. A missing etcd fails the test with the command that
+//! installs it: the tests that use it never pass by skipping.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mxjob_server::store::etcd::{EtcdOptions, EtcdStore};
+use crate::free_port;
 
 /// Where Debian's etcd-server puts the binary; `MXJOB_TEST_ETCD` overrides.
 const ETCD: &str = "/usr/bin/etcd";
 /// How long etcd may take to elect itself and answer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A running etcd; killed (SIGKILL) and its data removed when dropped.
 pub struct Etcd {
@@ -34,13 +36,6 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free loopback port")
 }
 
 fn binary() -> PathBuf {
@@ -102,27 +97,23 @@ impl Etcd {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         panic!("etcd did not come up; its log:\n{log}");
     }
-
-    /// A store over this etcd (the conformance suite's fixture uses it).
-    #[allow(dead_code)]
-    pub async fn store(&self) -> EtcdStore {
-        EtcdStore::connect(EtcdOptions::new(vec![self.endpoint.clone()]))
-            .await
-            .expect("the store connects to the test etcd")
-    }
 }
 
 /// Whether etcd answered a linearizable read (so it has elected itself)
 /// before it exited or the timeout passed.
 async fn answers(child: &mut Child, endpoint: &str) -> bool {
+    let http = crate::http_client(PROBE_TIMEOUT);
+    let range = format!("{endpoint}/v3/kv/range");
+    // The key "\0" (base64), counted rather than read; linearizable is
+    // the default.
+    let body = r#"{"key":"AA==","count_only":true}"#;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     while Instant::now() < deadline {
         if child.try_wait().ok().flatten().is_some() {
             return false;
         }
-        let mut options = EtcdOptions::new(vec![endpoint.to_string()]);
-        options.connect_timeout = Duration::from_millis(500);
-        if EtcdStore::connect(options).await.is_ok() {
+        let answer = http.post(&range).body(body).send().await;
+        if answer.is_ok_and(|response| response.status().is_success()) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
