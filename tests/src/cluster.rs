@@ -29,8 +29,10 @@
 //! `admin`, in the group `system:masters`, and [`LIMITED_USER`], in no group
 //! but `system:authenticated`, who may do nothing until a test binds a role
 //! to it. The kubeconfig at [`Cluster::kubeconfig`] has a context for each
-//! ([`ADMIN_CONTEXT`], the current one, and [`LIMITED_CONTEXT`]), and works
-//! with kubectl, client-go and kube-rs.
+//! ([`ADMIN_CONTEXT`], the current one, and [`LIMITED_CONTEXT`]). It is an
+//! ordinary kubeconfig (JSON, the CA inline): the tests read it with
+//! kubectl (client-go) and the Python client, and the harness itself checks
+//! the server's certificate with rustls, the TLS of kube-rs.
 //!
 //! The binaries: `target/acceptance/bin/kube-apiserver`, which `cargo xtask
 //! tools` builds from the Go module proxy, and `/usr/bin/etcd`
@@ -312,7 +314,7 @@ impl Cluster {
             .tempdir()
             .expect("temporary directory");
         let credentials = write_credentials(dir.path());
-        let http = client_trusting(&credentials.ca_pem);
+        let http = client_trusting(&credentials.ca_pem, Some(Duration::from_secs(10)));
         let mut failures = Vec::new();
         for attempt in 0..ATTEMPTS {
             let etcd_url = format!("http://127.0.0.1:{}", free_port());
@@ -408,9 +410,10 @@ impl Cluster {
     }
 
     /// An HTTP client that trusts the cluster's CA (send a token with
-    /// `bearer_auth`).
+    /// `bearer_auth`). Its requests have no overall timeout, so a watch
+    /// may last.
     pub fn http(&self) -> reqwest::Client {
-        client_trusting(&self.ca_pem)
+        client_trusting(&self.ca_pem, None)
     }
 
     /// `kubectl` 1.37 (installed by `cargo xtask tools`) with the cluster's
@@ -451,13 +454,17 @@ fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
 }
 
-fn client_trusting(ca_pem: &str) -> reqwest::Client {
+/// A client that trusts the CA; with `timeout`, every request is cut off
+/// after it (the readiness checks), without one it may last (watches).
+fn client_trusting(ca_pem: &str, timeout: Option<Duration>) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("the CA is PEM");
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .add_root_certificate(ca)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder.build().expect("an HTTP client")
 }
 
 /// Polls `check` until it says yes (true), the process exits or the time

@@ -86,9 +86,9 @@ fn pod(name: &str) -> Value {
 
 /// A Pod is created and stays Pending (nothing runs it); the test writes its
 /// status through `pods/status` as a kubelet would, once over HTTP and once
-/// with kubectl, and reads it back both ways. The main resource ignores a
-/// status change and the status subresource a spec change, as the real API
-/// server does.
+/// with kubectl, and reads it back with kubectl, HTTP and the Python client.
+/// The main resource ignores a status change and the status subresource a
+/// spec change, as the real API server does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_s_status_is_written_through_the_status_subresource_and_read_back() {
     let cluster = Cluster::start().await;
@@ -189,6 +189,27 @@ async fn a_pod_s_status_is_written_through_the_status_subresource_and_read_back(
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("a Pod");
     assert_eq!(body["status"]["phase"], "Succeeded");
+
+    // The kubeconfig is an ordinary one: the Python client (its own
+    // kubeconfig loader, OpenSSL's TLS) reads the Pod with it too.
+    let script = "import sys\n\
+        from kubernetes import client, config\n\
+        config.load_kube_config(config_file=sys.argv[1], context='admin')\n\
+        pod = client.CoreV1Api().read_namespaced_pod_status('worker-0', 'team-a')\n\
+        print(pod.status.phase)\n";
+    let output = tokio::process::Command::new(mxjob_tests::acceptance_tool("venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&cluster.kubeconfig)
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "Succeeded");
 
     // The status subresource changes only the status: a spec in the same
     // patch is dropped.
