@@ -98,7 +98,9 @@ fn go(dir: &Path) -> Command {
     let mut command = Command::new("go");
     command
         .current_dir(dir)
-        .env("GOFLAGS", "-mod=mod")
+        // -buildvcs=false: the scratch module is no repository's, even
+        // when the cache directory lies inside one.
+        .env("GOFLAGS", "-mod=mod -buildvcs=false")
         .env("GOWORK", "off")
         .env("GO111MODULE", "on");
     if std::env::var_os("GOTOOLCHAIN").is_none() {
