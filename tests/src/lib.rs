@@ -1,9 +1,12 @@
 //! Shared harness of the integration tests: an `mxjob-server` running in
 //! this process on an ephemeral loopback port, over a real store, reached
 //! through the generated client (and raw HTTP where the client cannot say
-//! what a test needs to send).
+//! what a test needs to send). [`cluster`] starts a real Kubernetes API
+//! (kube-apiserver over etcd) for the tests that need one.
 
 use std::sync::Arc;
+
+pub mod cluster;
 
 use mxjob_client::types;
 use mxjob_server::registry::Registry;

@@ -11,7 +11,9 @@
 //!   `target/acceptance/`, the real clients the acceptance tests drive:
 //!   Debian's kubectl (unpacked from the `kubernetes-client` package, so it
 //!   cannot clash with another kubectl) and the Python `kubernetes` package
-//!   in a virtualenv.
+//!   in a virtualenv; and upstream `kube-apiserver`, built from the Go
+//!   module proxy into a cache outside the repository (see
+//!   [`kube_apiserver`]), for the tests against a real Kubernetes API.
 //! * `cargo xtask clients` — Python, TypeScript and Go clients generated
 //!   from `openapi/mxjob.json` into `target/clients/`, checked, and the
 //!   programs in `tests/clients/` built against them (see [`clients`]).
@@ -35,6 +37,7 @@ mod bench;
 mod clients;
 mod conformance;
 mod docs;
+mod kube_apiserver;
 mod lint;
 mod local_server;
 mod system;
@@ -105,6 +108,8 @@ fn tools() -> Result<()> {
     toolchain::pip_install_pinned(&python, &PYTHON_ACCEPTANCE)?;
     println!("kubectl 1.37: {}", venv.join("bin/kubectl").display());
     println!("python: {}", python.display());
+
+    kube_apiserver::kube_apiserver()?;
     Ok(())
 }
 
