@@ -6,8 +6,10 @@
 //! what Kubernetes clients look schemas up by: the
 //! `x-kubernetes-group-version-kind` extension on the schema of each kind
 //! (`MXJob`, `MXJobList`, `Status`, `DeleteOptions`, `WatchEvent`).
-//! `kubectl explain mxjob.spec` finds the MXJob schema through it, as it
-//! does in a cluster.
+//! `kubectl explain mxjob.spec` finds the kind through the
+//! `x-kubernetes-group-version-kind` of the operations on `mxjobs` paths
+//! and then the schema through that of the schema, as it does in a
+//! cluster; each operation also names its `x-kubernetes-action`.
 //!
 //! [`document`]: crate::openapi::document
 
@@ -54,9 +56,52 @@ fn built() -> &'static Result<(Vec<u8>, String), DocumentError> {
                 json!([{"group": group, "kind": kind, "version": version}]),
             );
         }
+        let paths = document
+            .pointer_mut("/paths")
+            .and_then(Value::as_object_mut)
+            .ok_or("the document has no paths")?;
+        for (path, item) in paths.iter_mut() {
+            if !path.contains("/mxjobs") {
+                continue;
+            }
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in item.iter_mut() {
+                let (Some(action), Some(operation)) =
+                    (action(path, method), operation.as_object_mut())
+                else {
+                    continue;
+                };
+                operation.insert("x-kubernetes-action".to_string(), json!(action));
+                operation.insert(
+                    "x-kubernetes-group-version-kind".to_string(),
+                    json!({"group": GROUP, "kind": "MXJob", "version": VERSION}),
+                );
+            }
+        }
         let bytes = serde_json::to_vec(&document).map_err(DocumentError::of)?;
         let hash = hash(&bytes);
         Ok((bytes, hash))
+    })
+}
+
+/// The `x-kubernetes-action` the API server writes on an operation on
+/// `path` with `method`; `None` for what is not an operation.
+fn action(path: &str, method: &str) -> Option<&'static str> {
+    let named = path.ends_with("{name}") || path.contains("{name}/");
+    let watch = path.contains("/watch/");
+    Some(match (method, named, watch) {
+        ("get", true, true) => "watch",
+        ("get", false, true) => "watchlist",
+        ("get", true, false) => "get",
+        ("get", false, false) => "list",
+        ("post", _, _) => "post",
+        ("put", _, _) => "put",
+        ("patch", _, _) => "patch",
+        ("delete", true, _) => "delete",
+        ("delete", false, _) => "deletecollection",
+        _ => return None,
     })
 }
 
@@ -100,6 +145,24 @@ mod tests {
         assert_eq!(
             document["components"]["schemas"]["MXJob"]["x-kubernetes-group-version-kind"],
             json!([{"group": "kubeflow.org", "kind": "MXJob", "version": "v1"}])
+        );
+    }
+
+    #[test]
+    fn mxjob_operations_carry_their_kind_and_action() {
+        let document: Value =
+            serde_json::from_slice(group_document().expect("built")).expect("JSON");
+        let item = &document["paths"]["/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}"];
+        assert_eq!(item["put"]["x-kubernetes-action"], "put");
+        assert_eq!(
+            item["put"]["x-kubernetes-group-version-kind"],
+            json!({"group": "kubeflow.org", "kind": "MXJob", "version": "v1"})
+        );
+        let collection = &document["paths"]["/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs"];
+        assert_eq!(collection["get"]["x-kubernetes-action"], "list");
+        assert_eq!(
+            collection["delete"]["x-kubernetes-action"],
+            "deletecollection"
         );
     }
 

@@ -38,6 +38,7 @@ use slog::info;
 use crate::auth::{User, Verb, WatchSlot, NAMESPACES};
 use crate::controller::logs::{self, LogError};
 use crate::decode;
+use crate::protobuf;
 use crate::registry::{self, ListParams, Part, Selection, WatchParams, Written};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
@@ -338,12 +339,8 @@ impl MxjobApi for MxjobServer {
                 let query = query.parse()?;
                 *pretty_out = query.pretty();
                 let options = query.options(WriteKind::Create)?;
-                let media_type = body.media_type().map(str::to_string);
-                mxjob_api::params::require_json(media_type.as_deref())?;
-                let bytes = body.read(&context.body_limits).await?;
-                let value = serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-                })?;
+                let value =
+                    builtin_body(body, &context.body_limits, protobuf::Kind::Namespace).await?;
                 Ok(context.registry.create_namespace(value, &options).await?)
             },
         )
@@ -444,12 +441,12 @@ impl MxjobApi for MxjobServer {
         admit(&rqctx)?;
         let context = rqctx.context();
         let user = context.auth.authenticate(rqctx.request.headers())?;
-        let media_type = body.media_type().map(str::to_string);
-        mxjob_api::params::require_json(media_type.as_deref())?;
-        let bytes = body.read(&context.body_limits).await?;
-        let mut review: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-        })?;
+        let mut review = builtin_body(
+            body,
+            &context.body_limits,
+            protobuf::Kind::SelfSubjectAccessReview,
+        )
+        .await?;
         let allowed = access_review(&context.auth, &user, &review);
         review["status"] = serde_json::json!({ "allowed": allowed });
         json_response(http::StatusCode::CREATED, &review, false)
@@ -963,6 +960,26 @@ fn json_response<T: serde::Serialize>(
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(dropshot::Body::from(bytes))
         .map_err(ApiError::internal)
+}
+
+/// The body of a built-in kind: JSON, or the protobuf client-go sends
+/// for built-in kinds (see [`protobuf`]).
+async fn builtin_body(
+    body: JsonBody<serde_json::Value>,
+    limits: &mxjob_api::wire::BodyLimits,
+    kind: protobuf::Kind,
+) -> Result<serde_json::Value, ApiError> {
+    let media_type = body.media_type().map(str::to_string);
+    if media_type.as_deref() == Some(protobuf::MEDIA_TYPE) {
+        let bytes = body.read(limits).await?;
+        return protobuf::decode(&bytes, kind).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not a protobuf {kind:?}: {e}"))
+        });
+    }
+    mxjob_api::params::require_json(media_type.as_deref())?;
+    let bytes = body.read(limits).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 /// Whether `user` may do what a `SelfSubjectAccessReview` asks about:

@@ -37,6 +37,7 @@ pub mod handlers;
 pub mod json;
 pub mod names;
 pub mod pagination;
+pub mod protobuf;
 pub mod registry;
 pub mod selectors;
 pub mod server;

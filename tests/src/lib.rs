@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 pub mod cluster;
+pub mod kubectl;
 
 use mxjob_client::types;
 use mxjob_server::registry::Registry;

