@@ -361,6 +361,8 @@ async fn current_kubectl_creates_lists_and_deletes_namespaces() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(names, ["implied", "research"], "{table}");
+    // A namespace that holds jobs is as old as its first job.
+    assert!(!table.contains("<unknown>"), "{table}");
 
     let deleted = kubectl.run(&["delete", "namespace", "research"]).await;
     assert_eq!(deleted.trim(), "namespace \"research\" deleted");

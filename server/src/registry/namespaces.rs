@@ -43,11 +43,19 @@ fn not_found(name: &str) -> Error {
     }
 }
 
-/// A namespace that exists because it holds MXJobs.
-fn implicit(name: &str) -> Namespace {
+/// A namespace that exists because it holds MXJobs, `job` one of them
+/// (the first by name). It is as old as that job: kubectl shows an age,
+/// and a namespace is never younger than what it holds.
+fn implicit(name: &str, job: &KeyValue) -> Namespace {
+    let created = serde_json::from_slice::<Value>(&job.value)
+        .ok()
+        .and_then(|job| {
+            serde_json::from_value::<Time>(job["metadata"]["creationTimestamp"].clone()).ok()
+        });
     active(Namespace {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
+            creation_timestamp: created,
             ..Default::default()
         },
         ..Default::default()
@@ -74,8 +82,8 @@ impl Registry {
         Ok(namespace)
     }
 
-    /// Whether any MXJob lives in `name`.
-    async fn holds_jobs(&self, name: &str) -> Result<bool, Error> {
+    /// The first MXJob (by name) in `name`, if it holds any.
+    async fn first_job(&self, name: &str) -> Result<Option<KeyValue>, Error> {
         let page = self
             .store
             .list(
@@ -87,7 +95,7 @@ impl Registry {
             )
             .await
             .map_err(|e| Error::from_store(e, name))?;
-        Ok(!page.items.is_empty())
+        Ok(page.items.into_iter().next())
     }
 
     /// Creates a namespace from a `v1 Namespace` body.
@@ -107,7 +115,7 @@ impl Registry {
                 .collect();
             return Err(Error::InvalidNamespace { name, causes });
         }
-        if self.holds_jobs(&name).await? {
+        if self.first_job(&name).await?.is_some() {
             return Err(Error::NamespaceExists { name });
         }
         let stored = active(Namespace {
@@ -148,8 +156,10 @@ impl Registry {
             .map_err(|e| Error::from_store(e, name))?;
         match stored {
             Some(kv) => Self::decode_namespace(&kv),
-            None if self.holds_jobs(name).await? => Ok(implicit(name)),
-            None => Err(not_found(name)),
+            None => match self.first_job(name).await? {
+                Some(job) => Ok(implicit(name, &job)),
+                None => Err(not_found(name)),
+            },
         }
     }
 
@@ -192,7 +202,7 @@ impl Registry {
             after = Some(format!("{ALL_NAMESPACES_PREFIX}{namespace}0"));
             items
                 .entry(namespace.clone())
-                .or_insert_with(|| implicit(&namespace));
+                .or_insert_with(|| implicit(&namespace, kv));
         }
         Ok(NamespaceList {
             api_version: "v1",
