@@ -805,6 +805,18 @@ fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), DocumentE
             set_examples(operation, "/requestBody/content", name, &id)?;
             shared.insert((*name).to_string(), json!({ "value": value }));
         }
+        // An apply sends the fields its manager wants, not a patch.
+        if let Some(apply) = operation.pointer_mut(&format!(
+            "/requestBody/content/{}",
+            APPLY_PATCH.replace('/', "~1")
+        )) {
+            apply["examples"] =
+                json!({ "AppliedMXJob": { "$ref": "#/components/examples/AppliedMXJob" } });
+            shared.insert(
+                "AppliedMXJob".to_string(),
+                json!({ "value": create_example(seed) }),
+            );
+        }
         let code = if id == "create_mxjob" { "201" } else { "200" };
         let (name, value) = response;
         set_examples(operation, &format!("/responses/{code}/content"), name, &id)?;

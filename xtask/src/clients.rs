@@ -158,14 +158,21 @@ type Generate = fn(&Tools, &Path, &Path, &mut Warnings) -> Result<()>;
 /// that does not compile or types that reject valid bodies, and says what
 /// it changed; a document that needs none comes through unchanged.
 ///
-/// Today there is one: `default: {}` on a property that refers to an object
+/// A request body declared with several media types keeps only
+/// `application/json`: openapi-generator takes the schema of the first
+/// media type (alphabetically `application/apply-patch+yaml`, the
+/// server-side apply of the patch operations) and sends it as the
+/// `Content-Type`, so every patch of its clients would become an apply.
+/// Applies are for clients that choose the media type themselves.
+///
+/// And `default: {}` on a property that refers to an object
 /// schema (`MXJob.status`, `Status.metadata`). It tells a client nothing
 /// (an absent object is empty), but openapi-generator's Go output turns it
 /// into `var status JobStatus = {}`, which is not Go, and openapi-typescript
 /// makes every property with a default required, so a create body would
 /// need a `status`. The default is dropped.
 fn adjust(document: &mut Value) -> Vec<String> {
-    let mut changes = Vec::new();
+    let mut changes = only_json_bodies(document);
     let Some(schemas) = document
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -189,6 +196,42 @@ fn adjust(document: &mut Value) -> Vec<String> {
                 changes.push(format!(
                     "dropped `default: {{}}` from {schema_name}.properties.{property_name} \
                      (the Go client would not compile; TypeScript would require the field)"
+                ));
+            }
+        }
+    }
+    changes
+}
+
+/// See [`adjust`]: request bodies keep `application/json` alone.
+fn only_json_bodies(document: &mut Value) -> Vec<String> {
+    let mut changes = Vec::new();
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return changes;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let Some(content) = operation
+                .pointer_mut("/requestBody/content")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            if content.len() > 1 && content.contains_key("application/json") {
+                let dropped: Vec<String> = content
+                    .keys()
+                    .filter(|m| *m != "application/json")
+                    .cloned()
+                    .collect();
+                content.retain(|media_type, _| media_type == "application/json");
+                changes.push(format!(
+                    "dropped {} from the request body of {} {path} (generated clients \
+                     would send it for every call)",
+                    dropped.join(", "),
+                    method.to_uppercase()
                 ));
             }
         }
@@ -577,6 +620,36 @@ mod tests {
         assert_eq!(properties["labels"]["default"], json!({}));
         assert_eq!(properties["replicas"]["default"], 1);
         assert_eq!(properties["spec"]["default"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn adjust_keeps_only_json_request_bodies_where_there_are_several() {
+        let mut document = json!({"paths": {
+            "/jobs/{name}": {
+                "patch": {"requestBody": {"content": {
+                    "application/apply-patch+yaml": {"schema": {"$ref": "#/components/schemas/Job"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Patch"}}
+                }}},
+                "put": {"requestBody": {"content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Job"}}
+                }}}
+            }
+        }});
+        let before_put = document["paths"]["/jobs/{name}"]["put"].clone();
+        let changes = adjust(&mut document);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(
+            changes[0].contains("application/apply-patch+yaml"),
+            "{changes:?}"
+        );
+        let content = &document["paths"]["/jobs/{name}"]["patch"]["requestBody"]["content"];
+        assert_eq!(
+            content
+                .as_object()
+                .map(|c| c.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["application/json".to_string()])
+        );
+        assert_eq!(document["paths"]["/jobs/{name}"]["put"], before_put);
     }
 
     #[test]
