@@ -750,8 +750,14 @@ async fn a_restarted_server_restarts_the_jobs_it_was_running() {
         .await;
     assert_eq!(job["status"]["startTime"], running["status"]["startTime"]);
     h.wait_started("resume", 6).await;
+    // A replica records its pid before its run: wait for the runs too.
+    let deadline = Instant::now() + WAIT;
     for replica in ["scheduler", "server", "worker"] {
-        assert_eq!(h.runs(&format!("count-resume-{replica}-0")), 2, "{replica}");
+        let file = format!("count-resume-{replica}-0");
+        while h.runs(&file) < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(h.runs(&file), 2, "{replica}");
     }
     std::fs::write(&go, "").expect("marker");
     h.wait_for("resume", "Succeeded", |job| holds(job, "Succeeded"))
