@@ -3,6 +3,7 @@
 //! CPU while a measurement ran (the machine is shared, so every number
 //! says how busy it was).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,12 @@ fn ticks_per_second() -> f64 {
 
 /// CPU seconds (user and system, all threads) a live process has used.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// The user and system CPU seconds of a `/proc/…/stat` file.
+fn stat_cpu_seconds(path: &Path) -> Result<f64> {
+    let stat = std::fs::read_to_string(path)?;
     // The command name (field 2) is in parentheses and may hold spaces.
     let rest = stat
         .rsplit_once(')')
@@ -31,6 +37,25 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let utime: f64 = fields.get(11).context("no utime")?.parse()?;
     let stime: f64 = fields.get(12).context("no stime")?.parse()?;
     Ok((utime + stime) / ticks_per_second())
+}
+
+/// CPU seconds of each thread of a live process, summed by thread name
+/// (`tokio-rt-worker`, …; threads without a name of their own carry the
+/// program's).
+pub fn thread_cpu_seconds(pid: u32) -> Result<HashMap<String, f64>> {
+    let mut by_name = HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        let (Ok(name), Ok(seconds)) = (
+            std::fs::read_to_string(task.join("comm")),
+            stat_cpu_seconds(&task.join("stat")),
+        ) else {
+            // The thread ended meanwhile.
+            continue;
+        };
+        *by_name.entry(name.trim().to_string()).or_default() += seconds;
+    }
+    Ok(by_name)
 }
 
 /// Resident memory of a process, in KiB.

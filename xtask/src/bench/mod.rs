@@ -508,7 +508,7 @@ fn replace_table(rows: &[ReplaceRow]) -> String {
     let _ = writeln!(
         out,
         "| target | wrk threads × connections | replaces/s | ratio to ceiling | p50 ms | p99 ms | \
-         not 200 | server CPU | etcd CPU | wrk CPU | other processes' CPU |"
+         not 200 | server CPU (tokio threads + others) | etcd CPU | wrk CPU | other processes' CPU |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -535,8 +535,8 @@ fn replace_table(rows: &[ReplaceRow]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {label} | {} × {} | {:.0} | {ratio} | {:.2} | {:.2} | {} | {:.0}% | {etcd} | \
-             {:.0}% | {:.0}% |",
+            "| {label} | {} × {} | {:.0} | {ratio} | {:.2} | {:.2} | {} | {:.0}% ({:.0}% + {:.0}%) \
+             | {etcd} | {:.0}% | {:.0}% |",
             row.threads,
             row.connections,
             m.per_second(),
@@ -544,6 +544,8 @@ fn replace_table(rows: &[ReplaceRow]) -> String {
             m.p99_ms,
             m.failed + m.lost,
             m.percent(m.target_cpu[0]),
+            m.percent(m.worker_cpu),
+            m.percent(m.target_cpu[0] - m.worker_cpu),
             m.percent(m.wrk_cpu),
             m.others_percent(),
         );

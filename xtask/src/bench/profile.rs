@@ -20,6 +20,7 @@
 //! --inclusive=yes` of each (`*.inclusive.txt`). Printed: the instructions
 //! per replace of the functions of [`PROBES`], by category.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -35,24 +36,43 @@ use crate::local_server::{self, free_loopback_address, LocalServer, Ready};
 const WARM_UP: usize = 100;
 
 /// Functions whose inclusive cost is reported, by category: (category,
-/// what, the function's name as callgrind_annotate prints it, or a prefix
-/// of it ending in `*`). Inclusive costs nest: a category's first row is
-/// its whole, the rows under it are parts of it.
+/// what, the function's name as callgrind names it — a trailing `*` makes
+/// it a prefix, `<*>` stands for any generic arguments). Inclusive costs
+/// nest: a row's cost includes what the functions it calls cost, so rows
+/// of one request overlap (the replace handler includes the registry,
+/// which includes the decodes). A function that reaches itself through
+/// others (serde's visitors of nested values) is over-counted, so none is
+/// listed here.
 pub const PROBES: &[(&str, &str, &str)] = &[
     ("all", "every instruction of the process", "TOTAL"),
     (
-        "HTTP/dropshot",
-        "a connection's task: hyper, dropshot, the handler",
-        "hyper::proto::h1::dispatch::Dispatcher<*>::poll_catch",
+        "threads",
+        "the tokio worker threads (the rest: the log thread)",
+        "tokio::runtime::scheduler::multi_thread::worker::run",
     ),
     (
         "HTTP/dropshot",
-        "dropshot's handling of one request (handler included)",
-        "dropshot::server::http_request_handle::{{closure}}",
+        "hyper's connection task: reading, parsing, writing",
+        "<hyper_util::server::graceful::GracefulConnectionFuture<C,F> as core::future::future::Future>::poll",
+    ),
+    (
+        "HTTP/dropshot",
+        "dropshot's request task: routing, extractors, handler, response",
+        "dropshot::server::http_request_handle::{{closure}}::{{closure}}",
+    ),
+    (
+        "HTTP/dropshot",
+        "routing",
+        "dropshot::router::HttpRouter<Context>::lookup_route",
+    ),
+    (
+        "HTTP/dropshot",
+        "extractors and the handler",
+        "<FuncType as dropshot::handler::HttpHandlerFunc<*>::handle_request::{{closure}}",
     ),
     (
         "handler",
-        "the replace handler (registry included)",
+        "mxjob's replace handler: authorization, body, registry, audit line",
         "mxjob_server::server::replace::{{closure}}",
     ),
     (
@@ -61,9 +81,14 @@ pub const PROBES: &[(&str, &str, &str)] = &[
         "mxjob_server::wire::JsonBody<T>::read::{{closure}}",
     ),
     (
-        "registry",
-        "Registry::replace (decode, load, update, store)",
-        "mxjob_server::registry::Registry::replace::{{closure}}",
+        "JSON decode",
+        "the ceiling: body → Value (dropshot's TypedBody)",
+        "<dropshot::extractor::body::TypedBody<BodyType> as dropshot::extractor::common::ExclusiveExtractor>::from_request::{{closure}}",
+    ),
+    (
+        "JSON decode",
+        "serde_json::from_slice, every caller",
+        "serde_json::de::from_trait",
     ),
     (
         "JSON decode",
@@ -72,88 +97,131 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "Value → MXJob (decode_job)",
+        "Value → MXJob (decode_job: serde_ignored, serde_path_to_error)",
         "mxjob_server::registry::decode_job",
     ),
     (
         "JSON decode",
-        "stored bytes → MXJob (decode_stored), every caller",
+        "stored bytes → MXJob (decode_stored; calls = decodes)",
         "mxjob_server::registry::Registry::decode_stored",
     ),
     (
         "registry",
-        "Registry::update (checks, validation, write)",
+        "load: the store's get and a decode",
+        "mxjob_server::registry::Registry::load::{{closure}}",
+    ),
+    (
+        "registry",
+        "update: checks, validation, write_update",
         "mxjob_server::registry::Registry::update::{{closure}}",
     ),
     (
         "validation",
-        "validate_update",
+        "validate_update: validate_object, four to_value, diff",
         "mxjob_server::validation::validate_update",
     ),
     (
         "validation",
-        "validate_status",
-        "mxjob_server::validation::validate_status",
+        "validate_object",
+        "mxjob_server::validation::validate_object",
+    ),
+    (
+        "validation",
+        "diff of the two specs as Values",
+        "mxjob_server::validation::diff",
     ),
     (
         "registry",
-        "write_update (compare, encode, store, decode back)",
+        "write_update: compare, encode, store, decode back",
         "mxjob_server::registry::Registry::write_update::{{closure}}",
     ),
     (
         "JSON encode",
-        "MXJob → stored bytes (encode_for_store, with its clone)",
+        "encode_for_store: a clone and to_vec",
         "mxjob_server::registry::Registry::encode_for_store",
     ),
+    (
+        "JSON encode",
+        "MXJob serialized (calls = encodes of the whole object)",
+        "mxjob_server::model::_::<impl serde_core::ser::Serialize for mxjob_server::model::MXJob>::serialize",
+    ),
+    (
+        "JSON encode",
+        "MXJobSpec serialized (in MXJob, and as Values in validate_update)",
+        "mxjob_server::model::_::<impl serde_core::ser::Serialize for mxjob_server::model::MXJobSpec>::serialize",
+    ),
+    (
+        "JSON encode",
+        "ObjectMeta serialized",
+        "<k8s_openapi::v1_33::apimachinery::pkg::apis::meta::v1::object_meta::ObjectMeta as serde_core::ser::Serialize>::serialize",
+    ),
+    (
+        "clones",
+        "MXJob cloned",
+        "<mxjob_server::model::MXJob as core::clone::Clone>::clone",
+    ),
+    (
+        "drops",
+        "Values dropped",
+        "core::ptr::drop_in_place<serde_json::value::Value>",
+    ),
+    (
+        "drops",
+        "MXJobs dropped",
+        "core::ptr::drop_in_place<mxjob_server::model::MXJob>",
+    ),
+    ("allocation", "malloc", "malloc"),
+    ("allocation", "free", "free"),
     (
         "store",
         "MemoryStore::update",
         "<mxjob_server::store::memory::MemoryStore as mxjob_server::store::Store>::update::{{closure}}",
     ),
     (
-        "store",
-        "MemoryStore::get",
-        "<mxjob_server::store::memory::MemoryStore as mxjob_server::store::Store>::get::{{closure}}",
-    ),
-    (
         "response",
-        "Reply → bytes (to_result)",
+        "mxjob's Reply → bytes (to_json, and the object dropped)",
         "<mxjob_server::wire::Reply<T,C> as dropshot::handler::HttpResponse>::to_result",
     ),
     (
-        "logging",
-        "the audit line (mutate, after the write)",
-        "slog::Logger::log",
+        "response",
+        "the ceiling: Value → bytes",
+        "<T as dropshot::handler::HttpResponseContent>::to_response",
     ),
     (
         "logging",
-        "the log thread (slog-async → slog-term → stderr)",
-        "slog_async::AsyncCore::spawn_thread::{{closure}}",
+        "handing records to the log thread (slog-async)",
+        "<slog_async::AsyncCore as slog::Drain>::log",
+    ),
+    (
+        "logging",
+        "the log thread formatting records (slog-term)",
+        "<slog_term::FullFormat<D> as slog::Drain>::log",
+    ),
+    (
+        "logging",
+        "unbuffered writes to stderr (calls = write(2) calls)",
+        "<&std::io::stdio::Stderr as std::io::Write>::write",
     ),
     (
         "watch fan-out",
-        "store events to watchers (feed::follow)",
-        "mxjob_server::store::feed::follow::{{closure}}",
+        "the store's event log read by watchers (the controller's)",
+        "mxjob_server::store::feed::EventLog::read",
     ),
     (
         "controller",
-        "the controller's watch loop (lead)",
+        "the controller's watch loop: decoding each change, handing it over",
         "mxjob_server::controller::lead::{{closure}}",
     ),
     (
         "controller",
-        "Registry::watch_all's decode of each change",
-        "mxjob_server::registry::Registry::watch_all::{{closure}}::{{closure}}",
-    ),
-    (
-        "controller",
-        "the job tasks (job::run)",
+        "the job's task: taking the new object, reconciling",
         "mxjob_server::controller::job::run::{{closure}}",
     ),
 ];
 
-/// Builds mxjob-server with debug symbols (`target/profiling/`).
-fn build() -> Result<PathBuf> {
+/// Builds mxjob-server and bench-ceiling with debug symbols
+/// (`target/profiling/`).
+fn build() -> Result<(PathBuf, PathBuf)> {
     let built = local_server::build_binaries(&[
         "--config",
         "profile.profiling.inherits=\"release\"",
@@ -165,8 +233,15 @@ fn build() -> Result<PathBuf> {
         "mxjob-server",
         "--bin",
         "mxjob-server",
+        "--package",
+        "bench-ceiling",
+        "--bin",
+        "bench-ceiling",
     ])?;
-    local_server::executable(&built, "mxjob-server")
+    Ok((
+        local_server::executable(&built, "mxjob-server")?,
+        local_server::executable(&built, "bench-ceiling")?,
+    ))
 }
 
 fn callgrind_control(args: &[&str]) -> Result<()> {
@@ -197,167 +272,299 @@ async fn replaces(api: &Api, mut object: Value, count: usize) -> Result<Value> {
     Ok(object)
 }
 
-/// The inclusive costs callgrind_annotate printed, by function.
-fn inclusive_costs(annotated: &str) -> (u64, Vec<(u64, String)>) {
-    let number = |text: &str| text.replace(',', "").parse::<u64>().ok();
-    let mut total = 0;
-    let mut functions = Vec::new();
-    for line in annotated.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_suffix("PROGRAM TOTALS") {
-            total = number(rest.split_whitespace().next().unwrap_or("")).unwrap_or(0);
-            continue;
-        }
-        let Some((cost, rest)) = line.split_once(' ') else {
-            continue;
-        };
-        let Some(cost) = number(cost) else { continue };
-        // `1,234 (12.3%)  file:function [binary]`
-        let rest = rest.trim_start();
-        let rest = match rest.strip_prefix('(') {
-            Some(r) => r.split_once(')').map_or(r, |(_, after)| after).trim_start(),
-            None => rest,
-        };
-        let function = rest
-            .split_once(':')
-            .map_or(rest, |(_, f)| f)
-            .trim_end_matches(|c| c != ']')
-            .rsplit_once(" [")
-            .map_or(rest, |(f, _)| f)
-            .to_string();
-        functions.push((cost, function));
-    }
-    (total, functions)
+/// The costs of a callgrind dump by function name, summed over the source
+/// files a function's code comes from (callgrind_annotate lists a function
+/// once per file its inlined code comes from, with overlapping inclusive
+/// costs).
+#[derive(Default)]
+struct Costs {
+    total: u64,
+    /// Own instructions and those of what it calls (recursive calls counted once).
+    inclusive: HashMap<String, u64>,
+    /// Calls into each function from other functions.
+    calls: HashMap<String, u64>,
 }
 
-/// The cost of the function `pattern` names (a trailing `*` is a prefix;
-/// `<*>` stands for generic arguments), summed over its instances.
-fn cost_of(functions: &[(u64, String)], pattern: &str) -> u64 {
-    let matches = |name: &str| -> bool {
-        if let Some((before, after)) = pattern.split_once("<*>") {
-            name.starts_with(before) && name.ends_with(after)
-        } else if let Some(prefix) = pattern.strip_suffix('*') {
-            name.starts_with(prefix)
-        } else {
-            name == pattern
+/// A function name without callgrind's recursion-depth suffix (`'2`).
+fn base_name(name: &str) -> &str {
+    match name.rsplit_once('\'') {
+        Some((base, depth)) if !depth.is_empty() && depth.bytes().all(|b| b.is_ascii_digit()) => {
+            base
         }
-    };
-    // A function that shows up once per binary or file is summed; the
-    // same name twice with the same cost is one function seen twice.
-    let mut costs: Vec<u64> = functions
-        .iter()
-        .filter(|(_, name)| matches(name))
-        .map(|(cost, _)| *cost)
-        .collect();
-    costs.dedup();
-    costs.iter().sum()
+        _ => name,
+    }
+}
+
+impl Costs {
+    /// Reads a callgrind output file (one event, `Ir`).
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        let mut costs = Costs::default();
+        let mut names: HashMap<String, String> = HashMap::new();
+        // `fn=(12) name` defines a name, `fn=(12)` refers to it again.
+        let mut resolve = |spec: &str| -> String {
+            let spec = spec.trim();
+            if let Some(rest) = spec.strip_prefix('(') {
+                if let Some((id, name)) = rest.split_once(')') {
+                    let name = name.trim();
+                    if name.is_empty() {
+                        return names.get(id).cloned().unwrap_or_default();
+                    }
+                    names.insert(id.to_string(), name.to_string());
+                    return name.to_string();
+                }
+            }
+            spec.to_string()
+        };
+        let mut function = String::new();
+        let mut callee: Option<String> = None;
+        let mut call_pending = false;
+        for line in text.lines() {
+            if let Some(spec) = line.strip_prefix("fn=") {
+                function = base_name(&resolve(spec)).to_string();
+            } else if let Some(spec) = line.strip_prefix("cfn=") {
+                callee = Some(base_name(&resolve(spec)).to_string());
+            } else if let Some(spec) = line.strip_prefix("calls=") {
+                let count: u64 = spec
+                    .split_whitespace()
+                    .next()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                if let Some(callee) = &callee {
+                    if *callee != function {
+                        *costs.calls.entry(callee.clone()).or_default() += count;
+                    }
+                }
+                call_pending = true;
+            } else if let Some(total) = line.strip_prefix("summary:") {
+                costs.total = total.trim().parse().unwrap_or(0);
+            } else if line.starts_with(|c: char| c.is_ascii_digit() || "+-*".contains(c)) {
+                let cost: u64 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let recursive = call_pending && callee.as_deref() == Some(function.as_str());
+                if !recursive {
+                    *costs.inclusive.entry(function.clone()).or_default() += cost;
+                }
+                call_pending = false;
+            }
+        }
+        Ok(costs)
+    }
+
+    /// The functions `pattern` names: exactly, or by prefix with a
+    /// trailing `*`, or with `<*>` standing for generic arguments.
+    fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.inclusive.keys().filter(move |name| {
+            if let Some((before, after)) = pattern.split_once("<*>") {
+                name.starts_with(before) && name.ends_with(after)
+            } else if let Some(prefix) = pattern.strip_suffix('*') {
+                name.starts_with(prefix)
+            } else {
+                name.as_str() == pattern
+            }
+        })
+    }
+
+    /// Inclusive cost and calls of what `pattern` names, summed.
+    fn of(&self, pattern: &str) -> (u64, u64) {
+        if pattern == "TOTAL" {
+            return (self.total, 0);
+        }
+        self.matching(pattern).fold((0, 0), |(cost, calls), name| {
+            (
+                cost + self.inclusive[name],
+                calls + self.calls.get(name).copied().unwrap_or(0),
+            )
+        })
+    }
+
+    /// Every function with its inclusive cost and calls per replace,
+    /// costliest first.
+    fn listing(&self, replaces: u64) -> String {
+        let mut rows: Vec<(&String, &u64)> = self.inclusive.iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut out = format!(
+            "instructions per replace (inclusive)  calls per replace  function\n{:>12}  total\n",
+            self.total / replaces
+        );
+        for (name, cost) in rows.into_iter().filter(|(_, c)| **c >= replaces) {
+            let calls = self.calls.get(name).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "{:>12}  {:>8.2}  {name}\n",
+                cost / replaces,
+                calls as f64 / replaces as f64
+            ));
+        }
+        out
+    }
+}
+
+/// One program profiled.
+struct Profiled {
+    label: &'static str,
+    program: PathBuf,
+    /// Its arguments after `--listen ADDRESS` (mxjob-server) or the
+    /// address (the ceiling).
+    args: Vec<String>,
+    /// The ceiling: no `/version`, no objects to create.
+    ceiling: bool,
+}
+
+/// Runs `profiled` under callgrind with `count` replaces and returns the
+/// costs of the replaces.
+fn profile_one(
+    profiled: &Profiled,
+    count: usize,
+    dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Costs> {
+    let label = profiled.label;
+    let out = dir.join(format!("callgrind.{label}.out"));
+    for old in std::fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+        let name = old.file_name().to_string_lossy().to_string();
+        if name.starts_with(&format!("callgrind.{label}.out")) {
+            std::fs::remove_file(old.path())?;
+        }
+    }
+    let address = free_loopback_address()?;
+    let mut args: Vec<String> = vec![
+        "--tool=callgrind".into(),
+        format!("--callgrind-out-file={}", out.display()),
+        profiled.program.display().to_string(),
+    ];
+    if profiled.ceiling {
+        args.push(address.to_string());
+    } else {
+        args.extend(["--listen".to_string(), address.to_string()]);
+    }
+    args.extend(profiled.args.iter().cloned());
+    let server = LocalServer::start_program(
+        Path::new("/usr/bin/valgrind"),
+        &args,
+        address,
+        &dir.join(format!("callgrind.{label}.log")),
+        if profiled.ceiling {
+            Ready::Answers
+        } else {
+            Ready::Version
+        },
+        Duration::from_secs(600),
+    )?;
+    let pid = server.pid().to_string();
+    let api = Api::new(&server.url);
+    runtime.block_on(async {
+        let seed: Value = serde_json::from_str(mxjob_server::openapi::REPLACE_EXAMPLE)?;
+        let object = if profiled.ceiling {
+            let mut object = seed;
+            object["metadata"]["name"] = Value::from("job");
+            object["metadata"]["namespace"] = Value::from("profiled");
+            object
+        } else {
+            api.create(&seed, "profiled", "job").await?;
+            // With the controller, the status it writes first.
+            if profiled.args.iter().any(|a| a == "--controller=false") {
+                api.get("profiled", "job").await?
+            } else {
+                api.admitted("profiled", "job").await?
+            }
+        };
+        let object = replaces(&api, object, WARM_UP).await?;
+        callgrind_control(&["--zero", &pid])?;
+        let started = std::time::Instant::now();
+        replaces(&api, object, count).await?;
+        println!(
+            "{label}: {count} replaces under callgrind in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        callgrind_control(&["--dump=replaces", &pid])?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    server.stop(Duration::from_secs(300));
+    // The dump of the replaces is the first one (`.1`); the rest of the
+    // run is written to the file itself at exit.
+    let dump = PathBuf::from(format!("{}.1", out.display()));
+    if !dump.exists() {
+        bail!("callgrind left no {}", dump.display());
+    }
+    let annotated = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(&dump)
+        .output()
+        .context("running callgrind_annotate")?;
+    if !annotated.status.success() {
+        bail!(
+            "callgrind_annotate failed: {}",
+            String::from_utf8_lossy(&annotated.stderr)
+        );
+    }
+    let annotated_path = dir.join(format!("callgrind.{label}.inclusive.txt"));
+    std::fs::write(&annotated_path, &annotated.stdout)?;
+    let costs = Costs::read(&dump)?;
+    let listing_path = dir.join(format!("callgrind.{label}.functions.txt"));
+    std::fs::write(&listing_path, costs.listing(count as u64))?;
+    println!(
+        "{label}: {} and {}",
+        annotated_path.display(),
+        listing_path.display()
+    );
+    Ok(costs)
 }
 
 pub fn profile(options: &Options, dir: &Path) -> Result<()> {
-    let binary = build()?;
+    let (server, ceiling) = build()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let replaces_count = options.profile_replaces;
-    let mut summaries = Vec::new();
-    for controller in [true, false] {
-        let label = if controller {
-            "controller-on"
-        } else {
-            "controller-off"
-        };
-        let out = dir.join(format!("callgrind.{label}.out"));
-        for old in std::fs::read_dir(dir)?.filter_map(|e| e.ok()) {
-            let name = old.file_name().to_string_lossy().to_string();
-            if name.starts_with(&format!("callgrind.{label}.out")) {
-                std::fs::remove_file(old.path())?;
-            }
-        }
-        let address = free_loopback_address()?;
-        let args: Vec<String> = vec![
-            "--tool=callgrind".into(),
-            format!("--callgrind-out-file={}", out.display()),
-            binary.display().to_string(),
-            "--listen".into(),
-            address.to_string(),
-            "--store".into(),
-            "memory".into(),
-            "--executor".into(),
-            "none".into(),
-            format!("--controller={controller}"),
-        ];
-        let server = LocalServer::start_program(
-            Path::new("/usr/bin/valgrind"),
-            &args,
-            address,
-            &dir.join(format!("callgrind.{label}.log")),
-            Ready::Version,
-            Duration::from_secs(600),
-        )?;
-        let pid = server.pid().to_string();
-        let api = Api::new(&server.url);
-        runtime.block_on(async {
-            let seed: Value = serde_json::from_str(mxjob_server::openapi::REPLACE_EXAMPLE)?;
-            let mut object = api.create(&seed, "profiled", "job").await?;
-            if controller {
-                object = api.admitted("profiled", "job").await?;
-            }
-            let object = replaces(&api, object, WARM_UP).await?;
-            callgrind_control(&["--zero", &pid])?;
-            let started = std::time::Instant::now();
-            replaces(&api, object, replaces_count).await?;
-            println!(
-                "{label}: {replaces_count} replaces under callgrind in {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-            callgrind_control(&["--dump=replaces", &pid])?;
-            Ok::<_, anyhow::Error>(())
-        })?;
-        server.stop(Duration::from_secs(300));
-        // The dump of the replaces is the first one (`.1`); the rest of
-        // the run is written to the file itself at exit.
-        let dump = PathBuf::from(format!("{}.1", out.display()));
-        if !dump.exists() {
-            bail!("callgrind left no {}", dump.display());
-        }
-        let annotated = Command::new("callgrind_annotate")
-            .args(["--inclusive=yes", "--threshold=100"])
-            .arg(&dump)
-            .output()
-            .context("running callgrind_annotate")?;
-        if !annotated.status.success() {
-            bail!(
-                "callgrind_annotate failed: {}",
-                String::from_utf8_lossy(&annotated.stderr)
-            );
-        }
-        let text = String::from_utf8_lossy(&annotated.stdout).to_string();
-        let annotated_path = dir.join(format!("callgrind.{label}.inclusive.txt"));
-        std::fs::write(&annotated_path, &text)?;
-        println!("{label}: {}", annotated_path.display());
-        summaries.push((label, inclusive_costs(&text)));
+    let count = options.profile_replaces;
+    let mxjob = |label, controller: &str| Profiled {
+        label,
+        program: server.clone(),
+        args: ["--store", "memory", "--executor", "none", controller]
+            .map(String::from)
+            .to_vec(),
+        ceiling: false,
+    };
+    let runs = [
+        mxjob("controller-on", "--controller=true"),
+        mxjob("controller-off", "--controller=false"),
+        Profiled {
+            label: "ceiling",
+            program: ceiling,
+            args: Vec::new(),
+            ceiling: true,
+        },
+    ];
+    let mut costs = Vec::new();
+    for run in &runs {
+        costs.push(profile_one(run, count, dir, &runtime)?);
     }
-
     println!(
-        "\nInstructions per replace (inclusive), {replaces_count} replaces, `--store memory`:\n"
+        "\nInstructions per replace (inclusive, user space only), {count} replaces one after \
+         another, mxjob-server with `--store memory --executor none`:\n"
     );
-    println!("| category | what | function | controller on | controller off |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| category | what | function | controller on | calls | controller off | calls | ceiling | calls |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let n = count as u64;
     for (category, what, function) in PROBES {
-        let per_replace: Vec<String> = summaries
+        let cells: Vec<String> = costs
             .iter()
-            .map(|(_, (total, functions))| {
-                let cost = if *function == "TOTAL" {
-                    *total
+            .map(|costs| {
+                let (cost, calls) = costs.of(function);
+                if cost == 0 {
+                    "- | -".to_string()
                 } else {
-                    cost_of(functions, function)
-                };
-                format!("{}", cost / replaces_count as u64)
+                    format!("{} | {:.2}", cost / n, calls as f64 / n as f64)
+                }
             })
             .collect();
         println!(
-            "| {category} | {what} | `{function}` | {} | {} |",
-            per_replace[0], per_replace[1]
+            "| {category} | {what} | `{function}` | {} |",
+            cells.join(" | ")
         );
     }
     Ok(())

@@ -230,6 +230,9 @@ pub struct Measured {
     pub wrk_cpu: f64,
     /// CPU seconds of each process of the target.
     pub target_cpu: Vec<f64>,
+    /// CPU seconds of the server's tokio threads (the rest of its CPU is
+    /// its other threads': mxjob-server's log thread).
+    pub worker_cpu: f64,
     /// Busy CPU seconds of the whole machine.
     pub machine_busy: f64,
     /// CPU seconds the machine had (cores × wall time).
@@ -281,6 +284,7 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         .iter()
         .map(|pid| machine::cpu_seconds(*pid))
         .collect::<Result<_>>()?;
+    let threads_before = machine::thread_cpu_seconds(run.pids[0])?;
     let machine_before = MachineCpu::now()?;
     let started = Instant::now();
     let report = std::fs::File::create(run.files.with_extension("wrk.txt"))?;
@@ -308,6 +312,12 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         .zip(&before)
         .map(|(pid, before)| machine::cpu_seconds(*pid).map(|after| after - before))
         .collect::<Result<_>>()?;
+    let threads_after = machine::thread_cpu_seconds(run.pids[0])?;
+    let worker_cpu: f64 = threads_after
+        .iter()
+        .filter(|(name, _)| name.starts_with("tokio-r"))
+        .map(|(name, after)| after - threads_before.get(name).copied().unwrap_or(0.0))
+        .sum();
     let text = std::fs::read_to_string(run.files.with_extension("wrk.txt"))?;
     if !finished.success {
         bail!("wrk failed:\n{text}");
@@ -334,6 +344,7 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         p99_ms: p99 as f64 / 1000.0,
         max_ms: max as f64 / 1000.0,
         wrk_cpu: finished.cpu_seconds,
+        worker_cpu,
         target_cpu,
         machine_busy: machine_after.busy_since(&machine_before),
         machine_total: machine_after.total_since(&machine_before),
