@@ -569,3 +569,53 @@ pub fn profile(options: &Options, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_summed_by_function_across_files_and_recursion() {
+        let dump = "\
+version: 1
+positions: line
+events: Ir
+summary: 1000
+
+fl=(1) a.rs
+fn=(1) outer
+1 100
+cfl=(2) b.rs
+cfn=(2) inner
+calls=2 10
+1 300
+fi=(3) c.rs
+2 50
+cfn=(2)
+calls=1 10
+3 200
+
+fl=(2)
+fn=(2)
+10 400
+cfn=(4) inner'2
+calls=1 10
+11 40
+
+fn=(4)
+10 40
+";
+        let path = std::env::temp_dir().join(format!("costs-test-{}.out", std::process::id()));
+        std::fs::write(&path, dump).unwrap();
+        let costs = Costs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(costs.total, 1000);
+        // outer: 100 + 50 of its own, 300 + 200 in the calls to inner.
+        assert_eq!(costs.of("outer"), (650, 0));
+        // inner: 400 + its recursion level's 40, the recursive call not twice.
+        assert_eq!(costs.of("inner"), (440, 3));
+        assert_eq!(costs.of("inn*"), (440, 3));
+        assert_eq!(base_name("same'2"), "same");
+        assert_eq!(base_name("f<'a>"), "f<'a>");
+    }
+}

@@ -217,3 +217,16 @@ pub async fn fan_out(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resource_version_of_the_lines_is_found() {
+        let lines = b"1f5\r\n{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"resourceVersion\":\"42\"}}}\n\r\n\
+                      {\"object\":{\"metadata\":{\"resourceVersion\":\"43\"}}}\n";
+        assert_eq!(resource_versions(lines), vec![42, 43]);
+        assert!(resource_versions(b"{}\n").is_empty());
+    }
+}

@@ -350,3 +350,40 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         machine_total: machine_after.total_since(&machine_before),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_splits_the_body_around_the_version_and_the_ttl() {
+        let object = serde_json::json!({
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "MXJob",
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": "17"},
+            "spec": {"ttlSecondsAfterFinished": 5, "jobMode": "MXTrain"},
+            "status": {"conditions": []},
+        });
+        let chain = Chain::new("/c", &object).expect("a chain");
+        assert_eq!(chain.path, "/c/a");
+        assert_eq!((chain.resource_version.as_str(), chain.ttl), ("17", 5));
+        let body = format!(
+            "{}{}{}{}{}",
+            chain.parts[0], "18", chain.parts[1], 6, chain.parts[2]
+        );
+        let mut expected = object.clone();
+        expected["metadata"]["resourceVersion"] = Value::from("18");
+        expected["spec"]["ttlSecondsAfterFinished"] = Value::from(6);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), expected);
+        assert_eq!(
+            chain.body_bytes,
+            serde_json::to_string(&object).unwrap().len()
+        );
+    }
+
+    #[test]
+    fn lua_strings_escape_quotes_and_backslashes() {
+        assert_eq!(lua_string(r#"{"a":"b\"c"}"#), r#""{\"a\":\"b\\\"c\"}""#);
+        assert_eq!(lua_string("x\ny"), "\"x\\ny\"");
+    }
+}
