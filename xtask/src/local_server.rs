@@ -1,5 +1,7 @@
 //! `mxjob-server` as a separate process on a loopback port, for the tools
-//! that test it from outside (schemathesis, a browser).
+//! that test it from outside (schemathesis, a browser) and for the bench
+//! (which also runs other servers this way, and mxjob-server under
+//! valgrind: [`LocalServer::start_program`]).
 //!
 //! The binary is built with the `cargo` that runs the xtask, so
 //! `CARGO_TARGET_DIR` and any other target-dir setting apply; its path comes
@@ -30,34 +32,63 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds `mxjob-server` and returns the path of the binary.
 pub fn build() -> Result<PathBuf> {
+    let built = build_binaries(&["--package", "mxjob-server", "--bin", "mxjob-server"])?;
+    executable(&built, "mxjob-server")
+}
+
+/// Runs `cargo build` with `args` and returns the executables it reports,
+/// as (target name, path).
+pub fn build_binaries(args: &[&str]) -> Result<Vec<(String, PathBuf)>> {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--package",
-            "mxjob-server",
-            "--bin",
-            "mxjob-server",
-            "--message-format=json-render-diagnostics",
-        ])
+        .arg("build")
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
         .current_dir(workspace())
         .stderr(Stdio::inherit())
         .output()
         .context("running cargo build")?;
     if !output.status.success() {
-        bail!("cargo build -p mxjob-server failed with {}", output.status);
+        bail!(
+            "cargo build {} failed with {}",
+            args.join(" "),
+            output.status
+        );
     }
-    String::from_utf8_lossy(&output.stdout)
+    Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["target"]["name"] == "mxjob-server")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .context("cargo build reported no mxjob-server executable")
+        .filter_map(|message| {
+            let name = message["target"]["name"].as_str()?.to_string();
+            let path = message["executable"].as_str()?;
+            Some((name, PathBuf::from(path)))
+        })
+        .collect())
 }
 
-/// A running `mxjob-server`.
+/// The executable of target `name` among what [`build_binaries`] reported.
+pub fn executable(built: &[(String, PathBuf)], name: &str) -> Result<PathBuf> {
+    built
+        .iter()
+        .find(|(target, _)| target == name)
+        .map(|(_, path)| path.clone())
+        .with_context(|| format!("cargo build reported no {name} executable"))
+}
+
+/// When a started server counts as ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// `GET /version` answers 200 (mxjob-server).
+    Version,
+    /// Anything answers HTTP (a server without `/version`).
+    Answers,
+}
+
+/// A running `mxjob-server` (or another HTTP server).
 pub struct LocalServer {
     child: Child,
+    name: String,
+    ready: Ready,
     address: SocketAddr,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
@@ -70,47 +101,96 @@ impl LocalServer {
     /// `--listen`), its output in `log`, and waits until it answers.
     pub fn start<S: AsRef<OsStr>>(binary: &Path, args: &[S], log: &Path) -> Result<Self> {
         let address = free_loopback_address()?;
+        let mut all: Vec<&OsStr> = vec![OsStr::new("--listen")];
+        let listen = address.to_string();
+        all.push(OsStr::new(&listen));
+        all.extend(args.iter().map(AsRef::as_ref));
+        Self::start_program(binary, &all, address, log, Ready::Version, READY_TIMEOUT)
+    }
+
+    /// Starts `program` with exactly `args`, which must make it listen on
+    /// `address` (see [`free_loopback_address`]), its output in `log`, and
+    /// waits up to `timeout` until it is `ready`.
+    pub fn start_program<S: AsRef<OsStr>>(
+        program: &Path,
+        args: &[S],
+        address: SocketAddr,
+        log: &Path,
+        ready: Ready,
+        timeout: Duration,
+    ) -> Result<Self> {
         let output = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(address.to_string())
+        let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
             .stderr(output)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", program.display()))?;
+        let name = program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let mut server = LocalServer {
             child,
+            name,
+            ready,
             address,
             url: format!("http://{address}"),
             log: log.to_path_buf(),
         };
-        server.wait_until_ready()?;
-        println!("mxjob-server at {} (log: {})", server.url, log.display());
+        server.wait_until_ready(timeout)?;
+        println!("{} at {} (log: {})", server.name, server.url, log.display());
         Ok(server)
     }
 
-    fn wait_until_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
+    fn wait_until_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (path, what) = match self.ready {
+            Ready::Version => ("/version", "answer GET /version"),
+            Ready::Answers => ("/", "answer HTTP"),
+        };
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "mxjob-server exited with {status} before answering; its log:\n{}",
+                    "{} exited with {status} before answering; its log:\n{}",
+                    self.name,
                     self.log_text()
                 );
             }
-            if self.get("/version").is_ok_and(|(code, _)| code == 200) {
+            let answer = self.get(path);
+            let ready = match self.ready {
+                Ready::Version => answer.is_ok_and(|(code, _)| code == 200),
+                Ready::Answers => answer.is_ok(),
+            };
+            if ready {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "mxjob-server did not answer GET /version within {READY_TIMEOUT:?}; its log:\n{}",
+                    "{} did not {what} within {timeout:?}; its log:\n{}",
+                    self.name,
                     self.log_text()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops it as dropping it does, and waits up to `timeout` for it to
+    /// exit after SIGTERM (a program under valgrind writes its profile
+    /// then).
+    pub fn stop(mut self, timeout: Duration) {
+        self.terminate(timeout);
     }
 
     /// `GET path` over a fresh connection: the status code and the body.
@@ -143,15 +223,18 @@ impl LocalServer {
     }
 }
 
-impl Drop for LocalServer {
-    fn drop(&mut self) {
+impl LocalServer {
+    fn terminate(&mut self, timeout: Duration) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let terminated = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
             .is_ok_and(|s| s.success());
         if terminated {
-            let deadline = Instant::now() + STOP_TIMEOUT;
+            let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     return;
@@ -161,6 +244,12 @@ impl Drop for LocalServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.terminate(STOP_TIMEOUT);
     }
 }
 

@@ -27,6 +27,10 @@
 //!   headless Chromium as the server serves it at `/docs` (see [`docs`]).
 //! * `cargo xtask test` — `tools`, then `clients`, then the whole test suite,
 //!   then `conformance`, `lint` and `docs --check`.
+//! * `cargo xtask bench [--profile]` — replace throughput and latency of
+//!   `mxjob-server` beside a bare dropshot server under the same load,
+//!   resident memory, watch fan-out; `--profile` counts the instructions of
+//!   a replace with callgrind (see [`bench`]).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};

@@ -40,7 +40,7 @@ pub struct Package {
 }
 
 /// Everything `cargo xtask tools` makes sure of.
-pub const PACKAGES: [Package; 6] = [
+pub const PACKAGES: [Package; 8] = [
     Package {
         name: "protobuf-compiler",
         probe: Probe::File("/usr/bin/protoc"),
@@ -55,6 +55,16 @@ pub const PACKAGES: [Package; 6] = [
         name: "etcd-server",
         probe: Probe::File("/usr/bin/etcd"),
         for_what: "the etcd the etcd tests start",
+    },
+    Package {
+        name: "wrk",
+        probe: Probe::File("/usr/bin/wrk"),
+        for_what: "the HTTP load generator of `cargo xtask bench`",
+    },
+    Package {
+        name: "valgrind",
+        probe: Probe::File("/usr/bin/valgrind"),
+        for_what: "callgrind, which `cargo xtask bench --profile` counts instructions with",
     },
     Package {
         name: "chromium",
