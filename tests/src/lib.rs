@@ -143,3 +143,17 @@ pub fn acceptance_tool(relative: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// A self-signed certificate for `localhost` written into `dir`: the
+/// certificate and key files `Settings::tls` takes, and the certificate's
+/// PEM for clients to trust.
+pub fn self_signed_localhost(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    (cert, key, certified.cert.pem())
+}

@@ -388,12 +388,8 @@ async fn current_kubectl_auth_can_i_follows_the_policy() {
         ),
         None,
     );
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    let (cert, key, ca_pem) = mxjob_tests::self_signed_localhost(dir.path());
     settings.tls = Some((cert, key));
     let server = mxjob_server::server::start_with(
         Registry::new(Arc::new(MemoryStore::new())),
@@ -402,7 +398,7 @@ async fn current_kubectl_auth_can_i_follows_the_policy() {
     )
     .expect("TLS server starts");
     let url = format!("https://localhost:{}", server.local_addr().port());
-    let kubectl = Kubectl::current_with_token(&url, "can-i", "alice-token", &certified.cert.pem());
+    let kubectl = Kubectl::current_with_token(&url, "can-i", "alice-token", &ca_pem);
     assert_eq!(
         kubectl
             .run(&["auth", "can-i", "create", "mxjobs", "-n", "a"])

@@ -343,12 +343,8 @@ async fn every_mutating_request_leaves_one_audit_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_generated_client_talks_https() {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    let (cert, key, ca_pem) = mxjob_tests::self_signed_localhost(dir.path());
     let mut settings = Settings::new("127.0.0.1:0".parse().expect("address"));
     settings.tls = Some((cert, key));
     let server = mxjob_server::server::start_with(
@@ -358,7 +354,7 @@ async fn the_generated_client_talks_https() {
     )
     .expect("TLS server starts");
     let port = server.local_addr().port();
-    let trusted = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("pem");
+    let trusted = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("pem");
     let http = reqwest::Client::builder()
         .add_root_certificate(trusted)
         .build()
