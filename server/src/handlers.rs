@@ -258,15 +258,20 @@ impl MxjobApi for MxjobServer {
         let query = query.parse()?;
         let context = rqctx.context();
         let job = context.registry.get(&namespace, &name).await?;
-        let log = logs::open(&context.replica_logs, &job, &query.replica_type, query.index)
-            .await
-            .map_err(|e| match e {
-                LogError::BadReplicaType(message) | LogError::NotReady(message) => {
-                    ApiError::bad_request(message)
-                }
-                LogError::Missing(message) => ApiError::not_found_message(message),
-                LogError::Unavailable(message) => ApiError::internal(message),
-            })?;
+        let log = logs::open(
+            &context.replica_logs,
+            &job,
+            &query.replica_type,
+            query.index,
+        )
+        .await
+        .map_err(|e| match e {
+            LogError::BadReplicaType(message) | LogError::NotReady(message) => {
+                ApiError::bad_request(message)
+            }
+            LogError::Missing(message) => ApiError::not_found_message(message),
+            LogError::Unavailable(message) => ApiError::internal(message),
+        })?;
         let response = http::Response::builder()
             .status(http::StatusCode::OK)
             .header(http::header::CONTENT_TYPE, logs::LOG_CONTENT_TYPE)

@@ -352,7 +352,10 @@ impl Worker {
             }
             JobEvent::PodGone(pod) => {
                 if let Some(pods) = self.pods.as_mut() {
-                    if pods.get(&pod.name_any()).is_some_and(|p| p.uid() == pod.uid()) {
+                    if pods
+                        .get(&pod.name_any())
+                        .is_some_and(|p| p.uid() == pod.uid())
+                    {
                         pods.remove(&pod.name_any());
                     }
                 }
@@ -480,7 +483,10 @@ impl Worker {
                 .filter(|p| replica_of(p, &self.job).as_ref() == Some(key));
             if let (State::Waiting(_), Some(pod)) = (&replica.state, pod) {
                 let uid = pod.uid().unwrap_or_default();
-                if !over && !self.discarded.contains(&uid) && pod.metadata.deletion_timestamp.is_none() {
+                if !over
+                    && !self.discarded.contains(&uid)
+                    && pod.metadata.deletion_timestamp.is_none()
+                {
                     info!(self.log, "adopted a pod"; "pod" => &name);
                     replica.attempt += 1;
                     replica.state = State::Running(Handle::Pod(PodHandle::new(PodRef::of(pod))));
@@ -499,7 +505,9 @@ impl Worker {
                         restarts.push((key.clone(), state.restarts - handle.restarts_seen));
                         handle.restarts_seen = state.restarts;
                     }
-                    if let Some(exit) = pod_exit(&policy_of(&self.job, &key.0), state.phase, state.exit_code) {
+                    if let Some(exit) =
+                        pod_exit(&policy_of(&self.job, &key.0), state.phase, state.exit_code)
+                    {
                         exits.push((key.clone(), exit));
                     }
                 }
@@ -875,7 +883,11 @@ impl Worker {
     }
 
     /// Makes the Pods (and Services) of the replicas that are due.
-    async fn create_pods(&mut self, executor: &KubernetesExecutor, due: &[(ReplicaType, i32)]) -> bool {
+    async fn create_pods(
+        &mut self,
+        executor: &KubernetesExecutor,
+        due: &[(ReplicaType, i32)],
+    ) -> bool {
         if due.is_empty() {
             return false;
         }
@@ -895,7 +907,7 @@ impl Worker {
             let Some(replica) = run.replicas.get_mut(key) else {
                 continue;
             };
-            let pod_name = format!("pod {}", replica_name(&name, &key.0, key.1));
+            let pod_name = replica_name(&name, &key.0, key.1);
             match result {
                 Ok(pod) => {
                     replica.attempt += 1;

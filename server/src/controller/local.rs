@@ -94,7 +94,10 @@ impl Ports {
 
 impl Addresses for Ports {
     fn address(&self, replica_type: &ReplicaType, index: i32) -> (String, i32) {
-        (LOOPBACK.to_string(), i32::from(self.get(replica_type, index)))
+        (
+            LOOPBACK.to_string(),
+            i32::from(self.get(replica_type, index)),
+        )
     }
 }
 

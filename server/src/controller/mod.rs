@@ -151,12 +151,9 @@ impl ControllerSettings {
     pub fn log_source(&self) -> LogSource {
         match (self.executor, &self.kubernetes) {
             (ExecutorKind::Local, _) => LogSource::Local(self.log_dir.clone()),
-            (ExecutorKind::Kubernetes, Some(kubernetes)) => {
-                LogSource::Kubernetes(KubernetesExecutor::new(
-                    kubernetes.clone(),
-                    Logger::root(slog::Discard, o!()),
-                ))
-            }
+            (ExecutorKind::Kubernetes, Some(kubernetes)) => LogSource::Kubernetes(
+                KubernetesExecutor::new(kubernetes.clone(), Logger::root(slog::Discard, o!())),
+            ),
             _ => LogSource::None,
         }
     }
@@ -178,12 +175,9 @@ impl Controller {
                 settings.kill_grace,
                 log.new(o!("executor" => "local")),
             ))),
-            (ExecutorKind::Kubernetes, Some(kubernetes)) => {
-                Some(Executor::Kubernetes(KubernetesExecutor::new(
-                    kubernetes,
-                    log.new(o!("executor" => "kubernetes")),
-                )))
-            }
+            (ExecutorKind::Kubernetes, Some(kubernetes)) => Some(Executor::Kubernetes(
+                KubernetesExecutor::new(kubernetes, log.new(o!("executor" => "kubernetes"))),
+            )),
             (ExecutorKind::Kubernetes, None) => {
                 error!(log, "the Kubernetes executor has no cluster: running none");
                 None

@@ -40,7 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use serde_json::json;
@@ -315,7 +317,11 @@ impl KubernetesExecutor {
                     ..Default::default()
                 };
                 let _permit = self.permit().await;
-                match api.delete(&pod.name, &params).await.map_err(|e| self.error(e)) {
+                match api
+                    .delete(&pod.name, &params)
+                    .await
+                    .map_err(|e| self.error(e))
+                {
                     Ok(_) => Ok(()),
                     // Gone, or another Pod has the name now.
                     Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
@@ -417,14 +423,17 @@ impl KubernetesExecutor {
     /// Leaves a deleted job's Pods and Services running, and no longer
     /// this installation's (see the module docs).
     async fn orphan(&self, job: &MXJob, pods: &[PodRef]) -> Result<(), ClusterError> {
-        let release = |uid: &str| {
-            json!({"metadata": {"uid": uid, "labels": {INSTALLATION_LABEL: null}}})
-        };
+        let release =
+            |uid: &str| json!({"metadata": {"uid": uid, "labels": {INSTALLATION_LABEL: null}}});
         let api = self.pods(namespace(job));
         for pod in pods {
             let _permit = self.permit().await;
             let patched = api
-                .patch(&pod.name, &PatchParams::default(), &Patch::Merge(&release(&pod.uid)))
+                .patch(
+                    &pod.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&release(&pod.uid)),
+                )
                 .await;
             match patched.map_err(|e| self.error(e)) {
                 Ok(_) => {}
@@ -438,7 +447,11 @@ impl KubernetesExecutor {
             let uid = service.uid().unwrap_or_default();
             let _permit = self.permit().await;
             let patched = api
-                .patch(&service.name_any(), &PatchParams::default(), &Patch::Merge(&release(&uid)))
+                .patch(
+                    &service.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&release(&uid)),
+                )
                 .await;
             match patched.map_err(|e| self.error(e)) {
                 Ok(_) => {}
@@ -488,7 +501,11 @@ impl KubernetesExecutor {
             };
             let api = self.services(&service.namespace().unwrap_or_default());
             let _permit = self.permit().await;
-            match api.delete(&service.name_any(), &params).await.map_err(|e| self.error(e)) {
+            match api
+                .delete(&service.name_any(), &params)
+                .await
+                .map_err(|e| self.error(e))
+            {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() || e.is_conflict() => {}
                 Err(e) => return Err(e),

@@ -161,7 +161,11 @@ pub fn pod(
     let mut labels = template_meta.labels.unwrap_or_default();
     labels.extend(selector(job, replica_type, index));
     labels.insert(INSTALLATION_LABEL.to_string(), installation.to_string());
-    let mut meta = metadata(job, replica_name(job_name(job), replica_type, index), labels);
+    let mut meta = metadata(
+        job,
+        replica_name(job_name(job), replica_type, index),
+        labels,
+    );
     let mut annotations = template_meta.annotations.unwrap_or_default();
     annotations.extend(meta.annotations.take().unwrap_or_default());
     meta.annotations = Some(annotations);
@@ -217,7 +221,11 @@ pub fn service(job: &MXJob, replica_type: &ReplicaType, index: i32, installation
     labels.insert(INSTALLATION_LABEL.to_string(), installation.to_string());
     let port = port(job, replica_type);
     Service {
-        metadata: metadata(job, replica_name(job_name(job), replica_type, index), labels),
+        metadata: metadata(
+            job,
+            replica_name(job_name(job), replica_type, index),
+            labels,
+        ),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             selector: Some(selector(job, replica_type, index)),
@@ -235,7 +243,10 @@ pub fn service(job: &MXJob, replica_type: &ReplicaType, index: i32, installation
 
 /// The MXJob uid an object carries.
 pub fn owner_uid(meta: &ObjectMeta) -> Option<&str> {
-    meta.annotations.as_ref()?.get(JOB_UID_ANNOTATION).map(String::as_str)
+    meta.annotations
+        .as_ref()?
+        .get(JOB_UID_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// The job (namespace, name) a Pod of this installation belongs to.
