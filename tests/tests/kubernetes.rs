@@ -129,6 +129,8 @@ fn container(restarts: i32, state: Value) -> Value {
 /// A cluster, a store, and mxjob-server(s) over them.
 struct Harness {
     cluster: Cluster,
+    /// The kubeconfig mxjob-server reads (the cluster's, or one through a relay).
+    kubeconfig: std::path::PathBuf,
     store: Arc<dyn Store>,
     context: &'static str,
     lease: Duration,
@@ -154,6 +156,7 @@ impl Harness {
         let cluster = Cluster::start().await;
         let kube = cluster.http();
         Harness {
+            kubeconfig: cluster.kubeconfig.clone(),
             cluster,
             store: Arc::new(MemoryStore::new()),
             context,
@@ -168,7 +171,7 @@ impl Harness {
     /// Another mxjob-server over the same store and cluster.
     async fn start_another(&self) -> TestServer {
         let cluster = KubernetesSettings::connect(
-            Some(self.cluster.kubeconfig.clone()),
+            Some(self.kubeconfig.clone()),
             Some(self.context.to_string()),
             INSTALLATION.to_string(),
         )
@@ -1120,5 +1123,217 @@ async fn pods_the_cluster_refuses_are_told_on_the_job_with_the_cluster_s_reason(
         "{said}"
     );
     h.wait_all_gone("locked", "invalid").await;
+    h.stop().await;
+}
+
+/// A TCP relay in front of the API server that a test can cut and mend:
+/// the cluster going away and coming back, for mxjob only.
+struct Relay {
+    port: u16,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a relay port");
+        let port = listener.local_addr().expect("address").port();
+        let mut relay = Relay {
+            port,
+            target,
+            task: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the port and every connection through it.
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Listens on the same port again.
+    async fn mend(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "rebinding the relay: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_that_goes_away_is_told_on_the_job_and_work_resumes_when_it_returns() {
+    let mut h = Harness::without_server(ADMIN_CONTEXT, Duration::from_secs(15)).await;
+    let target: std::net::SocketAddr = h
+        .cluster
+        .url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the API server's address");
+    let mut relay = Relay::start(target).await;
+    let relayed = format!("https://127.0.0.1:{}", relay.port);
+    let text = std::fs::read_to_string(&h.cluster.kubeconfig).expect("kubeconfig");
+    let mut config: Value = serde_json::from_str(&text).expect("JSON");
+    config["clusters"][0]["cluster"]["server"] = json!(relayed);
+    h.kubeconfig = h.dir.path().join("relayed-kubeconfig");
+    std::fs::write(&h.kubeconfig, config.to_string()).expect("kubeconfig");
+    h.server = Some(h.start_another().await);
+
+    h.namespace("ns").await;
+    h.create("ns", mxjob("steady", &train(1, "Never"), json!({})))
+        .await;
+    for pod in h.wait_created("ns", "steady", 3).await {
+        h.kubelet("ns", name_of(&pod), running()).await;
+    }
+    let before = h
+        .wait_for("ns", "steady", "every replica active", |j| {
+            holds(j, "Running") && j["status"]["mxReplicaStatuses"]["Worker"]["active"] == 1
+        })
+        .await;
+
+    // The cluster goes away: the job keeps its last status, and says why.
+    relay.cut();
+    let job = h
+        .wait_for("ns", "steady", "the cluster's absence told", |j| {
+            condition(j, "Running").is_some_and(|c| c["reason"] == "ClusterUnreachable")
+        })
+        .await;
+    let running = condition(&job, "Running").expect("Running");
+    assert_eq!(running["status"], "Unknown");
+    let said = message(&job, "Running");
+    assert!(
+        said.starts_with(&format!(
+            "MXJob steady is as last seen: the Kubernetes API server at {relayed}/"
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        job["status"]["mxReplicaStatuses"],
+        before["status"]["mxReplicaStatuses"]
+    );
+    assert!(holds(&job, "Created") && !holds(&job, "Failed"), "{job:#}");
+    // What happens meanwhile is seen once it is back.
+    h.kubelet("ns", "steady-scheduler-0", exited("Succeeded", 0))
+        .await;
+    relay.mend().await;
+    let job = h
+        .wait_for("ns", "steady", "Succeeded", |j| holds(j, "Succeeded"))
+        .await;
+    assert_eq!(
+        message(&job, "Succeeded"),
+        "MXJob steady is successfully completed."
+    );
+    h.wait_pods("ns", "steady", "clean-up", |pods| pods.len() == 1)
+        .await;
+    h.stop().await;
+}
+
+/// The folder `deploy/`.
+fn deploy(file: &str) -> String {
+    format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rights_deploy_grants_its_service_account_are_all_the_executor_needs() {
+    let mut h = Harness::without_server(ADMIN_CONTEXT, Duration::from_secs(15)).await;
+    for file in [
+        "00-namespace.yaml",
+        "10-serviceaccount.yaml",
+        "20-clusterrole.yaml",
+        "21-clusterrolebinding.yaml",
+    ] {
+        let output = h
+            .cluster
+            .kubectl(ADMIN_CONTEXT)
+            .args(["apply", "-f", &deploy(file)])
+            .output()
+            .await
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl apply {file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // mxjob talks to the cluster as the ServiceAccount of deploy/.
+    let text = std::fs::read_to_string(&h.cluster.kubeconfig).expect("kubeconfig");
+    let mut config: Value = serde_json::from_str(&text).expect("JSON");
+    config["users"][0]["user"]["as"] = json!("system:serviceaccount:mxjob-system:mxjob");
+    h.kubeconfig = h.dir.path().join("service-account-kubeconfig");
+    std::fs::write(&h.kubeconfig, config.to_string()).expect("kubeconfig");
+    h.server = Some(h.start_another().await);
+    h.namespace("team-a").await;
+
+    h.create(
+        "team-a",
+        mxjob("deployed", &train(1, "ExitCode"), json!({})),
+    )
+    .await;
+    h.create("team-a", mxjob("kept", &train(1, "Never"), json!({})))
+        .await;
+    let pods = h.wait_created("team-a", "deployed", 3).await;
+    for pod in &pods {
+        h.kubelet("team-a", name_of(pod), running()).await;
+    }
+    h.wait_created("team-a", "kept", 3).await;
+    h.wait_for("team-a", "deployed", "Running", |j| holds(j, "Running"))
+        .await;
+    let (code, _, body) = h.log("team-a", "deployed", "replicaType=Scheduler").await;
+    assert_eq!(code, 200, "{body}");
+    h.kubelet("team-a", "deployed-worker-0", exited("Failed", 143))
+        .await;
+    let first = uid_of(&pods[2]);
+    h.wait_pods("team-a", "deployed", "the worker made again", |pods| {
+        pods.iter()
+            .any(|p| name_of(p) == "deployed-worker-0" && uid_of(p) != first)
+    })
+    .await;
+    h.kubelet("team-a", "deployed-scheduler-0", exited("Succeeded", 0))
+        .await;
+    h.wait_for("team-a", "deployed", "Succeeded", |j| holds(j, "Succeeded"))
+        .await;
+    h.wait_pods("team-a", "deployed", "clean-up", |pods| pods.len() == 1)
+        .await;
+
+    h.delete("team-a", "kept", json!({"propagationPolicy": "Orphan"}))
+        .await;
+    h.wait_pods("team-a", "kept", "pods let go of", |pods| {
+        pods.iter()
+            .all(|p| p["metadata"]["labels"][INSTALLATION_LABEL].is_null())
+    })
+    .await;
+    h.delete("team-a", "deployed", json!({})).await;
+    h.wait_all_gone("team-a", "deployed").await;
     h.stop().await;
 }
