@@ -291,11 +291,13 @@ pub trait MxjobApi {
     /// Read the log of a replica
     ///
     /// The output (stdout and stderr) of one replica of the job, as plain
-    /// text: every attempt of it, with one `[mxjob]` line before each start
-    /// and one at each exit. Logs exist only on a server that runs replicas as local
-    /// processes (`--executor local`); 404 when the job, the replica or its
-    /// log does not exist (not started yet, or removed by `cleanPodPolicy:
-    /// All`).
+    /// text. With `--executor local`: every attempt of it, with one
+    /// `[mxjob]` line before each start and one at each exit. With
+    /// `--executor kubernetes`: the log of the replica Pod's `mxnet`
+    /// container, read through the Kubernetes API (400 with the cluster's
+    /// message while it has none to give). 404 when the job, the replica or
+    /// its log does not exist (not started yet, or removed by
+    /// `cleanPodPolicy`), or the server runs no replicas.
     #[endpoint {
         method = GET,
         path = "/apis/kubeflow.org/v1/namespaces/{namespace}/mxjobs/{name}/log",

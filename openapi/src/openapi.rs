@@ -187,8 +187,8 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
     (
         "read_mxjob_log",
         &[
-            (400, "BadRequest: replicaType is missing or not a replica type, or index is not a number"),
-            (404, "NotFound: no MXJob with this name, no such replica, or no log for it (not started yet, removed by cleanPodPolicy All, or the server runs no processes)"),
+            (400, "BadRequest: replicaType is missing or not a replica type, index is not a number, or the cluster has no log for the replica's Pod yet"),
+            (404, "NotFound: no MXJob with this name, no such replica, or no log for it (not started yet, removed by cleanPodPolicy, or the server runs no replicas)"),
         ],
     ),
 ];

@@ -259,20 +259,24 @@ impl MxjobApi for MxjobServer {
         let query = query.parse()?;
         let context = rqctx.context();
         let job = context.registry.get(&namespace, &name).await?;
-        let root = context.replica_logs.as_deref();
-        let file = logs::open(root, &job, &query.replica_type, query.index)
-            .await
-            .map_err(|e| match e {
-                LogError::BadReplicaType(message) => ApiError::bad_request(message),
-                LogError::Missing(message) => ApiError::not_found_message(message),
-            })?;
-        let body = http_body_util::StreamBody::new(
-            tokio_util::io::ReaderStream::new(file).map(|chunk| chunk.map(http_body::Frame::data)),
-        );
+        let log = logs::open(
+            &context.replica_logs,
+            &job,
+            &query.replica_type,
+            query.index,
+        )
+        .await
+        .map_err(|e| match e {
+            LogError::BadReplicaType(message) | LogError::NotReady(message) => {
+                ApiError::bad_request(message)
+            }
+            LogError::Missing(message) => ApiError::not_found_message(message),
+            LogError::Unavailable(message) => ApiError::internal(message),
+        })?;
         let response = http::Response::builder()
             .status(http::StatusCode::OK)
             .header(http::header::CONTENT_TYPE, logs::LOG_CONTENT_TYPE)
-            .body(dropshot::Body::wrap(body))
+            .body(log.into_body())
             .map_err(ApiError::internal)?;
         Ok(TextResponse(response))
     }

@@ -34,8 +34,8 @@ pub struct ServerState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The page `/docs` serves, if one was built.
     pub docs_file: Option<PathBuf>,
-    /// Where replica logs are, when the local executor runs here.
-    pub replica_logs: Option<PathBuf>,
+    /// Where replica logs are read (the executor's).
+    pub replica_logs: crate::controller::logs::LogSource,
 }
 
 /// How the server runs, beyond its store.
@@ -160,7 +160,8 @@ pub fn start_with(
     let replica_logs = settings
         .controller
         .as_ref()
-        .and_then(|c| c.replica_log_dir().map(PathBuf::from));
+        .map(|c| c.log_source())
+        .unwrap_or_default();
     let controller_registry = registry.clone();
     let gate = Gate::new(!settings.auth.requires_tokens(), &settings.allowed_hosts);
     let state = ServerState {

@@ -591,9 +591,13 @@ async fn the_deploy_manifests_apply_and_grant_the_service_account_what_the_execu
             vec!["get", "pods", "--subresource=log", "-n", "team-a"],
             "yes",
         ),
+        (vec!["get", "pods", "-n", "team-b"], "yes"),
         (vec!["create", "services", "-n", "team-a"], "yes"),
         (vec!["delete", "services", "-n", "team-a"], "yes"),
-        (vec!["watch", "services", "--all-namespaces"], "yes"),
+        (vec!["patch", "services", "-n", "team-a"], "yes"),
+        (vec!["list", "services", "--all-namespaces"], "yes"),
+        // Services are listed, never watched.
+        (vec!["watch", "services", "--all-namespaces"], "no"),
         // And nothing more.
         (vec!["create", "secrets", "-n", "team-a"], "no"),
         (vec!["get", "secrets", "-n", "mxjob-system"], "no"),

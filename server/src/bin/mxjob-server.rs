@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use mxjob_server::auth::{Auth, Policy, TokenFile};
+use mxjob_server::controller::kubernetes::KubernetesSettings;
 use mxjob_server::controller::{ControllerSettings, ExecutorKind};
 use mxjob_server::registry::Registry;
 use mxjob_server::server::Settings;
@@ -120,9 +121,23 @@ struct Args {
     controller: bool,
     /// What runs each job's replicas: `none` starts nothing (status comes
     /// from outside), `local` runs them as processes of this machine, which
-    /// means running whatever commands clients send (see the README).
+    /// means running whatever commands clients send (see the README),
+    /// `kubernetes` as Pods in a cluster.
     #[arg(long, value_enum, default_value = "none")]
     executor: Executor,
+    /// The kubeconfig of --executor kubernetes (default: the in-cluster
+    /// configuration, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context of --executor kubernetes (default: its
+    /// current context).
+    #[arg(long, value_name = "NAME")]
+    kube_context: Option<String>,
+    /// The value of the label mxjob.kubeflow.org/installation on every Pod
+    /// and Service this server makes; servers sharing a store share it, and
+    /// each other mxjob installation in the same cluster needs its own.
+    #[arg(long, default_value = mxjob_server::controller::kubernetes::DEFAULT_INSTALLATION)]
+    installation: String,
     /// Where the local executor keeps replica logs (default DATA_DIR/logs).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -145,6 +160,8 @@ enum Executor {
     None,
     /// Run every replica as a local process.
     Local,
+    /// Run every replica as a Pod in a Kubernetes cluster.
+    Kubernetes,
 }
 
 /// The settings the flags describe; refuses anonymous access beyond
@@ -184,6 +201,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
         let executor = match args.executor {
             Executor::None => ExecutorKind::None,
             Executor::Local => ExecutorKind::Local,
+            Executor::Kubernetes => ExecutorKind::Kubernetes,
         };
         let log_dir = args
             .log_dir
@@ -278,7 +296,23 @@ fn raise_open_file_limit() -> Option<u64> {
 
 async fn run(args: Args) -> Result<(), String> {
     let log = logger(args.log_format);
-    let settings = settings(&args)?;
+    let mut settings = settings(&args)?;
+    if let Some(controller) = settings
+        .controller
+        .as_mut()
+        .filter(|c| c.executor == ExecutorKind::Kubernetes)
+    {
+        let cluster = KubernetesSettings::connect(
+            args.kubeconfig.clone(),
+            args.kube_context.clone(),
+            args.installation.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        info!(log, "connected to Kubernetes";
+            "server" => &cluster.server, "installation" => &cluster.installation);
+        controller.kubernetes = Some(cluster);
+    }
     let open_files = raise_open_file_limit();
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::with_limits(

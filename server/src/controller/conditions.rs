@@ -4,6 +4,15 @@
 //! status and reason are unchanged is left alone (its times do not move);
 //! `Running` and `Restarting` replace each other; once the job has
 //! `Succeeded` or `Failed`, `Running` turns `False`.
+//!
+//! **Trouble with the cluster** has no condition type of its own in this
+//! API, so it is told on `Running`, as Kubernetes tells a node it has lost
+//! touch with (`Ready: Unknown`): `Running` is `False` with reason
+//! [`FAILED_CREATE`] (the reason a ReplicaSet gives) while the cluster
+//! refuses the job's Pods, and `Unknown` with reason
+//! [`CLUSTER_UNREACHABLE`] while it cannot be reached — the other
+//! conditions and the replica counts stay as last seen. Either goes away
+//! when the trouble does.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -15,6 +24,10 @@ pub const RUNNING: &str = "MXJobRunning";
 pub const RESTARTING: &str = "MXJobRestarting";
 pub const SUCCEEDED: &str = "MXJobSucceeded";
 pub const FAILED: &str = "MXJobFailed";
+/// The cluster refuses to create a replica's Pod or Service.
+pub const FAILED_CREATE: &str = "FailedCreate";
+/// The cluster cannot be reached.
+pub const CLUSTER_UNREACHABLE: &str = "ClusterUnreachable";
 
 pub fn created_message(name: &str) -> String {
     format!("MXJob {name} is created.")
@@ -42,6 +55,21 @@ pub fn backoff_message(name: &str) -> String {
 
 pub fn deadline_message(name: &str) -> String {
     format!("MXJob {name} has failed because it was active longer than specified deadline")
+}
+
+/// The cluster refuses a replica's objects (and is asked again later).
+pub fn refused_message(name: &str, replica: &str, error: &dyn std::fmt::Display) -> String {
+    format!("MXJob {name} cannot create {replica}: {error}")
+}
+
+/// The cluster refused a replica's objects for good.
+pub fn invalid_message(name: &str, replica: &str, error: &dyn std::fmt::Display) -> String {
+    format!("MXJob {name} has failed because the cluster refused {replica}: {error}")
+}
+
+/// The cluster cannot be reached; the status is as last seen.
+pub fn unreachable_message(name: &str, detail: &str) -> String {
+    format!("MXJob {name} is as last seen: {detail}")
 }
 
 /// Now, at the precision the wire keeps (seconds), so that a status
@@ -92,20 +120,33 @@ pub fn set(
     message: String,
     now: DateTime<Utc>,
 ) {
+    set_status(status, type_, ConditionStatus::True, reason, message, now)
+}
+
+/// [`set`] with any condition status.
+pub fn set_status(
+    status: &mut JobStatus,
+    type_: JobConditionType,
+    value: ConditionStatus,
+    reason: &str,
+    message: String,
+    now: DateTime<Utc>,
+) {
     let current = status.conditions.iter().find(|c| c.type_ == type_);
     if let Some(current) = current {
-        if current.status == ConditionStatus::True && current.reason.as_deref() == Some(reason) {
+        if current.status == value && current.reason.as_deref() == Some(reason) {
             return;
         }
     }
     let transition = match current {
-        Some(c) if c.status == ConditionStatus::True => c.last_transition_time.clone(),
+        Some(c) if c.status == value => c.last_transition_time.clone(),
         _ => Some(Time(now)),
     };
-    let finishing = matches!(
-        type_,
-        JobConditionType::Succeeded | JobConditionType::Failed
-    );
+    let finishing = value == ConditionStatus::True
+        && matches!(
+            type_,
+            JobConditionType::Succeeded | JobConditionType::Failed
+        );
     let mut kept = Vec::with_capacity(status.conditions.len() + 1);
     for mut condition in std::mem::take(&mut status.conditions) {
         let replaced = condition.type_ == type_
@@ -129,13 +170,25 @@ pub fn set(
     }
     kept.push(JobCondition {
         type_,
-        status: ConditionStatus::True,
+        status: value,
         reason: Some(reason.to_string()),
         message: Some(message),
         last_update_time: Some(Time(now)),
         last_transition_time: transition,
     });
     status.conditions = kept;
+}
+
+/// Removes the trouble told on `Running` (see the module documentation).
+pub fn clear_trouble(status: &mut JobStatus) {
+    status.conditions.retain(|c| {
+        !(c.type_ == JobConditionType::Running
+            && c.status != ConditionStatus::True
+            && matches!(
+                c.reason.as_deref(),
+                Some(FAILED_CREATE | CLUSTER_UNREACHABLE)
+            ))
+    });
 }
 
 #[cfg(test)]

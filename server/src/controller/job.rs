@@ -1,43 +1,70 @@
-//! One task per job: it owns the job's processes and timers and is the only
+//! One task per job: it owns the job's replicas and timers and is the only
 //! writer of the job's status in this server.
 //!
-//! The task wakes for three things — a newer version of the job from the
-//! watch, a replica process exiting, and its one timer (the earliest of the
-//! active deadline, the TTL and a pending replica restart) — and then
-//! reconciles: it works out the status the job should have, writes it if it
+//! The task wakes for four things — a newer version of the job from the
+//! watch, a replica process exiting, a change to one of its Pods, and its
+//! one timer (the earliest of the active deadline, the TTL and a pending
+//! replica start) — and then reconciles: it works out the status the job should have, writes it if it
 //! differs from the stored one (compare-and-swap on the resourceVersion; on
 //! a conflict it re-reads and works it out again), and starts the replicas
 //! whose time has come. Decisions with side effects (a replica failed for
 //! good, the deadline passed) are kept in memory, so working the status out
 //! again after a conflict never undoes them.
+//!
+//! **One state machine, two executors.** A replica is waiting to start,
+//! running (a [`Handle`]: a process, or a Pod), succeeded, failed, or
+//! stopped. The local executor reports a process's exit code; the
+//! Kubernetes executor's Pods report their phase, the `mxnet` container's
+//! exit code and their restart counts, which [`Worker::sync_pods`] turns
+//! into the same transitions: a Pod that `Succeeded` is an exit with 0; one
+//! that `Failed` is an exit whose meaning the restart policy decides as the
+//! operator decides it (`ExitCode`: 128–255 retried by deleting and
+//! re-creating the Pod, 1–127 fatal; the other policies: fatal, since the
+//! kubelet restarts what they restart and a Pod fails only when it gives
+//! up); and restarts the kubelet made count against `backoffLimit` as the
+//! controller's own restarts do. A Pod that vanished is made again, as the
+//! operator makes a missing Pod.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use slog::{info, o, warn, Logger};
 use tokio::sync::{mpsc, watch};
 
 use super::conditions::{self as cond, finished, finished_at};
-use super::local::{replicas, LocalExecutor, Ports, Process};
+use super::environment::replicas;
+use super::executor::{Executor, Handle, PodHandle};
+use super::kubernetes::error::ClusterError;
+use super::kubernetes::objects::{owner_uid, pod_state, replica_name, replica_of, Phase};
+use super::kubernetes::{KubernetesExecutor, PodRef};
+use super::local::{LocalExecutor, Ports, Process};
 use crate::registry::{Error, Registry, ORPHAN_FINALIZER};
 use mxjob_api::model::{
-    CleanPodPolicy, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus, ReplicaType,
-    RestartPolicy,
+    CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus,
+    ReplicaType, RestartPolicy,
 };
 
 /// How many times one reconcile writes before it waits for the next wake.
 const MAX_PASSES: usize = 16;
 /// How soon a failed store call is retried.
 const RETRY: Duration = Duration::from_secs(1);
+/// How soon a deleted job's objects are tried again while the cluster
+/// cannot be reached.
+const REMOVE_RETRY: Duration = Duration::from_secs(5);
+/// The exit code of a failed Pod whose `mxnet` container reported none
+/// (evicted, say): not retryable.
+const NO_EXIT_CODE: i32 = -1;
 
 /// What the job tasks share.
 pub struct Shared {
     pub registry: Registry,
     /// `None` with `--executor none`.
-    pub executor: Option<LocalExecutor>,
+    pub executor: Option<Executor>,
     pub log: Logger,
 }
 
@@ -55,6 +82,15 @@ pub enum JobEvent {
         attempt: u32,
         code: i32,
     },
+    /// Every Pod labelled with the job's name, after a (re)list of the
+    /// cluster: whatever of the job's is not here is gone.
+    Pods(Vec<Arc<Pod>>),
+    /// One of them changed.
+    Pod(Arc<Pod>),
+    /// One of them was deleted.
+    PodGone(Arc<Pod>),
+    /// The cluster cannot be reached (why), or can again (`None`).
+    Cluster(Option<String>),
 }
 
 /// Runs the task of `job` until the job is gone or `stop` fires.
@@ -70,7 +106,7 @@ pub async fn run(
         "job" => job.metadata.name.clone().unwrap_or_default(),
     ));
     let adopted = job.status.start_time.is_some() && finished(&job.status).is_none();
-    if let Some(executor) = &shared.executor {
+    if let Some(Executor::Local(executor)) = &shared.executor {
         // Whatever a previous server left running of this job is not ours to manage.
         executor.kill_orphans(&job);
     }
@@ -83,11 +119,17 @@ pub async fn run(
         run: None,
         verdict: None,
         cleaned: false,
+        pods: None,
+        discarded: HashSet::new(),
+        discard: Vec::new(),
+        trouble: None,
+        unreachable: None,
+        refusals: 0,
     };
     loop {
         let wake = match worker.reconcile().await {
             Some(wake) => wake,
-            None => return worker.remove().await,
+            None => return worker.remove(&mut stop).await,
         };
         let sleep = async {
             match wake {
@@ -105,7 +147,7 @@ pub async fn run(
                 let mut next = Some(event);
                 while let Some(event) = next {
                     if !worker.handle(event) {
-                        return worker.remove().await;
+                        return worker.remove(&mut stop).await;
                     }
                     next = inbox.try_recv().ok();
                 }
@@ -125,7 +167,16 @@ struct Verdict {
     kill_all: bool,
 }
 
-/// The processes of a job under the local executor.
+/// Why the job cannot go on as it should, told on `Running` (see
+/// [`conditions`](super::conditions)).
+#[derive(Clone, Debug)]
+struct Trouble {
+    status: ConditionStatus,
+    reason: &'static str,
+    message: String,
+}
+
+/// The replicas of a job that runs.
 struct Run {
     ports: Ports,
     replicas: BTreeMap<(ReplicaType, i32), Replica>,
@@ -144,7 +195,7 @@ struct Replica {
 enum State {
     /// To be started at this time.
     Waiting(DateTime<Utc>),
-    Running(Process),
+    Running(Handle),
     Succeeded,
     Failed,
     /// Killed when the job finished.
@@ -170,6 +221,23 @@ pub fn exit_meaning(policy: &RestartPolicy, code: i32) -> Exit {
         (RestartPolicy::OnFailure, _) => Exit::Restart,
         (RestartPolicy::ExitCode, 128..=255) => Exit::Restart,
         _ => Exit::Failed,
+    }
+}
+
+/// What a Pod that finished means under its replica's restart policy, as
+/// the operator reads it (see the module documentation).
+fn pod_exit(policy: &RestartPolicy, phase: Phase, code: Option<i32>) -> Option<(Exit, i32)> {
+    match phase {
+        Phase::Succeeded => Some((Exit::Succeeded, code.unwrap_or(0))),
+        Phase::Failed => {
+            let code = code.unwrap_or(NO_EXIT_CODE);
+            let meaning = match (policy, exit_meaning(policy, code)) {
+                (RestartPolicy::ExitCode, Exit::Restart) => Exit::Restart,
+                _ => Exit::Failed,
+            };
+            Some((meaning, code))
+        }
+        Phase::Pending | Phase::Running => None,
     }
 }
 
@@ -203,6 +271,28 @@ struct Worker {
     verdict: Option<Verdict>,
     /// `cleanPodPolicy` has been applied.
     cleaned: bool,
+    /// Kubernetes: the job's Pods as the watch shows them, by name (`None`
+    /// until the first list of the cluster arrived).
+    pods: Option<BTreeMap<String, Arc<Pod>>>,
+    /// Kubernetes: uids of Pods given up for a re-created one (never adopted).
+    discarded: HashSet<String>,
+    /// Kubernetes: Pods still to delete for a restart.
+    discard: Vec<PodRef>,
+    /// The cluster refuses the job's objects.
+    trouble: Option<Trouble>,
+    /// The cluster cannot be reached: why.
+    unreachable: Option<String>,
+    /// Refused creates in a row (for their back-off).
+    refusals: u32,
+}
+
+/// A role's restart policy (default `Never`, as the operator defaults it).
+fn policy_of(job: &MXJob, replica_type: &ReplicaType) -> RestartPolicy {
+    job.spec
+        .mx_replica_specs
+        .get(replica_type)
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or(RestartPolicy::Never)
 }
 
 /// The resourceVersion as a number, for ordering versions.
@@ -242,24 +332,54 @@ impl Worker {
                 attempt,
                 code,
             } => self.exited(replica, attempt, code),
+            JobEvent::Pods(pods) => {
+                let uid = self.job.metadata.uid.as_deref();
+                self.pods = Some(
+                    pods.into_iter()
+                        .filter(|p| owner_uid(&p.metadata) == uid)
+                        .map(|p| (p.name_any(), p))
+                        .collect(),
+                );
+                self.sync_pods();
+            }
+            JobEvent::Pod(pod) => {
+                if owner_uid(&pod.metadata) == self.job.metadata.uid.as_deref() {
+                    if let Some(pods) = self.pods.as_mut() {
+                        pods.insert(pod.name_any(), pod);
+                    }
+                    self.sync_pods();
+                }
+            }
+            JobEvent::PodGone(pod) => {
+                if let Some(pods) = self.pods.as_mut() {
+                    if pods
+                        .get(&pod.name_any())
+                        .is_some_and(|p| p.uid() == pod.uid())
+                    {
+                        pods.remove(&pod.name_any());
+                    }
+                }
+                self.sync_pods();
+            }
+            JobEvent::Cluster(unreachable) => self.unreachable = unreachable,
         }
         true
     }
 
+    fn policy(&self, replica_type: &ReplicaType) -> RestartPolicy {
+        policy_of(&self.job, replica_type)
+    }
+
+    /// Whether the job's outcome is decided.
+    fn over(&self) -> bool {
+        self.verdict.is_some() || finished(&self.job.status).is_some()
+    }
+
     /// A replica process exited.
     fn exited(&mut self, key: (ReplicaType, i32), attempt: u32, code: i32) {
-        let policy = self
-            .job
-            .spec
-            .mx_replica_specs
-            .get(&key.0)
-            .and_then(|s| s.restart_policy.clone())
-            .unwrap_or(RestartPolicy::Never);
-        let over = self.verdict.is_some() || finished(&self.job.status).is_some();
-        let backoff_limit = self.job.spec.backoff_limit;
-        let name = self.name().to_string();
+        let policy = self.policy(&key.0);
         let Some(run) = self.run.as_mut() else { return };
-        let Some(replica) = run.replicas.get_mut(&key) else {
+        let Some(replica) = run.replicas.get(&key) else {
             return;
         };
         if replica.attempt != attempt || !matches!(replica.state, State::Running(_)) {
@@ -267,8 +387,19 @@ impl Worker {
         }
         info!(self.log, "replica exited";
             "replica" => %key.0, "index" => key.1, "attempt" => attempt, "code" => code);
-        let meaning = exit_meaning(&policy, code);
-        replica.state = match meaning {
+        self.settle(key, exit_meaning(&policy, code), code);
+    }
+
+    /// A running replica ended: `meaning` decides what comes next.
+    fn settle(&mut self, key: (ReplicaType, i32), meaning: Exit, code: i32) {
+        let over = self.over();
+        let backoff_limit = self.job.spec.backoff_limit;
+        let name = self.name().to_string();
+        let Some(run) = self.run.as_mut() else { return };
+        let Some(replica) = run.replicas.get_mut(&key) else {
+            return;
+        };
+        let next = match meaning {
             _ if over => {
                 if code == 0 {
                     State::Succeeded
@@ -301,6 +432,104 @@ impl Worker {
                 State::Waiting(Utc::now() + restart_delay(replica.restarts))
             }
         };
+        let restart = matches!(next, State::Waiting(_));
+        let previous = std::mem::replace(&mut replica.state, next);
+        if let (true, State::Running(Handle::Pod(pod))) = (restart, previous) {
+            // The operator's way to restart under ExitCode: a new Pod.
+            self.discarded.insert(pod.pod.uid.clone());
+            self.discard.push(pod.pod);
+        }
+    }
+
+    /// The kubelet restarted containers of a replica `count` more times:
+    /// they count against `backoffLimit` like the controller's restarts.
+    fn restarted(&mut self, key: &(ReplicaType, i32), count: i32) {
+        let over = self.over();
+        let backoff_limit = self.job.spec.backoff_limit;
+        let name = self.name().to_string();
+        let Some(run) = self.run.as_mut() else { return };
+        run.restarts += count;
+        if let Some(replica) = run.replicas.get_mut(key) {
+            replica.restarts += u32::try_from(count).unwrap_or_default();
+        }
+        info!(self.log, "the kubelet restarted a replica";
+            "replica" => %key.0, "index" => key.1, "restarts" => run.restarts);
+        if !over && backoff_limit.is_some_and(|limit| run.restarts > limit) {
+            run.failure.get_or_insert(Verdict {
+                type_: JobConditionType::Failed,
+                reason: cond::FAILED,
+                message: cond::backoff_message(&name),
+                kill_all: true,
+            });
+        }
+    }
+
+    /// Brings the replicas in line with the job's Pods as the watch shows
+    /// them: adopts the Pods of replicas waiting to start (made by an
+    /// earlier server, or by a create whose answer was lost), and turns
+    /// phase changes, exits and restart counts into transitions.
+    fn sync_pods(&mut self) {
+        let (Some(pods), Some(run)) = (self.pods.as_ref(), self.run.as_mut()) else {
+            return;
+        };
+        let over = self.verdict.is_some() || finished(&self.job.status).is_some();
+        let job_name = self.job.metadata.name.clone().unwrap_or_default();
+        let mut exits = Vec::new();
+        let mut restarts = Vec::new();
+        for (key, replica) in run.replicas.iter_mut() {
+            let name = replica_name(&job_name, &key.0, key.1);
+            let pod = pods
+                .get(&name)
+                .filter(|p| replica_of(p, &self.job).as_ref() == Some(key));
+            if let (State::Waiting(_), Some(pod)) = (&replica.state, pod) {
+                let uid = pod.uid().unwrap_or_default();
+                if !over
+                    && !self.discarded.contains(&uid)
+                    && pod.metadata.deletion_timestamp.is_none()
+                {
+                    info!(self.log, "adopted a pod"; "pod" => &name);
+                    replica.attempt += 1;
+                    replica.state = State::Running(Handle::Pod(PodHandle::new(PodRef::of(pod))));
+                }
+            }
+            let State::Running(Handle::Pod(handle)) = &mut replica.state else {
+                continue;
+            };
+            match pod.filter(|p| p.uid().as_deref() == Some(handle.pod.uid.as_str())) {
+                Some(pod) => {
+                    let state = pod_state(pod);
+                    handle.observed = true;
+                    handle.running = state.phase == Phase::Running;
+                    handle.restarting = state.restarting;
+                    if state.restarts > handle.restarts_seen {
+                        restarts.push((key.clone(), state.restarts - handle.restarts_seen));
+                        handle.restarts_seen = state.restarts;
+                    }
+                    if let Some(exit) =
+                        pod_exit(&policy_of(&self.job, &key.0), state.phase, state.exit_code)
+                    {
+                        exits.push((key.clone(), exit));
+                    }
+                }
+                None if handle.observed => {
+                    info!(self.log, "a replica's pod vanished"; "pod" => &name);
+                    replica.state = if over {
+                        State::Stopped
+                    } else {
+                        State::Waiting(Utc::now())
+                    };
+                }
+                None => {}
+            }
+        }
+        for (key, count) in restarts {
+            self.restarted(&key, count);
+        }
+        for (key, (meaning, code)) in exits {
+            info!(self.log, "replica pod finished";
+                "replica" => %key.0, "index" => key.1, "code" => code);
+            self.settle(key, meaning, code);
+        }
     }
 
     /// Brings the stored status and the processes in line with the job.
@@ -354,7 +583,7 @@ impl Worker {
             }
             // Replicas start only after the status saying so is stored,
             // so that `Restarting` is seen before the restart.
-            if !self.launch_due() {
+            if !self.launch_due().await {
                 return Some(wake);
             }
         }
@@ -403,8 +632,10 @@ impl Worker {
         if finished(&status).is_some() {
             // Finished (by this task or by a status written from outside).
             if !self.cleaned {
-                self.clean_up(false).await;
-                self.cleaned = true;
+                self.cleaned = self.clean_up(false).await;
+                if !self.cleaned {
+                    earliest(clock + chrono::Duration::from_std(RETRY).unwrap_or_default());
+                }
                 if let Some(run) = &self.run {
                     status.mx_replica_statuses = run.counts(&self.job);
                 }
@@ -449,6 +680,7 @@ impl Worker {
         if self.verdict.is_none() && self.shared.executor.is_some() {
             if self.run.is_none() {
                 self.run = self.start_run();
+                self.sync_pods();
                 if self.run.is_none() {
                     earliest(clock + chrono::Duration::from_std(RETRY).unwrap_or_default());
                 }
@@ -460,9 +692,12 @@ impl Worker {
 
         if let Some(verdict) = self.verdict.clone() {
             if !self.cleaned {
-                self.clean_up(verdict.kill_all).await;
-                self.cleaned = true;
+                self.cleaned = self.clean_up(verdict.kill_all).await;
+                if !self.cleaned {
+                    earliest(clock + chrono::Duration::from_std(RETRY).unwrap_or_default());
+                }
             }
+            cond::clear_trouble(&mut status);
             cond::set(
                 &mut status,
                 verdict.type_,
@@ -471,25 +706,39 @@ impl Worker {
                 now,
             );
             status.completion_time = Some(Time(now));
-        } else if let Some(run) = &self.run {
-            if run.restarting(self.adopted) {
-                cond::set(
-                    &mut status,
-                    JobConditionType::Restarting,
-                    cond::RESTARTING,
-                    cond::restarting_message(&name),
-                    now,
-                );
-            } else if run.active(&leader(&self.job.spec.job_mode)) > 0 {
-                cond::set(
+        } else {
+            if let Some(trouble) = self.current_trouble() {
+                cond::set_status(
                     &mut status,
                     JobConditionType::Running,
-                    cond::RUNNING,
-                    cond::running_message(&name),
+                    trouble.status,
+                    trouble.reason,
+                    trouble.message,
                     now,
                 );
+            } else {
+                cond::clear_trouble(&mut status);
+                if let Some(run) = &self.run {
+                    if run.restarting(self.adopted) {
+                        cond::set(
+                            &mut status,
+                            JobConditionType::Restarting,
+                            cond::RESTARTING,
+                            cond::restarting_message(&name),
+                            now,
+                        );
+                    } else if run.active(&leader(&self.job.spec.job_mode)) > 0 {
+                        cond::set(
+                            &mut status,
+                            JobConditionType::Running,
+                            cond::RUNNING,
+                            cond::running_message(&name),
+                            now,
+                        );
+                    }
+                }
             }
-            if let Some(at) = run.next_start() {
+            if let Some(at) = self.run.as_ref().and_then(Run::next_start) {
                 earliest(at);
             }
         }
@@ -499,14 +748,33 @@ impl Worker {
         (status, wake)
     }
 
-    /// Sets up the processes of the job (none started yet).
+    /// What to tell on `Running`: the cluster cannot be reached, or
+    /// refuses the job's objects.
+    fn current_trouble(&self) -> Option<Trouble> {
+        match &self.unreachable {
+            Some(detail) => Some(Trouble {
+                status: ConditionStatus::Unknown,
+                reason: cond::CLUSTER_UNREACHABLE,
+                message: cond::unreachable_message(self.name(), detail),
+            }),
+            None => self.trouble.clone(),
+        }
+    }
+
+    /// Sets up the replicas of the job (none started yet; under
+    /// Kubernetes, those whose Pods exist are adopted at once).
     fn start_run(&mut self) -> Option<Run> {
-        let ports = match Ports::allocate(&self.job) {
-            Ok(ports) => ports,
-            Err(error) => {
-                warn!(self.log, "finding free ports"; "error" => %error);
-                return None;
-            }
+        let ports = match &self.shared.executor {
+            Some(Executor::Local(_)) => match Ports::allocate(&self.job) {
+                Ok(ports) => ports,
+                Err(error) => {
+                    warn!(self.log, "finding free ports"; "error" => %error);
+                    return None;
+                }
+            },
+            // Nothing is started before the cluster's Pods are known.
+            Some(Executor::Kubernetes(_)) if self.pods.is_none() => return None,
+            _ => Ports::default(),
         };
         let now = Utc::now();
         let mut replicas_by_key = BTreeMap::new();
@@ -531,11 +799,14 @@ impl Worker {
     }
 
     /// Starts the replicas whose time has come; whether any state changed.
-    fn launch_due(&mut self) -> bool {
-        if self.verdict.is_some() || finished(&self.job.status).is_some() {
+    async fn launch_due(&mut self) -> bool {
+        if self.over() {
             return false;
         }
-        let (Some(executor), Some(run)) = (self.shared.executor.clone(), self.run.as_mut()) else {
+        let Some(executor) = self.shared.executor.clone() else {
+            return false;
+        };
+        let Some(run) = self.run.as_ref() else {
             return false;
         };
         let now = Utc::now();
@@ -545,8 +816,21 @@ impl Worker {
             .filter(|(_, r)| matches!(r.state, State::Waiting(at) if at <= now))
             .map(|(key, _)| key.clone())
             .collect();
+        match executor {
+            Executor::Local(executor) => self.launch_processes(&executor, &due),
+            Executor::Kubernetes(executor) => {
+                let discarded = self.discard_pods(&executor).await;
+                self.create_pods(&executor, &due).await || discarded
+            }
+        }
+    }
+
+    fn launch_processes(&mut self, executor: &LocalExecutor, due: &[(ReplicaType, i32)]) -> bool {
+        let Some(run) = self.run.as_mut() else {
+            return false;
+        };
         let mut failed_to_start = Vec::new();
-        for key in &due {
+        for key in due {
             let Some(replica) = run.replicas.get_mut(key) else {
                 continue;
             };
@@ -565,13 +849,13 @@ impl Worker {
                 Ok(process) => {
                     info!(self.log, "replica started";
                         "replica" => %key.0, "index" => key.1, "attempt" => attempt, "pid" => process.pid);
-                    replica.state = State::Running(process);
+                    replica.state = State::Running(Handle::Process(process));
                 }
                 Err(error) => {
                     warn!(self.log, "replica did not start";
                         "replica" => %key.0, "index" => key.1, "error" => %error);
                     // As a container whose command cannot run.
-                    replica.state = State::Running(Process::exited_with(127));
+                    replica.state = State::Running(Handle::Process(Process::exited_with(127)));
                     failed_to_start.push((key.clone(), attempt));
                 }
             }
@@ -582,50 +866,241 @@ impl Worker {
         !due.is_empty()
     }
 
-    /// Applies `cleanPodPolicy` (or kills everything) as the job finishes.
-    async fn clean_up(&mut self, kill_all: bool) {
-        let (Some(executor), Some(run)) = (self.shared.executor.clone(), self.run.as_mut()) else {
-            return;
+    /// Deletes the Pods given up for new ones; whether all are gone.
+    async fn discard_pods(&mut self, executor: &KubernetesExecutor) -> bool {
+        if self.discard.is_empty() {
+            return false;
+        }
+        let pods = std::mem::take(&mut self.discard);
+        match executor.delete_pods(self.namespace(), &pods, None).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(self.log, "deleting pods to re-create them"; "error" => %error);
+                self.discard = pods;
+                false
+            }
+        }
+    }
+
+    /// Makes the Pods (and Services) of the replicas that are due.
+    async fn create_pods(
+        &mut self,
+        executor: &KubernetesExecutor,
+        due: &[(ReplicaType, i32)],
+    ) -> bool {
+        if due.is_empty() {
+            return false;
+        }
+        let job = &self.job;
+        let results = futures::future::join_all(
+            due.iter()
+                .map(|(replica_type, index)| executor.create_replica(job, replica_type, *index)),
+        )
+        .await;
+        let name = self.name().to_string();
+        let mut refused: Option<(String, ClusterError)> = None;
+        let mut invalid: Option<(String, ClusterError)> = None;
+        let Some(run) = self.run.as_mut() else {
+            return false;
         };
+        for (key, result) in due.iter().zip(results) {
+            let Some(replica) = run.replicas.get_mut(key) else {
+                continue;
+            };
+            let pod_name = replica_name(&name, &key.0, key.1);
+            match result {
+                Ok(pod) => {
+                    replica.attempt += 1;
+                    info!(self.log, "replica pod created";
+                        "pod" => pod.name_any(), "attempt" => replica.attempt);
+                    replica.state = State::Running(Handle::Pod(PodHandle::new(PodRef::of(&pod))));
+                }
+                Err(error) if error.is_permanent() => {
+                    warn!(self.log, "the cluster refused a replica for good";
+                        "pod" => &pod_name, "error" => %error);
+                    replica.state = State::Failed;
+                    invalid.get_or_insert((pod_name, error));
+                }
+                Err(error) => {
+                    warn!(self.log, "the cluster refused a replica";
+                        "pod" => &pod_name, "error" => %error);
+                    refused.get_or_insert((pod_name, error));
+                }
+            }
+        }
+        if let Some((pod, error)) = invalid {
+            run.failure.get_or_insert(Verdict {
+                type_: JobConditionType::Failed,
+                reason: cond::FAILED,
+                message: cond::invalid_message(&name, &pod, &error),
+                kill_all: true,
+            });
+        }
+        match refused {
+            Some((pod, error)) => {
+                self.refusals = self.refusals.saturating_add(1);
+                let retry = Utc::now() + restart_delay(self.refusals);
+                for replica in run.replicas.values_mut() {
+                    if matches!(replica.state, State::Waiting(at) if at <= retry) {
+                        replica.state = State::Waiting(retry);
+                    }
+                }
+                self.trouble = Some(if error.is_unreachable() {
+                    Trouble {
+                        status: ConditionStatus::Unknown,
+                        reason: cond::CLUSTER_UNREACHABLE,
+                        message: cond::unreachable_message(&name, &error.to_string()),
+                    }
+                } else {
+                    Trouble {
+                        status: ConditionStatus::False,
+                        reason: cond::FAILED_CREATE,
+                        message: cond::refused_message(&name, &pod, &error),
+                    }
+                });
+            }
+            None => {
+                self.refusals = 0;
+                self.trouble = None;
+            }
+        }
+        true
+    }
+
+    /// Applies `cleanPodPolicy` (or kills everything) as the job finishes;
+    /// `false` when it could not be done yet (tried again later).
+    async fn clean_up(&mut self, kill_all: bool) -> bool {
         let policy = self
             .job
             .spec
             .clean_pod_policy
             .clone()
             .unwrap_or(CleanPodPolicy::Running);
-        if kill_all || policy != CleanPodPolicy::None {
-            run.stop_all(&executor).await;
-        }
-        if policy == CleanPodPolicy::All {
-            executor.remove_logs(&self.job);
-        }
-    }
-
-    /// The server stops or lost the lease: kill the processes, keep the files.
-    async fn stop(mut self) {
-        if let (Some(executor), Some(run)) = (self.shared.executor.clone(), self.run.as_mut()) {
-            run.stop_all(&executor).await;
-        }
-    }
-
-    /// The job is gone: stop its processes — with the grace period the
-    /// delete gave, or not at all when it orphaned them — and remove its
-    /// files (so no later server takes orphans for its own).
-    async fn remove(mut self) {
-        if let Some(executor) = self.shared.executor.clone() {
-            let metadata = &self.job.metadata;
-            let orphaned = metadata
-                .finalizers
-                .as_ref()
-                .is_some_and(|f| f.iter().any(|f| f == ORPHAN_FINALIZER));
-            let grace = metadata
-                .deletion_grace_period_seconds
-                .and_then(|s| u64::try_from(s).ok())
-                .map(Duration::from_secs);
-            if let (Some(run), false) = (self.run.as_mut(), orphaned) {
-                run.stop_all_within(&executor, grace).await;
+        match self.shared.executor.clone() {
+            None => true,
+            Some(Executor::Local(executor)) => {
+                let Some(run) = self.run.as_mut() else {
+                    return true;
+                };
+                if kill_all || policy != CleanPodPolicy::None {
+                    run.stop_all(&executor).await;
+                }
+                if policy == CleanPodPolicy::All {
+                    executor.remove_logs(&self.job);
+                }
+                true
             }
-            executor.remove_job(&self.job);
+            Some(Executor::Kubernetes(executor)) => {
+                self.clean_up_pods(&executor, kill_all, policy).await
+            }
+        }
+    }
+
+    /// `cleanPodPolicy` on Pods, as the operator applies it: `None` leaves
+    /// them; `Running` deletes those not finished (Pending ones too, which
+    /// would otherwise start after the job ended) with their Services;
+    /// `All` deletes every Pod and Service of the job.
+    async fn clean_up_pods(
+        &mut self,
+        executor: &KubernetesExecutor,
+        kill_all: bool,
+        policy: CleanPodPolicy,
+    ) -> bool {
+        if !kill_all && policy == CleanPodPolicy::None {
+            return true;
+        }
+        let Some(pods) = self.pods.as_ref() else {
+            return false;
+        };
+        let everything = kill_all || policy == CleanPodPolicy::All;
+        let mut doomed: Vec<PodRef> = pods
+            .values()
+            .filter(|pod| {
+                everything || !matches!(pod_state(pod).phase, Phase::Succeeded | Phase::Failed)
+            })
+            .map(|pod| PodRef::of(pod))
+            .collect();
+        if let Some(run) = &self.run {
+            for replica in run.replicas.values() {
+                if let State::Running(Handle::Pod(handle)) = &replica.state {
+                    if !doomed.contains(&handle.pod) {
+                        doomed.push(handle.pod.clone());
+                    }
+                }
+            }
+        }
+        let names: HashSet<String> = doomed.iter().map(|p| p.name.clone()).collect();
+        let deleted = match executor.delete_pods(self.namespace(), &doomed, None).await {
+            Ok(()) => {
+                executor
+                    .delete_services(&self.job, (!everything).then_some(&names))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = deleted {
+            warn!(self.log, "deleting the job's pods"; "error" => %error);
+            return false;
+        }
+        if let Some(run) = self.run.as_mut() {
+            for replica in run.replicas.values_mut() {
+                if matches!(replica.state, State::Running(_) | State::Waiting(_)) {
+                    replica.state = State::Stopped;
+                }
+            }
+        }
+        true
+    }
+
+    /// The server stops or lost the lease: kill the processes, keep the
+    /// files. Pods run on; the next leader adopts them.
+    async fn stop(mut self) {
+        if let (Some(Executor::Local(executor)), Some(run)) =
+            (self.shared.executor.clone(), self.run.as_mut())
+        {
+            run.stop_all(&executor).await;
+        }
+    }
+
+    /// The job is gone: stop its replicas — with the grace period the
+    /// delete gave, or not at all when it orphaned them — and remove its
+    /// files (so no later server takes orphans for its own), or its Pods
+    /// and Services.
+    async fn remove(mut self, stop: &mut watch::Receiver<bool>) {
+        let metadata = &self.job.metadata;
+        let orphaned = metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == ORPHAN_FINALIZER));
+        let grace = metadata
+            .deletion_grace_period_seconds
+            .and_then(|s| u64::try_from(s).ok());
+        match self.shared.executor.clone() {
+            None => {}
+            Some(Executor::Local(executor)) => {
+                if let (Some(run), false) = (self.run.as_mut(), orphaned) {
+                    run.stop_all_within(&executor, grace.map(Duration::from_secs))
+                        .await;
+                }
+                executor.remove_job(&self.job);
+            }
+            Some(Executor::Kubernetes(executor)) => loop {
+                let grace = grace.map(|s| u32::try_from(s).unwrap_or(u32::MAX));
+                let result = executor.remove(&self.job, orphaned, grace).await;
+                match result {
+                    Ok(()) => {
+                        info!(self.log, "removed the job's pods and services"; "orphaned" => orphaned);
+                        return;
+                    }
+                    Err(error) => {
+                        warn!(self.log, "removing a deleted job's pods"; "error" => %error);
+                        tokio::select! {
+                            _ = super::stopped(stop) => return,
+                            _ = tokio::time::sleep(REMOVE_RETRY) => {}
+                        }
+                    }
+                }
+            },
         }
     }
 }
@@ -648,17 +1123,22 @@ impl Run {
     }
 
     /// Whether a replica waits to be started again (or, for a job taken
-    /// over from a previous server, to be started at all).
+    /// over from a previous server, to be started at all), or for the
+    /// kubelet to start its container again.
     fn restarting(&self, adopted: bool) -> bool {
-        self.replicas.values().any(|r| {
-            matches!(r.state, State::Waiting(_)) && (r.restarts > 0 || (adopted && r.attempt == 0))
+        self.replicas.values().any(|r| match &r.state {
+            State::Waiting(_) => r.restarts > 0 || (adopted && r.attempt == 0),
+            State::Running(handle) => handle.restarting(),
+            _ => false,
         })
     }
 
     fn active(&self, replica_type: &ReplicaType) -> usize {
         self.replicas
             .iter()
-            .filter(|((t, _), r)| t == replica_type && matches!(r.state, State::Running(_)))
+            .filter(|((t, _), r)| {
+                t == replica_type && matches!(&r.state, State::Running(h) if h.active())
+            })
             .count()
     }
 
@@ -681,11 +1161,11 @@ impl Run {
                 if t != replica_type {
                     continue;
                 }
-                match replica.state {
-                    State::Running(_) => active += 1,
+                match &replica.state {
+                    State::Running(handle) if handle.active() => active += 1,
                     State::Succeeded => succeeded += 1,
                     State::Failed => failed += 1,
-                    State::Waiting(_) | State::Stopped => {}
+                    State::Running(_) | State::Waiting(_) | State::Stopped => {}
                 }
             }
             counts.insert(
@@ -711,7 +1191,7 @@ impl Run {
             .replicas
             .values_mut()
             .filter_map(|r| match &mut r.state {
-                State::Running(process) => Some(process),
+                State::Running(Handle::Process(process)) => Some(process),
                 _ => None,
             })
             .collect();

@@ -30,10 +30,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
-use serde_json::json;
 use slog::{warn, Logger};
 
-use mxjob_api::model::{JobMode, MXJob, ReplicaType};
+use super::environment::{self, operator_variables, Addresses};
+
+use mxjob_api::model::{MXJob, ReplicaType};
 use rustix::process::{Pid, Signal};
 
 /// The variable that marks a process as a replica of a job (see module docs).
@@ -59,18 +60,7 @@ fn pid_file(job_dir: &Path, replica_type: &ReplicaType, index: i32) -> PathBuf {
     job_dir.join(format!("{replica_type}-{index}.pid"))
 }
 
-/// The role's name in `DMLC_ROLE` and `MX_CONFIG`: the type in lower case.
-fn role(replica_type: &ReplicaType) -> String {
-    replica_type.as_str().to_ascii_lowercase()
-}
-
-/// The number of replicas of a role (1 when unset, 0 when absent).
-pub fn replicas(job: &MXJob, replica_type: &ReplicaType) -> i32 {
-    job.spec
-        .mx_replica_specs
-        .get(replica_type)
-        .map_or(0, |spec| spec.replicas.unwrap_or(1))
-}
+pub use super::environment::{replicas, role};
 
 /// One loopback port per replica, by role.
 #[derive(Clone, Debug, Default)]
@@ -102,29 +92,23 @@ impl Ports {
     }
 }
 
-/// `MX_CONFIG` as the operator writes it: every replica's address by role,
-/// the roles' labels (this API has no `label` field, so they are empty) and
-/// the replica's own role and index.
+impl Addresses for Ports {
+    fn address(&self, replica_type: &ReplicaType, index: i32) -> (String, i32) {
+        (
+            LOOPBACK.to_string(),
+            i32::from(self.get(replica_type, index)),
+        )
+    }
+}
+
+/// `MX_CONFIG` with every replica on loopback at its own port.
 pub fn mx_config(
     job: &MXJob,
     ports: &Ports,
     replica_type: &ReplicaType,
     index: i32,
 ) -> serde_json::Value {
-    let mut cluster = serde_json::Map::new();
-    let mut labels = serde_json::Map::new();
-    for rt in job.spec.mx_replica_specs.keys() {
-        let addresses: Vec<_> = (0..replicas(job, rt))
-            .map(|i| json!({"url": LOOPBACK, "port": ports.get(rt, i)}))
-            .collect();
-        cluster.insert(role(rt), addresses.into());
-        labels.insert(role(rt), "".into());
-    }
-    json!({
-        "cluster": cluster,
-        "labels": labels,
-        "task": {"type": role(replica_type), "index": index},
-    })
+    environment::mx_config(job, ports, replica_type, index)
 }
 
 /// Expands `$(NAME)` references as Kubernetes does: a defined variable is
@@ -279,27 +263,8 @@ pub fn plan(
         notes.push("envFrom is not supported by the local executor; ignored".to_string());
     }
     // The operator's variables come last and so win, as in its pods.
-    let config = mx_config(job, ports, replica_type, index);
-    env.set("MX_CONFIG", config.to_string());
-    if job.spec.job_mode == JobMode::MXTrain {
-        env.set("DMLC_PS_ROOT_URI", LOOPBACK);
-        env.set(
-            "DMLC_PS_ROOT_PORT",
-            ports.get(&ReplicaType::Scheduler, 0).to_string(),
-        );
-        env.set(
-            "DMLC_NUM_SERVER",
-            replicas(job, &ReplicaType::Server).to_string(),
-        );
-        env.set(
-            "DMLC_NUM_WORKER",
-            replicas(job, &ReplicaType::Worker).to_string(),
-        );
-    }
-    env.set("DMLC_ROLE", role(replica_type));
-    env.set("DMLC_USE_KUBERNETES", "0");
-    if *replica_type == ReplicaType::Worker {
-        env.set("DMLC_WORKER_ID", index.to_string());
+    for (name, value) in operator_variables(job, ports, replica_type, index, false) {
+        env.set(&name, value);
     }
     env.set(REPLICA_ID_VAR, format!("{uid}/{replica_type}/{index}"));
 
@@ -617,6 +582,7 @@ fn carries_marker(pid: i32, uid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn job() -> MXJob {
         let mut job: MXJob =

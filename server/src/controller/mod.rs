@@ -30,19 +30,33 @@
 //! An MXTrain job succeeds when its Scheduler does, an MXTune job when its
 //! Tuner does (the roles that coordinate the rest).
 //!
-//! **Executors.** With [`ExecutorKind::None`] nothing is started: the status
-//! comes from outside through the subresource, and the controller only
-//! admits jobs, fails those past their deadline and deletes finished ones
-//! after their TTL. With [`ExecutorKind::Local`] every replica is a process
-//! on this machine ([`local`]).
+//! **Executors** ([`executor`]). With [`ExecutorKind::None`] nothing is
+//! started: the status comes from outside through the subresource, and the
+//! controller only admits jobs, fails those past their deadline and deletes
+//! finished ones after their TTL. With [`ExecutorKind::Local`] every replica
+//! is a process on this machine ([`local`]); with
+//! [`ExecutorKind::Kubernetes`] a Pod in a cluster ([`kubernetes`]). Both
+//! feed one state machine (`job.rs`): the same conditions, counts, restart
+//! policies, deadline, clean-up and TTL.
 //!
-//! **A restarted server** finds jobs that had started but not finished. Their
-//! processes belonged to the previous server: it killed them when it shut
-//! down (or, if it died, this one kills them from their pid files). Under
-//! the local executor the controller marks such a job `Restarting` and
-//! starts all its replicas again from scratch, as the operator recreates
-//! pods that vanished; this does not count against `backoffLimit`, since no
-//! replica failed.
+//! **Pods reach the job tasks through one watch.** Under Kubernetes the
+//! leading controller watches every Pod of its installation
+//! ([`kubernetes::feed`]), keeps them in an index by job, and hands each
+//! job task its own: all of them when the task starts or the watch lists
+//! again, then each change. A task starts no Pod before it has had that
+//! first list, so a restarted server adopts what exists instead of making
+//! duplicates. After each list the Pods and Services of jobs that no longer
+//! exist (deleted while no server of the installation led) are deleted.
+//!
+//! **A restarted server** finds jobs that had started but not finished.
+//! Under the local executor their processes belonged to the previous
+//! server: it killed them when it shut down (or, if it died, this one kills
+//! them from their pid files), and the controller marks such a job
+//! `Restarting` and starts all its replicas again from scratch, as the
+//! operator recreates pods that vanished; this does not count against
+//! `backoffLimit`, since no replica failed. Under Kubernetes the Pods run
+//! on: the new server adopts them and catches up with what they did
+//! meanwhile, and only makes those that are missing.
 //!
 //! **One controller per store** ([`lease`]): servers sharing a store take a
 //! lease through it, and only the holder reconciles. The others wait and
@@ -50,7 +64,10 @@
 //! the new holder then treats the running jobs as a restarted server does.
 
 pub mod conditions;
+pub mod environment;
+pub mod executor;
 mod job;
+pub mod kubernetes;
 pub mod lease;
 pub mod local;
 pub mod logs;
@@ -68,9 +85,13 @@ use tokio::task::JoinSet;
 use crate::registry::Error;
 use crate::registry::Registry;
 use crate::store::Revision;
+use executor::Executor;
 use job::{JobEvent, Shared};
+use kubernetes::feed::{Feed, PodFeed, PodIndex};
+use kubernetes::{KubernetesExecutor, KubernetesSettings};
 use lease::{Ended, Lease};
 use local::LocalExecutor;
+use logs::LogSource;
 use mxjob_api::model::MXJob;
 
 /// What runs a job's replicas.
@@ -80,6 +101,8 @@ pub enum ExecutorKind {
     None,
     /// Local processes.
     Local,
+    /// Pods in a Kubernetes cluster ([`ControllerSettings::kubernetes`]).
+    Kubernetes,
 }
 
 /// How the controller runs.
@@ -95,6 +118,8 @@ pub struct ControllerSettings {
     pub lease_duration: Duration,
     /// How long a replica has between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// The cluster of [`ExecutorKind::Kubernetes`].
+    pub kubernetes: Option<KubernetesSettings>,
 }
 
 impl ControllerSettings {
@@ -106,12 +131,31 @@ impl ControllerSettings {
             identity: format!("mxjob-server-{}-{}", std::process::id(), &uid[..8]),
             lease_duration: Duration::from_secs(15),
             kill_grace: Duration::from_secs(5),
+            kubernetes: None,
         }
+    }
+
+    /// Settings for [`ExecutorKind::Kubernetes`] in the cluster `kubernetes`.
+    pub fn in_cluster(kubernetes: KubernetesSettings, log_dir: PathBuf) -> Self {
+        let mut settings = ControllerSettings::new(ExecutorKind::Kubernetes, log_dir);
+        settings.kubernetes = Some(kubernetes);
+        settings
     }
 
     /// The directory replica logs are read from, when processes run here.
     pub fn replica_log_dir(&self) -> Option<&Path> {
         (self.executor == ExecutorKind::Local).then_some(self.log_dir.as_path())
+    }
+
+    /// Where `GET …/log` reads replica logs.
+    pub fn log_source(&self) -> LogSource {
+        match (self.executor, &self.kubernetes) {
+            (ExecutorKind::Local, _) => LogSource::Local(self.log_dir.clone()),
+            (ExecutorKind::Kubernetes, Some(kubernetes)) => LogSource::Kubernetes(
+                KubernetesExecutor::new(kubernetes.clone(), Logger::root(slog::Discard, o!())),
+            ),
+            _ => LogSource::None,
+        }
     }
 }
 
@@ -124,13 +168,20 @@ pub struct Controller {
 impl Controller {
     /// Starts the controller over `registry` (on the current runtime).
     pub fn spawn(registry: Registry, settings: ControllerSettings, log: Logger) -> Self {
-        let executor = match settings.executor {
-            ExecutorKind::None => None,
-            ExecutorKind::Local => Some(LocalExecutor::new(
+        let executor = match (settings.executor, settings.kubernetes.clone()) {
+            (ExecutorKind::None, _) => None,
+            (ExecutorKind::Local, _) => Some(Executor::Local(LocalExecutor::new(
                 settings.log_dir.clone(),
                 settings.kill_grace,
                 log.new(o!("executor" => "local")),
+            ))),
+            (ExecutorKind::Kubernetes, Some(kubernetes)) => Some(Executor::Kubernetes(
+                KubernetesExecutor::new(kubernetes, log.new(o!("executor" => "kubernetes"))),
             )),
+            (ExecutorKind::Kubernetes, None) => {
+                error!(log, "the Kubernetes executor has no cluster: running none");
+                None
+            }
         };
         let lease = Lease::new(
             registry.store().clone(),
@@ -188,6 +239,10 @@ struct Jobs {
     stop: watch::Receiver<bool>,
     workers: HashMap<(String, String), Worker>,
     tasks: JoinSet<()>,
+    /// Kubernetes: the installation's Pods by job, and whether the cluster
+    /// can be reached (why not).
+    pods: PodIndex,
+    unreachable: Option<String>,
 }
 
 struct Worker {
@@ -223,6 +278,12 @@ impl Jobs {
             received,
             self.stop.clone(),
         ));
+        if self.pods.synced {
+            let _ = inbox.send(JobEvent::Pods(self.pods.of(&key)));
+        }
+        if let Some(why) = &self.unreachable {
+            let _ = inbox.send(JobEvent::Cluster(Some(why.clone())));
+        }
         self.workers.insert(key, Worker { uid, inbox });
         while let Some(result) = self.tasks.try_join_next() {
             if let Err(e) = result {
@@ -273,7 +334,7 @@ impl Jobs {
                             let _ = worker.inbox.send(JobEvent::Deleted(None));
                         }
                     }
-                    if let Some(executor) = self.shared.executor.clone() {
+                    if let Some(Executor::Local(executor)) = self.shared.executor.clone() {
                         let _ = tokio::task::spawn_blocking(move || {
                             executor.collect_garbage(&live);
                         })
@@ -291,12 +352,77 @@ impl Jobs {
         }
     }
 
+    /// Takes in a change to the installation's Pods and passes it on.
+    fn pod_feed(&mut self, message: PodFeed) {
+        match message {
+            PodFeed::Applied(pod) => {
+                if let Some(key) = self.pods.apply(&pod) {
+                    self.tell(&key, JobEvent::Pod(pod));
+                }
+            }
+            PodFeed::Deleted(pod) => {
+                if let Some(key) = self.pods.delete(&pod) {
+                    self.tell(&key, JobEvent::PodGone(pod));
+                }
+            }
+            PodFeed::Synced(pods) => {
+                self.pods.replace(pods);
+                for (key, worker) in &self.workers {
+                    let _ = worker.inbox.send(JobEvent::Pods(self.pods.of(key)));
+                }
+                self.collect_garbage();
+            }
+            PodFeed::Unreachable(why) => {
+                self.unreachable = Some(why.clone());
+                for worker in self.workers.values() {
+                    let _ = worker.inbox.send(JobEvent::Cluster(Some(why.clone())));
+                }
+            }
+            PodFeed::Reachable => {
+                self.unreachable = None;
+                for worker in self.workers.values() {
+                    let _ = worker.inbox.send(JobEvent::Cluster(None));
+                }
+            }
+        }
+    }
+
+    fn tell(&self, key: &(String, String), event: JobEvent) {
+        if let Some(worker) = self.workers.get(key) {
+            let _ = worker.inbox.send(event);
+        }
+    }
+
+    /// Deletes, in the background, the Pods and Services of jobs this
+    /// controller does not know: every existing job has a task by now.
+    fn collect_garbage(&mut self) {
+        let Some(Executor::Kubernetes(executor)) = self.shared.executor.clone() else {
+            return;
+        };
+        let live: HashSet<String> = self.workers.values().map(|w| w.uid.clone()).collect();
+        let pods: Vec<_> = self.pods.all().cloned().collect();
+        let log = self.shared.log.clone();
+        self.tasks.spawn(async move {
+            if let Err(error) = executor.collect_garbage(pods, &live).await {
+                warn!(log, "deleting the pods of deleted jobs"; "error" => %error);
+            }
+        });
+    }
+
     /// Waits a moment before retrying; `false` when stopped meanwhile.
     async fn pause(&mut self) -> bool {
         tokio::select! {
             _ = stopped(&mut self.stop) => false,
             _ = tokio::time::sleep(Duration::from_secs(1)) => true,
         }
+    }
+}
+
+/// The next change of the Pod feed; never, without one.
+async fn next_pod_change(feed: &mut Option<Feed>) -> Option<PodFeed> {
+    match feed {
+        Some(feed) => feed.events.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -309,6 +435,12 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         stop: stop.clone(),
         workers: HashMap::new(),
         tasks: JoinSet::new(),
+        pods: PodIndex::default(),
+        unreachable: None,
+    };
+    let mut feed = match &shared.executor {
+        Some(Executor::Kubernetes(executor)) => Some(executor.feed()),
+        _ => None,
     };
     let mut stopping = stop;
     let mut resume = jobs.relist().await;
@@ -319,6 +451,10 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                 loop {
                     let next = tokio::select! {
                         _ = stopped(&mut stopping) => break None,
+                        Some(message) = next_pod_change(&mut feed) => {
+                            jobs.pod_feed(message);
+                            continue;
+                        }
                         next = events.next() => next,
                     };
                     match next {
@@ -352,6 +488,7 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             }
         };
     }
+    drop(feed);
     // The tasks see the same stop signal; wait until their processes are gone.
     while let Some(result) = jobs.tasks.join_next().await {
         if let Err(e) = result {
