@@ -38,7 +38,6 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
-mod bench_kubernetes;
 mod clients;
 mod conformance;
 mod docs;
@@ -212,9 +211,9 @@ fn main() -> ExitCode {
         ["docs"] => docs::docs(false).map(|()| true),
         ["docs", "--check"] => docs::docs(true).map(|()| true),
         ["test"] => test().map(|()| true),
-        ["bench", "--kubernetes", rest @ ..] => bench_kubernetes::Options::parse(rest)
+        ["bench", "--kubernetes", rest @ ..] => bench::kubernetes::Options::parse(rest)
             .and_then(|options| {
-                bench_kubernetes::bench(&options, &format!("cargo xtask {}", args.join(" ")))
+                bench::kubernetes::bench(&options, &format!("cargo xtask {}", args.join(" ")))
             })
             .map(|()| true),
         ["bench", rest @ ..] => bench::Options::parse(rest)

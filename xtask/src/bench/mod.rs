@@ -32,6 +32,7 @@
 //! ([`profile`]).
 
 mod api;
+pub mod kubernetes;
 mod machine;
 mod profile;
 mod watch;
