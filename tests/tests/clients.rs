@@ -177,9 +177,10 @@ const INFORMER_NS: &str = "informed";
 /// client-go's informer (dynamic client, `dynamicinformer`, WatchListClient
 /// on) syncs its cache with the jobs that existed, then sees the create,
 /// update and delete it makes; and it got there through a streaming list
-/// (a watch with `sendInitialEvents=true`) without any LIST, which it falls
-/// back to when the server does not end the initial events as
-/// kube-apiserver does.
+/// (a watch with `sendInitialEvents=true`) without any LIST. Without the
+/// initial-events-end bookmark the informer does not sync while the watch
+/// stays open (the wait fails after 30 s), and falls back to a LIST once the
+/// watch ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_go_informer_syncs_from_a_streaming_list_without_a_list_and_sees_changes() {
     let program = built_from(

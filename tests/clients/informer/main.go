@@ -9,8 +9,9 @@
 // test sets it so that a change of client-go's default cannot change what is
 // tested). With it, the reflector fills its cache from a streaming list
 // (a watch with sendInitialEvents=true) instead of a LIST; when the server
-// does not end the initial events the way kube-apiserver does, client-go
-// falls back to a LIST, which the request log then shows.
+// does not end the initial events the way kube-apiserver does, the cache
+// does not sync while that watch stays open, and client-go falls back to a
+// LIST once it ends, which the request log then shows.
 //
 // Every request goes through a RoundTripper (rest.Config.WrapTransport) that
 // records its method and URL. Once the cache has synced, the program checks
