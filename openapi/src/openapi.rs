@@ -116,14 +116,14 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
         &[
             (400, "BadRequest: a query parameter, selector or continue token is malformed"),
             (410, "Expired: the continue token or the exact resourceVersion has been compacted away"),
-            (422, "Invalid: the list options go against each other (sendInitialEvents on a list; for a watch, resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+            (422, "Invalid: the list options go against each other (for a list: resourceVersionMatch without resourceVersion, with continue, other than Exact or NotOlderThan, or Exact at resourceVersion 0; any sendInitialEvents. With watch=true: sendInitialEvents without resourceVersionMatch=NotOlderThan; resourceVersionMatch without sendInitialEvents, other than NotOlderThan, or with continue)"),
         ],
     ),
     (
         "watch_mxjobs",
         &[
             (400, "BadRequest: a query parameter or selector is malformed"),
-            (422, "Invalid: the watch options go against each other (resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+            (422, "Invalid: the options go against each other (with watch=true: sendInitialEvents without resourceVersionMatch=NotOlderThan; resourceVersionMatch without sendInitialEvents, other than NotOlderThan, or with continue. Without it they are checked as a list's, as kube-apiserver does: resourceVersionMatch without resourceVersion, with continue, other than Exact or NotOlderThan, or Exact at resourceVersion 0; any sendInitialEvents)"),
         ],
     ),
     (
@@ -131,14 +131,14 @@ const ERRORS: &[(&str, &[(u16, &str)])] = &[
         &[
             (400, "BadRequest: a query parameter, selector or continue token is malformed"),
             (410, "Expired: the continue token or the exact resourceVersion has been compacted away"),
-            (422, "Invalid: the list options go against each other (sendInitialEvents on a list; for a watch, resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+            (422, "Invalid: the list options go against each other (for a list: resourceVersionMatch without resourceVersion, with continue, other than Exact or NotOlderThan, or Exact at resourceVersion 0; any sendInitialEvents. With watch=true: sendInitialEvents without resourceVersionMatch=NotOlderThan; resourceVersionMatch without sendInitialEvents, other than NotOlderThan, or with continue)"),
         ],
     ),
     (
         "watch_mxjobs_for_all_namespaces",
         &[
             (400, "BadRequest: a query parameter or selector is malformed"),
-            (422, "Invalid: the watch options go against each other (resourceVersionMatch without sendInitialEvents, or other than NotOlderThan)"),
+            (422, "Invalid: the options go against each other (with watch=true: sendInitialEvents without resourceVersionMatch=NotOlderThan; resourceVersionMatch without sendInitialEvents, other than NotOlderThan, or with continue. Without it they are checked as a list's, as kube-apiserver does: resourceVersionMatch without resourceVersion, with continue, other than Exact or NotOlderThan, or Exact at resourceVersion 0; any sendInitialEvents)"),
         ],
     ),
     (

@@ -155,8 +155,10 @@ pub struct ListQuery {
     /// For a watch (with `resourceVersionMatch=NotOlderThan`): `true`
     /// starts with an ADDED event per current object and then a BOOKMARK
     /// annotated `k8s.io/initial-events-end: "true"` (with
-    /// `allowWatchBookmarks`), as a streaming list; `false` starts with
-    /// the changes only.
+    /// `allowWatchBookmarks`), as a streaming list; `false` sends only the
+    /// changes after `resourceVersion` (from now without one). A watch
+    /// from no resourceVersion that sets neither this nor
+    /// `resourceVersionMatch` is taken as `true`. Refused on a list.
     pub send_initial_events: Option<QueryBool>,
 }
 
@@ -709,18 +711,85 @@ impl ListQuery {
         }
     }
 
-    /// What a list (not a watch) refuses: `sendInitialEvents`.
+    /// What a list refuses, as kube-apiserver's `ValidateListOptions` does
+    /// for a request without `watch=true`: `resourceVersionMatch` without
+    /// `resourceVersion` or with `continue`, a value other than `Exact` or
+    /// `NotOlderThan`, `Exact` with resourceVersion "0", and any
+    /// `sendInitialEvents`. `422 Invalid` on `ListOptions.meta.k8s.io`, one
+    /// cause per rule broken, in kube-apiserver's order.
+    ///
+    /// kube-apiserver chooses between these rules and the watch's by the
+    /// `watch` parameter alone, so the deprecated `/watch/` paths without
+    /// `watch=true` are checked by these (the handlers do the same).
     pub fn check_list(&self) -> Result<(), ApiError> {
+        const FIELD: &str = "resourceVersionMatch";
+        let mut errors = Vec::new();
+        let version_match = self
+            .resource_version_match
+            .as_ref()
+            .filter(|m| !m.as_str().is_empty());
+        if let Some(version_match) = version_match {
+            let version = self.resource_version.as_deref().unwrap_or_default();
+            if version.is_empty() {
+                errors.push(FieldError::forbidden(
+                    FIELD,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if self.continue_.as_deref().is_some_and(|c| !c.is_empty()) {
+                errors.push(FieldError::forbidden(
+                    FIELD,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if let ResourceVersionMatch::Unsupported(other) = version_match {
+                errors.push(FieldError::not_supported(
+                    FIELD,
+                    other,
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if *version_match == ResourceVersionMatch::Exact && version == "0" {
+                errors.push(FieldError::forbidden(
+                    FIELD,
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
         if self.send_initial_events.is_some() {
-            return Err(ApiError::invalid_options(
-                "ListOptions",
-                &[FieldError::forbidden(
-                    "sendInitialEvents",
-                    "sendInitialEvents is forbidden for list",
-                )],
+            errors.push(FieldError::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
             ));
         }
-        Ok(())
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_options("ListOptions", &errors))
+        }
+    }
+
+    /// kube-apiserver's defaulting of a watch's options
+    /// (`SetListOptionsDefaults`, applied when the WatchList feature is on,
+    /// as it is by default since Kubernetes 1.34): a `watch=true` from no
+    /// resourceVersion (or "0") that sets neither `sendInitialEvents` nor
+    /// `resourceVersionMatch` is served as a streaming list, as if it had
+    /// asked for `sendInitialEvents=true&resourceVersionMatch=NotOlderThan`.
+    /// What a client sees change is only that, with `allowWatchBookmarks`,
+    /// its initial events end with the `k8s.io/initial-events-end`
+    /// bookmark; it got the current objects first either way.
+    pub fn default_watch_options(&mut self) {
+        let version_match_set = self
+            .resource_version_match
+            .as_ref()
+            .is_some_and(|m| !m.as_str().is_empty());
+        if self.send_initial_events.is_some() || version_match_set {
+            return;
+        }
+        if matches!(self.resource_version.as_deref(), None | Some("" | "0")) {
+            self.send_initial_events = Some(QueryBool(true));
+            self.resource_version_match = Some(ResourceVersionMatch::NotOlderThan);
+        }
     }
 }
 

@@ -817,6 +817,13 @@ async fn list(
 
 /// A watch: authorized, counted against the user's watch limit while it
 /// runs, and ended when the server stops.
+///
+/// Its options are checked and defaulted as kube-apiserver does it, by the
+/// `watch` parameter rather than by the path: with `watch=true` they are a
+/// watch's (a watch from no resourceVersion becomes a streaming list, see
+/// [`ListQuery::default_watch_options`]); on a deprecated `/watch/` path
+/// without it they are checked as a list's, so that there, for instance,
+/// `sendInitialEvents` is refused as it is on a list.
 async fn watch(
     rqctx: &RequestContext<ServerState>,
     namespace: Option<&str>,
@@ -830,8 +837,14 @@ async fn watch(
         namespace.unwrap_or_default(),
         None,
     )?;
-    let query = query.parse()?;
-    query.check_watch()?;
+    let watch_requested = is_watch(query);
+    let mut query = query.parse()?;
+    if watch_requested {
+        query.default_watch_options();
+        query.check_watch()?;
+    } else {
+        query.check_list()?;
+    }
     let context = rqctx.context();
     let slot = context.auth.start_watch(&user)?;
     let events = context

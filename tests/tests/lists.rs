@@ -320,6 +320,9 @@ async fn a_continue_token_whose_revision_was_compacted_is_expired() {
     server.stop().await;
 }
 
+/// A list's `resourceVersionMatch` goes with a `resourceVersion`, is
+/// `Exact` or `NotOlderThan`, and is not `Exact` at "0": otherwise
+/// kube-apiserver answers `422 Invalid` on `ListOptions`, with one cause.
 #[tokio::test]
 async fn resource_version_match_needs_a_resource_version() {
     let server = TestServer::start().await;
@@ -330,7 +333,43 @@ async fn resource_version_match_needs_a_resource_version() {
         .resource_version_match(types::ResourceVersionMatch::Exact)
         .send()
         .await;
-    assert_eq!(status_of(result).0, 400);
+    let (code, status) = status_of(result);
+    assert_eq!((code, status.reason.as_deref()), (422, Some("Invalid")));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+             resourceVersionMatch is forbidden unless resourceVersion is provided"
+        )
+    );
+    for (query, cause) in [
+        (
+            "resourceVersion=1&resourceVersionMatch=Newest",
+            "Unsupported value: \"Newest\": supported values: \"Exact\", \"NotOlderThan\", \"\"",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+    ] {
+        let response = server
+            .http
+            .get(format!("{}?{query}", server.collection_url(NS)))
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(response.status().as_u16(), 422, "{query}");
+        let status: serde_json::Value = response.json().await.expect("a Status");
+        assert_eq!(
+            status["details"]["causes"],
+            json!([{
+                "reason": if cause.starts_with("Forbidden") { "FieldValueForbidden" } else { "FieldValueNotSupported" },
+                "message": cause,
+                "field": "resourceVersionMatch"
+            }]),
+            "{query}"
+        );
+    }
     let future = server
         .client
         .list_mxjobs()
@@ -651,8 +690,13 @@ async fn bookmarks_carry_the_resource_version_a_watch_reached() {
 }
 
 /// kube-apiserver refuses `resourceVersionMatch` on a watch unless
-/// `sendInitialEvents` is set (which this server does not take): both
-/// watch paths answer `422 Invalid` on `ListOptions` instead of streaming.
+/// `sendInitialEvents` is set (a streaming list, see `watch_list.rs`), and
+/// any value but `NotOlderThan`: a `watch=true` on either watch path
+/// answers `422 Invalid` on `ListOptions` instead of streaming. Whether
+/// the options are a watch's is decided by `watch=true` alone, as
+/// kube-apiserver decides it: the deprecated `/watch/` path without it
+/// checks them as a list's, where `resourceVersionMatch` with a
+/// `resourceVersion` is allowed, and streams.
 #[tokio::test]
 async fn watches_refuse_resource_version_match() {
     let server = TestServer::start().await;
@@ -689,7 +733,7 @@ async fn watches_refuse_resource_version_match() {
     for (version_match, extra, causes) in cases {
         for url in [
             format!("{list_path}?watch=true&resourceVersion={version}&resourceVersionMatch={version_match}{extra}&timeoutSeconds=5"),
-            format!("{watch_path}?resourceVersion={version}&resourceVersionMatch={version_match}{extra}&timeoutSeconds=5"),
+            format!("{watch_path}?watch=true&resourceVersion={version}&resourceVersionMatch={version_match}{extra}&timeoutSeconds=5"),
         ] {
             let response = server.http.get(&url).send().await.expect("answer");
             assert_eq!(response.status().as_u16(), 422, "{url}");
@@ -710,15 +754,16 @@ async fn watches_refuse_resource_version_match() {
             assert_eq!(got, causes, "{url}");
         }
     }
-    // Without resourceVersionMatch the same watch streams.
-    let response = server
-        .http
-        .get(format!(
-            "{list_path}?watch=true&resourceVersion={version}&timeoutSeconds=1"
-        ))
-        .send()
-        .await
-        .expect("watch");
-    assert_eq!(response.status().as_u16(), 200);
+    // Without resourceVersionMatch the same watch streams, and so does the
+    // deprecated path without watch=true, even with resourceVersionMatch.
+    for url in [
+        format!("{list_path}?watch=true&resourceVersion={version}&timeoutSeconds=1"),
+        format!(
+            "{watch_path}?resourceVersion={version}&resourceVersionMatch=Exact&timeoutSeconds=1"
+        ),
+    ] {
+        let response = server.http.get(&url).send().await.expect("watch");
+        assert_eq!(response.status().as_u16(), 200, "{url}");
+    }
     server.stop().await;
 }

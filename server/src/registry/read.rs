@@ -168,7 +168,12 @@ impl Registry {
     ///
     /// Without a resourceVersion (or with "0") the stream starts with an
     /// ADDED event for every matching object, then follows changes; with
-    /// one, it follows every change after it. An object that starts or
+    /// one, it follows every change after it. `sendInitialEvents=true`
+    /// starts with the current objects whatever the resourceVersion (one
+    /// the store has not reached is [`Error::TooNew`]), followed, when
+    /// bookmarks are allowed, by the bookmark annotated
+    /// [`INITIAL_EVENTS_END`] at the revision the objects were read at;
+    /// `sendInitialEvents=false` never sends the current objects. An object that starts or
     /// stops matching the selection is ADDED or DELETED, as in Kubernetes.
     /// A resourceVersion older than the kept history is answered with one
     /// [`Error::Gone`]; an error ends the stream (the HTTP edge sends it as
@@ -184,19 +189,16 @@ impl Registry {
             .as_deref()
             .filter(|v| !v.is_empty() && *v != "0");
         let (initial, after) = match (params.initial_events, version) {
-            // A watch from a resourceVersion, without initial events.
-            (None, Some(version)) => (Vec::new(), parse_resource_version(version)?),
-            // The changes only, from the newest state at least as new as
-            // the resourceVersion (NotOlderThan).
-            (Some(false), version) => {
-                let current = self.current_revision().await?;
-                match version.map(parse_resource_version).transpose()? {
-                    Some(requested) if requested > current => {
-                        return Err(Error::TooNew { current })
-                    }
-                    _ => (Vec::new(), current),
-                }
-            }
+            // The changes after a resourceVersion, without initial events:
+            // the classic watch from a version, and `sendInitialEvents=false`
+            // with one. kube-apiserver's watch cache serves the latter from
+            // the version given, replaying the changes after it (410 when
+            // they are no longer kept) and waiting for those after a
+            // version it has not reached, rather than from its newest state.
+            (None | Some(false), Some(version)) => (Vec::new(), parse_resource_version(version)?),
+            // `sendInitialEvents=false` without a resourceVersion (or with
+            // "0"): the changes from the newest state on.
+            (Some(false), None) => (Vec::new(), self.current_revision().await?),
             // The current objects first: without a resourceVersion, or as a
             // streaming list (sendInitialEvents).
             (Some(true), _) | (None, None) => {
