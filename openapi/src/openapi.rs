@@ -666,6 +666,16 @@ fn list_example(seed: &Value) -> Value {
     })
 }
 
+/// What kubectl sends with a delete: the body's options, merged with the
+/// query's.
+fn delete_options_example() -> Value {
+    json!({
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "propagationPolicy": "Background"
+    })
+}
+
 fn deleted_example(seed: &Value) -> Value {
     json!({
         "apiVersion": "v1",
@@ -745,10 +755,14 @@ fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), DocumentE
             Some(("StatusPatch", status_patch_example())),
             ("StatusPatchedMXJob", status_patched_example(seed)),
         ),
-        ("delete_mxjob", None, ("Deleted", deleted_example(seed))),
+        (
+            "delete_mxjob",
+            Some(("DeleteOptions", delete_options_example())),
+            ("Deleted", deleted_example(seed)),
+        ),
         (
             "delete_mxjob_collection",
-            None,
+            Some(("DeleteOptions", delete_options_example())),
             ("MXJobList", list_example(seed)),
         ),
         (
@@ -821,6 +835,10 @@ fn add_operation_examples(doc: &mut Value, seed: &Value) -> Result<(), DocumentE
         let (name, value) = response;
         set_examples(operation, &format!("/responses/{code}/content"), name, &id)?;
         shared.insert((*name).to_string(), json!({ "value": value }));
+        // An apply that creates the object answers 201 with it.
+        if code != "201" && operation.pointer("/responses/201/content").is_some() {
+            set_examples(operation, "/responses/201/content", "CreatedMXJob", &id)?;
+        }
     }
     doc.pointer_mut("/components")
         .and_then(Value::as_object_mut)
