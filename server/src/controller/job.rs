@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::conditions::{self as cond, finished, finished_at};
 use super::local::{replicas, LocalExecutor, Ports, Process};
+use crate::metrics::ControllerMetrics;
 use crate::registry::{Error, Registry, ORPHAN_FINALIZER};
 use mxjob_api::model::{
     CleanPodPolicy, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus, ReplicaType,
@@ -39,6 +40,26 @@ pub struct Shared {
     /// `None` with `--executor none`.
     pub executor: Option<LocalExecutor>,
     pub log: Logger,
+    /// Queue depth, reconcile time, jobs by condition, sync.
+    pub metrics: ControllerMetrics,
+}
+
+impl Shared {
+    /// Hands a change from the watch to a job task, counted in the queue
+    /// depth until the task takes it ([`taken`]).
+    pub fn send(&self, inbox: &mpsc::UnboundedSender<JobEvent>, event: JobEvent) {
+        if inbox.send(event).is_ok() {
+            self.metrics.queued();
+        }
+    }
+}
+
+/// A job task took `event` from its inbox: a change [`Shared::send`]
+/// counted leaves the queue (process exits are not counted).
+fn taken(metrics: &ControllerMetrics, event: &JobEvent) {
+    if !matches!(event, JobEvent::Exited { .. }) {
+        metrics.dequeued();
+    }
 }
 
 /// What wakes a job task.
@@ -57,12 +78,28 @@ pub enum JobEvent {
     },
 }
 
-/// Runs the task of `job` until the job is gone or `stop` fires.
+/// Runs the task of `job` until the job is gone or `stop` fires; what is
+/// left in its inbox then leaves the queue.
 pub async fn run(
     shared: Arc<Shared>,
     job: MXJob,
     events: mpsc::UnboundedSender<JobEvent>,
     mut inbox: mpsc::UnboundedReceiver<JobEvent>,
+    stop: watch::Receiver<bool>,
+) {
+    let metrics = shared.metrics.clone();
+    serve(shared, job, events, &mut inbox, stop).await;
+    inbox.close();
+    while let Ok(event) = inbox.try_recv() {
+        taken(&metrics, &event);
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    job: MXJob,
+    events: mpsc::UnboundedSender<JobEvent>,
+    inbox: &mut mpsc::UnboundedReceiver<JobEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
     let log = shared.log.new(o!(
@@ -85,7 +122,10 @@ pub async fn run(
         cleaned: false,
     };
     loop {
-        let wake = match worker.reconcile().await {
+        let reconciling = std::time::Instant::now();
+        let reconciled = worker.reconcile().await;
+        worker.shared.metrics.reconciled(reconciling.elapsed());
+        let wake = match reconciled {
             Some(wake) => wake,
             None => return worker.remove().await,
         };
@@ -104,6 +144,7 @@ pub async fn run(
                 let Some(event) = event else { return worker.stop().await };
                 let mut next = Some(event);
                 while let Some(event) = next {
+                    taken(&worker.shared.metrics, &event);
                     if !worker.handle(event) {
                         return worker.remove().await;
                     }

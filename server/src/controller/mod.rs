@@ -65,6 +65,7 @@ use slog::{error, info, o, warn, Logger};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::metrics::ControllerMetrics;
 use crate::registry::Error;
 use crate::registry::Registry;
 use crate::store::Revision;
@@ -95,6 +96,8 @@ pub struct ControllerSettings {
     pub lease_duration: Duration,
     /// How long a replica has between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// What the controller reports to `/metrics` and `/readyz`.
+    pub metrics: ControllerMetrics,
 }
 
 impl ControllerSettings {
@@ -106,6 +109,7 @@ impl ControllerSettings {
             identity: format!("mxjob-server-{}-{}", std::process::id(), &uid[..8]),
             lease_duration: Duration::from_secs(15),
             kill_grace: Duration::from_secs(5),
+            metrics: ControllerMetrics::default(),
         }
     }
 
@@ -142,6 +146,7 @@ impl Controller {
             registry,
             executor,
             log,
+            metrics: settings.metrics.clone(),
         });
         let (stop, stopping) = watch::channel(false);
         let task = tokio::spawn(serve(shared, lease, stopping));
@@ -207,13 +212,15 @@ impl Jobs {
     fn observe(&mut self, job: MXJob) {
         let key = key_of(&job);
         let uid = job.metadata.uid.clone().unwrap_or_default();
+        self.shared.metrics.observed(&job);
         if let Some(worker) = self.workers.get(&key) {
             if worker.uid == uid && !worker.inbox.is_closed() {
-                let _ = worker.inbox.send(JobEvent::Observed(Box::new(job)));
+                self.shared
+                    .send(&worker.inbox, JobEvent::Observed(Box::new(job)));
                 return;
             }
             // Another object under the same name: the old one is gone.
-            let _ = worker.inbox.send(JobEvent::Deleted(None));
+            self.shared.send(&worker.inbox, JobEvent::Deleted(None));
         }
         let (inbox, received) = mpsc::unbounded_channel();
         self.tasks.spawn(job::run(
@@ -235,10 +242,12 @@ impl Jobs {
         let key = key_of(job);
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
+            self.shared.metrics.forgotten(&key.0, &key.1);
             if let Some(worker) = self.workers.remove(&key) {
-                let _ = worker
-                    .inbox
-                    .send(JobEvent::Deleted(Some(Box::new(job.clone()))));
+                self.shared.send(
+                    &worker.inbox,
+                    JobEvent::Deleted(Some(Box::new(job.clone()))),
+                );
             }
         }
     }
@@ -269,8 +278,9 @@ impl Jobs {
                         .cloned()
                         .collect();
                     for key in gone {
+                        self.shared.metrics.forgotten(&key.0, &key.1);
                         if let Some(worker) = self.workers.remove(&key) {
-                            let _ = worker.inbox.send(JobEvent::Deleted(None));
+                            self.shared.send(&worker.inbox, JobEvent::Deleted(None));
                         }
                     }
                     if let Some(executor) = self.shared.executor.clone() {
@@ -312,6 +322,9 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     };
     let mut stopping = stop;
     let mut resume = jobs.relist().await;
+    if resume.is_some() {
+        shared.metrics.synced();
+    }
     while let Some(after) = resume {
         resume = match shared.registry.watch_all(after).await {
             Ok(mut events) => {
