@@ -366,9 +366,40 @@ pub trait MxjobApi {
         rqctx: RequestContext<Self::Context>,
     ) -> Result<http::Response<dropshot::Body>, ApiError>;
 
-    /// The API reference as a self-contained page (built by `cargo xtask docs`).
+    /// The API reference as a self-contained page: `openapi/mxjob.html`,
+    /// compiled in (`--docs-file` serves another).
     #[endpoint { method = GET, path = "/docs", unpublished = true }]
     async fn get_docs(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// The server's metrics in the Prometheus text format (OpenMetrics when
+    /// asked for), for callers the policy grants `get` on the non-resource
+    /// URL `/metrics`.
+    #[endpoint { method = GET, path = "/metrics", unpublished = true }]
+    async fn get_metrics(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// Liveness, as kube-apiserver answers it: `ok`, or with `?verbose`
+    /// each check. Open to everyone.
+    #[endpoint { method = GET, path = "/livez", unpublished = true }]
+    async fn get_livez(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// Readiness: the store answers and the job controller has synced;
+    /// 500 with the failed checks otherwise. Open to everyone.
+    #[endpoint { method = GET, path = "/readyz", unpublished = true }]
+    async fn get_readyz(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError>;
+
+    /// An online backup of the SQLite store, consistent at one revision,
+    /// streamed as a SQLite file, for callers the policy grants `get` on
+    /// the non-resource URL `/backup`.
+    #[endpoint { method = GET, path = "/backup", unpublished = true }]
+    async fn get_backup(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<http::Response<dropshot::Body>, ApiError>;
 

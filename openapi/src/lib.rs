@@ -10,6 +10,8 @@
 //! * [`wire`] — how bodies come in and responses go out.
 //! * [`discovery`] — the discovery documents (`/apis`, `/version`).
 //! * [`openapi`] — `openapi/mxjob.json`, built from the trait, and the seed.
+//! * [`docs`] — `openapi/mxjob.html`, the reference page built from it, and
+//!   how its freshness is checked.
 //! * [`openapi_v2`] — the same as Swagger 2.0 (JSON and protobuf) for kubectl.
 //! * [`openapi_v3`] — the OpenAPI v3 discovery documents kubectl reads.
 //!
@@ -19,6 +21,7 @@
 
 pub mod api;
 pub mod discovery;
+pub mod docs;
 pub mod error;
 pub mod model;
 pub mod openapi;

@@ -10,7 +10,9 @@
 //! that only on loopback unless told otherwise.
 //!
 //! **Authorization** reads a JSON policy of rules that grant verbs on
-//! resources in namespaces to users and groups (`*` matches anything).
+//! resources in namespaces to users and groups (`*` matches anything), or,
+//! as Kubernetes RBAC's `nonResourceURLs`, verbs on paths outside the
+//! resources (`/metrics`, `/backup`) — a rule grants one kind or the other.
 //! Without a policy file every authenticated user may do everything.
 //! Authorization runs before anything is read from storage and its answer
 //! depends only on the user, verb and namespace, so a denied user learns
@@ -244,8 +246,14 @@ pub struct Rule {
     /// Groups granted.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Namespaces, or `*`.
+    /// Namespaces, or `*` (a rule on resources).
+    #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Paths outside the API's resources — `/metrics`, `/backup` — or
+    /// `*`, or a prefix ending in `*` (a rule on non-resource URLs, as in
+    /// Kubernetes RBAC; such a rule names no namespaces and no resources).
+    #[serde(default, rename = "nonResourceURLs")]
+    pub non_resource_urls: Vec<String>,
     /// Verbs (`get`, `list`, `watch`, `create`, `update`, `patch`,
     /// `delete`, `deletecollection`), or `*`.
     pub verbs: Vec<String>,
@@ -297,6 +305,26 @@ impl Policy {
             if rule.users.is_empty() && rule.groups.is_empty() {
                 return Err(refused(i, "names no users and no groups".to_string()));
             }
+            match (
+                rule.namespaces.is_empty(),
+                rule.non_resource_urls.is_empty(),
+            ) {
+                (true, true) => {
+                    return Err(refused(
+                        i,
+                        "names no namespaces and no nonResourceURLs".into(),
+                    ))
+                }
+                (false, false) => {
+                    return Err(refused(
+                        i,
+                        "names both namespaces and nonResourceURLs (one rule grants either \
+                         resources or non-resource URLs, as in Kubernetes RBAC)"
+                            .into(),
+                    ))
+                }
+                _ => {}
+            }
         }
         Ok(policy)
     }
@@ -305,6 +333,21 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(path, e))?;
         Self::parse(&text).map_err(|e| e.within(path))
+    }
+
+    /// Whether a rule grants `user` the lowercase HTTP `verb` on `path`
+    /// outside the resources.
+    fn allows_path(&self, user: &User, verb: &str, path: &str) -> bool {
+        let any = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
+        let covers = |pattern: &String| match pattern.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => pattern == path,
+        };
+        self.rules.iter().any(|rule| {
+            (any(&rule.users, &user.name) || user.groups.iter().any(|g| any(&rule.groups, g)))
+                && any(&rule.verbs, verb)
+                && rule.non_resource_urls.iter().any(covers)
+        })
     }
 
     fn allows(&self, user: &User, verb: Verb, resource: &str, namespace: &str) -> bool {
@@ -423,6 +466,29 @@ impl Auth {
         }
     }
 
+    /// 403 unless the policy grants the lowercase HTTP `verb` on `path`, a
+    /// URL outside the resources (see [`Rule::non_resource_urls`]).
+    pub fn authorize_path(&self, user: &User, verb: &str, path: &str) -> Result<(), ApiError> {
+        match &self.policy {
+            Some(policy) if !policy.allows_path(user, verb, path) => {
+                Err(ApiError::forbidden_message(format!(
+                    "forbidden: User {:?} cannot {verb} path {path:?}",
+                    user.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The watches open now, of all users.
+    pub fn open_watches(&self) -> usize {
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
     /// A slot for one more watch by `user`, released when dropped; 429 when
     /// the user holds the maximum already.
     pub fn start_watch(&self, user: &User) -> Result<WatchSlot, ApiError> {
@@ -525,6 +591,45 @@ mod tests {
         assert!(Policy::parse(r#"{"rules": [{"users": ["a"], "namespaces": ["*"], "verbs": ["get"], "resources": ["pods"]}]}"#).is_err());
         assert!(Policy::parse(r#"{"rules": [{"namespaces": ["*"], "verbs": ["get"]}]}"#).is_err());
         assert!(Policy::parse(r#"{"rules": [], "extra": 1}"#).is_err());
+    }
+
+    #[test]
+    fn non_resource_rules_grant_paths_and_nothing_else() {
+        let policy = Policy::parse(
+            r#"{"rules": [
+                {"groups": ["monitoring"], "nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+                {"users": ["ops"], "nonResourceURLs": ["/back*"], "verbs": ["*"]},
+                {"users": ["admin"], "namespaces": ["*"], "verbs": ["*"]}
+            ]}"#,
+        )
+        .expect("parses");
+        let user = |name: &str, group: &str| User {
+            name: name.into(),
+            uid: String::new(),
+            groups: vec![group.into()],
+        };
+        let prometheus = user("prometheus", "monitoring");
+        assert!(policy.allows_path(&prometheus, "get", "/metrics"));
+        assert!(!policy.allows_path(&prometheus, "get", "/backup"));
+        assert!(!policy.allows(&prometheus, Verb::Get, "mxjobs", "a"));
+        assert!(policy.allows_path(&user("ops", ""), "get", "/backup"));
+        let admin = user("admin", "");
+        assert!(policy.allows(&admin, Verb::Delete, "mxjobs", "a"));
+        assert!(!policy.allows_path(&admin, "get", "/metrics"));
+        let auth = Auth::new(None, Some(policy), None);
+        assert_eq!(
+            auth.authorize_path(&User::anonymous(), "get", "/metrics")
+                .map_err(|e| (e.code(), e.message().to_string())),
+            Err((
+                403,
+                "forbidden: User \"system:anonymous\" cannot get path \"/metrics\"".to_string()
+            ))
+        );
+        assert!(Policy::parse(
+            r#"{"rules": [{"users": ["a"], "namespaces": ["*"], "nonResourceURLs": ["/metrics"], "verbs": ["get"]}]}"#
+        )
+        .is_err());
+        assert!(Policy::parse(r#"{"rules": [{"users": ["a"], "verbs": ["get"]}]}"#).is_err());
     }
 
     #[test]

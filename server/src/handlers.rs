@@ -460,15 +460,58 @@ impl MxjobApi for MxjobServer {
         rqctx: RequestContext<ServerState>,
     ) -> Result<http::Response<dropshot::Body>, ApiError> {
         admit(&rqctx)?;
-        let missing = || {
-            ApiError::not_found_message(
-                "the API reference page has not been built: run `cargo xtask docs` and start \
-                 the server with --docs-file target/docs/mxjob.html",
-            )
+        let page = match &rqctx.context().docs_file {
+            Some(path) => tokio::fs::read(path).await.map_err(|e| {
+                ApiError::not_found_message(format!(
+                    "the --docs-file page {} cannot be read: {e}",
+                    path.display()
+                ))
+            })?,
+            None => mxjob_api::docs::PAGE.to_vec(),
         };
-        let path = rqctx.context().docs_file.as_ref().ok_or_else(missing)?;
-        let page = tokio::fs::read(path).await.map_err(|_| missing())?;
         raw_response("text/html; charset=utf-8", page)
+    }
+
+    async fn get_metrics(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        authorize_path(&rqctx, "/metrics")?;
+        let accept = rqctx.request.headers().get(http::header::ACCEPT);
+        let openmetrics = accept
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/openmetrics-text"));
+        let text = rqctx
+            .context()
+            .metrics
+            .encode(openmetrics)
+            .map_err(ApiError::internal)?;
+        let content_type = if openmetrics {
+            crate::metrics::OPENMETRICS_CONTENT_TYPE
+        } else {
+            crate::metrics::TEXT_CONTENT_TYPE
+        };
+        raw_response(content_type, text.into_bytes())
+    }
+
+    async fn get_livez(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        crate::health::livez(&rqctx)
+    }
+
+    async fn get_readyz(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        admit(&rqctx)?;
+        crate::health::readyz(&rqctx).await
+    }
+
+    async fn get_backup(
+        rqctx: RequestContext<ServerState>,
+    ) -> Result<http::Response<dropshot::Body>, ApiError> {
+        let user = authorize_path(&rqctx, "/backup")?;
+        crate::backup::respond(&rqctx, &user).await
     }
 
     async fn get_core_api_versions(
@@ -531,6 +574,16 @@ fn authorize(
     let auth = &rqctx.context().auth;
     let user = auth.authenticate(rqctx.request.headers())?;
     auth.authorize(&user, verb, resource, namespace, name)?;
+    Ok(user)
+}
+
+/// Admits and authenticates the caller and checks that it may `get`
+/// `path`, a URL outside the resources (`nonResourceURLs` in the policy).
+fn authorize_path(rqctx: &RequestContext<ServerState>, path: &str) -> Result<User, ApiError> {
+    admit(rqctx)?;
+    let auth = &rqctx.context().auth;
+    let user = auth.authenticate(rqctx.request.headers())?;
+    auth.authorize_path(&user, "get", path)?;
     Ok(user)
 }
 

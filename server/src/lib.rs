@@ -26,15 +26,20 @@
 //! * [`store`] — revisioned key-value storage backends.
 //! * [`controller`] — the job controller: status, deadlines, TTL, and the
 //!   local executor that runs replicas as processes.
+//! * [`metrics`] — `/metrics`; [`health`] — `/livez` and `/readyz`;
+//!   [`backup`] — `/backup` and `mxjob-server restore`.
 
 pub mod apply;
 pub mod auth;
+pub mod backup;
 pub mod controller;
 pub mod decode;
 pub mod edge;
 pub mod fallback;
 pub mod handlers;
+pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod names;
 pub mod pagination;
 pub mod protobuf;

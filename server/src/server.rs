@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dropshot::{
@@ -17,7 +18,10 @@ use crate::auth::Auth;
 use crate::controller::{Controller, ControllerSettings};
 use crate::edge::Gate;
 use crate::handlers::MxjobServer;
+use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::store::sqlite::SqliteStore;
 
 /// What every handler shares.
 pub struct ServerState {
@@ -32,17 +36,23 @@ pub struct ServerState {
     /// Becomes `true` when the server shuts down; open watches end then,
     /// instead of holding the shutdown up until they time out.
     pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// The page `/docs` serves, if one was built.
+    /// The page `/docs` serves instead of the compiled-in one.
     pub docs_file: Option<PathBuf>,
     /// Where replica logs are read (the executor's).
     pub replica_logs: crate::controller::logs::LogSource,
+    /// What `/metrics` exposes.
+    pub metrics: Metrics,
+    /// What `/readyz` checks beyond the store.
+    pub health: Health,
+    /// The store `/backup` copies, when it is SQLite.
+    pub backup: Option<Arc<SqliteStore>>,
 }
 
 /// How the server runs, beyond its store.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
-    /// The HTML page `/docs` serves (`cargo xtask docs` builds it).
+    /// An HTML page `/docs` serves instead of `openapi/mxjob.html`.
     pub docs_file: Option<PathBuf>,
     /// Authentication, authorization and per-user limits.
     pub auth: Auth,
@@ -59,6 +69,12 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     /// The job controller; `None` (the default here) runs none.
     pub controller: Option<ControllerSettings>,
+    /// Where requests, the store (when it was wrapped in
+    /// [`MeteredStore`](crate::store::metered::MeteredStore) with them) and
+    /// the controller are counted.
+    pub metrics: Metrics,
+    /// The SQLite store, for `/backup` (`None`: `/backup` answers 404).
+    pub backup: Option<Arc<SqliteStore>>,
 }
 
 impl Settings {
@@ -73,6 +89,8 @@ impl Settings {
             body_bytes_in_flight: BODY_BYTES_IN_FLIGHT,
             allowed_hosts: Vec::new(),
             controller: None,
+            metrics: Metrics::new(),
+            backup: None,
         }
     }
 }
@@ -163,6 +181,17 @@ pub fn start_with(
         .map(|c| c.log_source())
         .unwrap_or_default();
     let controller_registry = registry.clone();
+    let metrics = settings.metrics;
+    metrics.count_watches(&settings.auth);
+    let controller_settings = settings.controller.map(|mut c| {
+        c.metrics = metrics.controller();
+        c
+    });
+    let health = Health::new(
+        controller_settings
+            .as_ref()
+            .map(|c| (c.identity.clone(), c.metrics.clone())),
+    );
     let gate = Gate::new(!settings.auth.requires_tokens(), &settings.allowed_hosts);
     let state = ServerState {
         replica_logs,
@@ -173,13 +202,16 @@ pub fn start_with(
         audit: log.new(o!("log" => "audit")),
         stopping: stopping_receiver,
         docs_file: settings.docs_file,
+        metrics: metrics.clone(),
+        health,
+        backup: settings.backup,
     };
-    let http = ServerBuilder::new(api()?, state, log.clone())
+    let http = ServerBuilder::new(api()?, state, metrics.request_logger(log))
         .config(config)
         .tls(tls)
         .start()
         .map_err(|source| StartError::Http { listen, source })?;
-    let controller = settings.controller.map(|c| {
+    let controller = controller_settings.map(|c| {
         Controller::spawn(
             controller_registry,
             c,

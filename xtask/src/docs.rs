@@ -2,16 +2,21 @@
 //!
 //! `docs` runs Redocly CLI's `build-docs` on `openapi/mxjob.json` with
 //! `--inlineBundle`, so Redoc's scripts are inside the page instead of
-//! loaded from Redocly's CDN, and writes `target/docs/mxjob.html`. The page
-//! then has to prove it works offline: no `<script src>` at all, no
-//! stylesheet, import or `url()` from the network, and the page's own usage
-//! reporting switched off (`openapi.disableTelemetry` in
-//! `openapi/redocly.yaml`), or the command fails. `mxjob-server
-//! --docs-file target/docs/mxjob.html` serves it at `/docs`.
+//! loaded from Redocly's CDN, stamps the page with the SHA-256 of the
+//! document it was built from (see `mxjob_api::docs`), and writes it to
+//! `openapi/mxjob.html`, which is committed: the server compiles it in and
+//! serves it at `/docs` with no flag, and `cargo xtask openapi check`
+//! compares the stamp with the document's hash, so a page left behind a
+//! changed API fails CI without CI needing Node.js. The page then has to
+//! prove it works offline: no `<script src>` at all, no stylesheet, import
+//! or `url()` from the network, and the page's own usage reporting
+//! switched off (`openapi.disableTelemetry` in `openapi/redocly.yaml`), or
+//! the command fails.
 //!
 //! `docs --check` builds the page, then looks at it the way a person would:
-//! it starts `mxjob-server --docs-file` on a loopback port, checks that
-//! `/docs` answers exactly the file, and opens
+//! it builds and starts `mxjob-server` on a loopback port with no flag,
+//! checks that `/docs` answers exactly the committed file (the page compiled
+//! in), that `--docs-file` still serves another file instead, and opens
 //! `/docs#/mxjobs/replace_mxjob` in headless Chromium (Debian's, installed
 //! when missing). In the DOM Chromium ends up with (`--dump-dom`, after
 //! Redoc has run, with the page's scripts and styles taken out), the
@@ -58,9 +63,9 @@ fn docs_dir() -> PathBuf {
     workspace().join("target/docs")
 }
 
-/// The page `cargo xtask docs` writes.
+/// The page `cargo xtask docs` writes, committed beside the document.
 pub fn page_path() -> PathBuf {
-    docs_dir().join("mxjob.html")
+    workspace().join("openapi/mxjob.html")
 }
 
 pub fn docs(check: bool) -> Result<()> {
@@ -86,15 +91,25 @@ fn build_page() -> Result<PathBuf> {
     let redocly = toolchain::redocly()?;
     let page = page_path();
     std::fs::create_dir_all(docs_dir())?;
+    let built = docs_dir().join("redoc.html");
+    let document = std::fs::read_to_string(spec_path()).context("reading openapi/mxjob.json")?;
     run(toolchain::redocly_command(&redocly)
         .arg("build-docs")
         .arg(spec_path())
         .args(["--config", REDOCLY_CONFIG, "--inlineBundle"])
         .args(["--title", "MXJob API reference", "--output"])
-        .arg(&page))?;
+        .arg(&built))?;
     let html =
-        std::fs::read_to_string(&page).with_context(|| format!("reading {}", page.display()))?;
+        std::fs::read_to_string(&built).with_context(|| format!("reading {}", built.display()))?;
     check_self_contained(&html)?;
+    let stamped = mxjob_api::docs::stamp(&html, &document)?;
+    std::fs::write(&page, &stamped).with_context(|| format!("writing {}", page.display()))?;
+    println!(
+        "wrote {} ({} bytes, built from openapi/mxjob.json sha256 {})",
+        page.display(),
+        stamped.len(),
+        mxjob_api::docs::document_sha256(&document)
+    );
     Ok(page)
 }
 
@@ -135,7 +150,7 @@ fn check_self_contained(html: &str) -> Result<()> {
     }
     if !problems.is_empty() {
         bail!(
-            "target/docs/mxjob.html does not work offline:\n  {}",
+            "the page Redocly built does not work offline:\n  {}",
             problems.join("\n  ")
         );
     }
@@ -164,21 +179,19 @@ fn browse(page: &Path) -> Result<()> {
     let chromium = toolchain::chromium()?;
     let server_binary = local_server::build()?;
     let dir = docs_dir();
+    check_override(&server_binary, &dir)?;
+    // No flag: the page compiled into the binary, which was just built
+    // with the page written above.
     let server = LocalServer::start(
         &server_binary,
-        &[
-            "--store".as_ref(),
-            "memory".as_ref(),
-            "--docs-file".as_ref(),
-            page.as_os_str(),
-        ],
+        &["--store", "memory"],
         &dir.join("server.log"),
     )?;
     let (code, body) = server.get("/docs")?;
     let file = std::fs::read(page)?;
     if code != 200 || body != file {
         bail!(
-            "GET /docs answered {code} with {} bytes, not the {} bytes of {}",
+            "GET /docs answered {code} with {} bytes, not the {} bytes of {} (compiled in)",
             body.len(),
             file.len(),
             page.display()
@@ -218,6 +231,32 @@ fn browse(page: &Path) -> Result<()> {
     }
     drop(server);
     println!("screenshot: {}", screenshot.display());
+    Ok(())
+}
+
+/// `--docs-file` still replaces the compiled-in page.
+fn check_override(server_binary: &Path, dir: &Path) -> Result<()> {
+    let other = dir.join("override.html");
+    let text = "<!doctype html><title>another page</title>";
+    std::fs::write(&other, text)?;
+    let server = LocalServer::start(
+        server_binary,
+        &[
+            "--store".as_ref(),
+            "memory".as_ref(),
+            "--docs-file".as_ref(),
+            other.as_os_str(),
+        ],
+        &dir.join("server-override.log"),
+    )?;
+    let (code, body) = server.get("/docs")?;
+    if code != 200 || body != text.as_bytes() {
+        bail!(
+            "with --docs-file {}, GET /docs answered {code} with {} bytes, not that file",
+            other.display(),
+            body.len()
+        );
+    }
     Ok(())
 }
 

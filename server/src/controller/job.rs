@@ -43,6 +43,7 @@ use super::kubernetes::error::ClusterError;
 use super::kubernetes::objects::{owner_uid, pod_state, replica_name, replica_of, Phase};
 use super::kubernetes::{KubernetesExecutor, PodRef};
 use super::local::{LocalExecutor, Ports, Process};
+use crate::metrics::ControllerMetrics;
 use crate::registry::{Error, Registry, ORPHAN_FINALIZER};
 use mxjob_api::model::{
     CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus,
@@ -66,6 +67,26 @@ pub struct Shared {
     /// `None` with `--executor none`.
     pub executor: Option<Executor>,
     pub log: Logger,
+    /// Queue depth, reconcile time, jobs by condition, sync.
+    pub metrics: ControllerMetrics,
+}
+
+impl Shared {
+    /// Hands a change from the watch to a job task, counted in the queue
+    /// depth until the task takes it ([`taken`]).
+    pub fn send(&self, inbox: &mpsc::UnboundedSender<JobEvent>, event: JobEvent) {
+        if inbox.send(event).is_ok() {
+            self.metrics.queued();
+        }
+    }
+}
+
+/// A job task took `event` from its inbox: a change [`Shared::send`]
+/// counted leaves the queue (process exits are not counted).
+fn taken(metrics: &ControllerMetrics, event: &JobEvent) {
+    if !matches!(event, JobEvent::Exited { .. }) {
+        metrics.dequeued();
+    }
 }
 
 /// What wakes a job task.
@@ -93,12 +114,28 @@ pub enum JobEvent {
     Cluster(Option<String>),
 }
 
-/// Runs the task of `job` until the job is gone or `stop` fires.
+/// Runs the task of `job` until the job is gone or `stop` fires; what is
+/// left in its inbox then leaves the queue.
 pub async fn run(
     shared: Arc<Shared>,
     job: MXJob,
     events: mpsc::UnboundedSender<JobEvent>,
     mut inbox: mpsc::UnboundedReceiver<JobEvent>,
+    stop: watch::Receiver<bool>,
+) {
+    let metrics = shared.metrics.clone();
+    serve(shared, job, events, &mut inbox, stop).await;
+    inbox.close();
+    while let Ok(event) = inbox.try_recv() {
+        taken(&metrics, &event);
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    job: MXJob,
+    events: mpsc::UnboundedSender<JobEvent>,
+    inbox: &mut mpsc::UnboundedReceiver<JobEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
     let log = shared.log.new(o!(
@@ -127,7 +164,10 @@ pub async fn run(
         refusals: 0,
     };
     loop {
-        let wake = match worker.reconcile().await {
+        let reconciling = std::time::Instant::now();
+        let reconciled = worker.reconcile().await;
+        worker.shared.metrics.reconciled(reconciling.elapsed());
+        let wake = match reconciled {
             Some(wake) => wake,
             None => return worker.remove(&mut stop).await,
         };
@@ -146,6 +186,7 @@ pub async fn run(
                 let Some(event) = event else { return worker.stop().await };
                 let mut next = Some(event);
                 while let Some(event) = next {
+                    taken(&worker.shared.metrics, &event);
                     if !worker.handle(event) {
                         return worker.remove(&mut stop).await;
                     }

@@ -82,6 +82,7 @@ use slog::{error, info, o, warn, Logger};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::metrics::ControllerMetrics;
 use crate::registry::Error;
 use crate::registry::Registry;
 use crate::store::Revision;
@@ -120,6 +121,8 @@ pub struct ControllerSettings {
     pub kill_grace: Duration,
     /// The cluster of [`ExecutorKind::Kubernetes`].
     pub kubernetes: Option<KubernetesSettings>,
+    /// What the controller reports to `/metrics` and `/readyz`.
+    pub metrics: ControllerMetrics,
 }
 
 impl ControllerSettings {
@@ -132,6 +135,7 @@ impl ControllerSettings {
             lease_duration: Duration::from_secs(15),
             kill_grace: Duration::from_secs(5),
             kubernetes: None,
+            metrics: ControllerMetrics::default(),
         }
     }
 
@@ -193,6 +197,7 @@ impl Controller {
             registry,
             executor,
             log,
+            metrics: settings.metrics.clone(),
         });
         let (stop, stopping) = watch::channel(false);
         let task = tokio::spawn(serve(shared, lease, stopping));
@@ -262,13 +267,15 @@ impl Jobs {
     fn observe(&mut self, job: MXJob) {
         let key = key_of(&job);
         let uid = job.metadata.uid.clone().unwrap_or_default();
+        self.shared.metrics.observed(&job);
         if let Some(worker) = self.workers.get(&key) {
             if worker.uid == uid && !worker.inbox.is_closed() {
-                let _ = worker.inbox.send(JobEvent::Observed(Box::new(job)));
+                self.shared
+                    .send(&worker.inbox, JobEvent::Observed(Box::new(job)));
                 return;
             }
             // Another object under the same name: the old one is gone.
-            let _ = worker.inbox.send(JobEvent::Deleted(None));
+            self.shared.send(&worker.inbox, JobEvent::Deleted(None));
         }
         let (inbox, received) = mpsc::unbounded_channel();
         self.tasks.spawn(job::run(
@@ -279,10 +286,11 @@ impl Jobs {
             self.stop.clone(),
         ));
         if self.pods.synced {
-            let _ = inbox.send(JobEvent::Pods(self.pods.of(&key)));
+            self.shared.send(&inbox, JobEvent::Pods(self.pods.of(&key)));
         }
         if let Some(why) = &self.unreachable {
-            let _ = inbox.send(JobEvent::Cluster(Some(why.clone())));
+            self.shared
+                .send(&inbox, JobEvent::Cluster(Some(why.clone())));
         }
         self.workers.insert(key, Worker { uid, inbox });
         while let Some(result) = self.tasks.try_join_next() {
@@ -296,10 +304,12 @@ impl Jobs {
         let key = key_of(job);
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
+            self.shared.metrics.forgotten(&key.0, &key.1);
             if let Some(worker) = self.workers.remove(&key) {
-                let _ = worker
-                    .inbox
-                    .send(JobEvent::Deleted(Some(Box::new(job.clone()))));
+                self.shared.send(
+                    &worker.inbox,
+                    JobEvent::Deleted(Some(Box::new(job.clone()))),
+                );
             }
         }
     }
@@ -330,8 +340,9 @@ impl Jobs {
                         .cloned()
                         .collect();
                     for key in gone {
+                        self.shared.metrics.forgotten(&key.0, &key.1);
                         if let Some(worker) = self.workers.remove(&key) {
-                            let _ = worker.inbox.send(JobEvent::Deleted(None));
+                            self.shared.send(&worker.inbox, JobEvent::Deleted(None));
                         }
                     }
                     if let Some(Executor::Local(executor)) = self.shared.executor.clone() {
@@ -367,21 +378,24 @@ impl Jobs {
             }
             PodFeed::Synced(pods) => {
                 self.pods.replace(pods);
+                self.shared.metrics.synced();
                 for (key, worker) in &self.workers {
-                    let _ = worker.inbox.send(JobEvent::Pods(self.pods.of(key)));
+                    self.shared
+                        .send(&worker.inbox, JobEvent::Pods(self.pods.of(key)));
                 }
                 self.collect_garbage();
             }
             PodFeed::Unreachable(why) => {
                 self.unreachable = Some(why.clone());
                 for worker in self.workers.values() {
-                    let _ = worker.inbox.send(JobEvent::Cluster(Some(why.clone())));
+                    self.shared
+                        .send(&worker.inbox, JobEvent::Cluster(Some(why.clone())));
                 }
             }
             PodFeed::Reachable => {
                 self.unreachable = None;
                 for worker in self.workers.values() {
-                    let _ = worker.inbox.send(JobEvent::Cluster(None));
+                    self.shared.send(&worker.inbox, JobEvent::Cluster(None));
                 }
             }
         }
@@ -389,7 +403,7 @@ impl Jobs {
 
     fn tell(&self, key: &(String, String), event: JobEvent) {
         if let Some(worker) = self.workers.get(key) {
-            let _ = worker.inbox.send(event);
+            self.shared.send(&worker.inbox, event);
         }
     }
 
@@ -444,6 +458,10 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     };
     let mut stopping = stop;
     let mut resume = jobs.relist().await;
+    // With Kubernetes, ready waits for the Pods' first list as well.
+    if resume.is_some() && feed.is_none() {
+        shared.metrics.synced();
+    }
     while let Some(after) = resume {
         resume = match shared.registry.watch_all(after).await {
             Ok(mut events) => {

@@ -23,7 +23,8 @@
 //! for all three, the whole read-check-append for memory and SQLite), the
 //! key ranges (`keys`, all three), and for the two in-process backends
 //! which revisions a read may ask for (`Kept`; etcd decides that itself)
-//! and how they serve watches (`feed`).
+//! and how they serve watches (`feed`). [`metered`] wraps any backend to
+//! time its calls for `/metrics`.
 
 mod cas;
 #[cfg(feature = "etcd")]
@@ -31,6 +32,7 @@ pub mod etcd;
 mod feed;
 mod keys;
 pub mod memory;
+pub mod metered;
 pub mod sqlite;
 
 use std::pin::Pin;

@@ -102,7 +102,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -115,13 +115,14 @@ use super::{
     lock, Durability, Event, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
     StoreError, DEFAULT_HISTORY_BYTES, WATCH_BUFFER,
 };
+use crate::metrics::CommitMetrics;
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "mxjob.db";
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of an mxjob database ("mxjb").
-const APPLICATION_ID: i64 = 0x6d78_6a62;
+pub const APPLICATION_ID: i64 = 0x6d78_6a62;
 /// The most events one read of the log hands a watcher: as many as one
 /// read of the buffer.
 const LOG_BATCH: i64 = BATCH_EVENTS as i64;
@@ -206,6 +207,8 @@ struct Inner {
     recent: Arc<Mutex<EventLog>>,
     /// Publishes each new revision to watchers.
     written: watch::Sender<Revision>,
+    /// Where commits are counted and timed, once [`SqliteStore::record_commits`] says.
+    commits: Option<CommitMetrics>,
 }
 
 /// Where watchers read: the recent events, or the log behind them.
@@ -340,7 +343,11 @@ impl RevisionLog for Inner {
             .map_err(db_error)?;
         // Once this returns, the write is on stable storage (see the
         // module documentation); only then is it acknowledged or published.
+        let committing = Instant::now();
         transaction.commit().map_err(db_error)?;
+        if let Some(commits) = &self.commits {
+            commits.committed(1, committing.elapsed());
+        }
         self.revision = revision;
         self.last_written_ms = written_at_ms;
         lock(&self.recent).push(change.event(revision));
@@ -693,6 +700,7 @@ impl SqliteStore {
             last_written_ms,
             recent: Arc::clone(&recent),
             written,
+            commits: None,
         }));
         Ok(SqliteStore {
             feed: Arc::new(Feed {
@@ -708,6 +716,40 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Counts and times every commit of a write into `commits`.
+    pub async fn record_commits(&self, commits: CommitMetrics) -> Result<(), StoreError> {
+        self.run(move |inner| {
+            inner.commits = Some(commits);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Copies the database into a new file at `destination` with SQLite's
+    /// online backup API, in one step under the connection's lock, so the
+    /// copy holds exactly the revision it returns; writes wait meanwhile
+    /// (see `crate::backup`).
+    pub async fn backup_into(&self, destination: PathBuf) -> Result<Revision, StoreError> {
+        self.run(move |inner| {
+            let fail = |e: rusqlite::Error| {
+                StoreError::Backend(format!("backing up into {}: {e}", destination.display()))
+            };
+            let mut copy = Connection::open(&destination).map_err(fail)?;
+            let step = rusqlite::backup::Backup::new(&inner.conn, &mut copy)
+                .and_then(|backup| backup.step(-1))
+                .map_err(fail)?;
+            if step != rusqlite::backup::StepResult::Done {
+                return Err(StoreError::Backend(format!(
+                    "backing up into {}: SQLite answered {step:?}",
+                    destination.display()
+                )));
+            }
+            copy.close().map_err(|(_, e)| fail(e))?;
+            Ok(inner.revision)
+        })
+        .await
     }
 
     /// The options the store was opened with.
