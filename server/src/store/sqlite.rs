@@ -90,6 +90,28 @@
 //! Compaction runs on the writer too, between batches, as its own
 //! transactions (below).
 //!
+//! Why it is built this way:
+//!
+//! * A dedicated OS thread with a plain channel, not an async task: every
+//!   SQLite call blocks, the commit for as long as the fsync takes, and the
+//!   writer must never hold a runtime worker while it does.
+//! * Each write's compare-and-swap is checked inside the batch's
+//!   transaction, after the writes before it, not before the batch is
+//!   formed: two replaces of one object from the same `resourceVersion`
+//!   in one batch must give one success and one conflict, exactly as if
+//!   they had been committed one by one. A failed check appends nothing,
+//!   so it needs no savepoint and costs the others nothing.
+//! * A failed commit fails the whole batch rather than retrying the writes
+//!   one by one: SQLite rolled the transaction back, and the error (a full
+//!   disk, an I/O error) would most likely fail each retry too. Failing
+//!   all of them keeps "acknowledged means fsynced" without guessing.
+//! * No waiting for company: a writer that delayed a commit to gather
+//!   more writes would add that delay to every write at low load. Batches
+//!   form by themselves under load, because writes queue while the
+//!   previous commit's fsync runs.
+//! * The batch bounds (`BATCH_WRITES`, `BATCH_BYTES_WRITTEN`) keep one
+//!   transaction, and so the latency of its first write, bounded.
+//!
 //! # Readers
 //!
 //! Reads do not go through the writer: `get`, `list` and the log reads of
