@@ -15,6 +15,13 @@
 //! * revisions go on increasing: a new write after the restart gets a
 //!   resourceVersion above every acknowledged one.
 //!
+//! It runs twice: with a few clients, and with many, so that the writes
+//! the SQLite store commits together (group commit: one transaction and one
+//! fsync for the writes that arrived meanwhile) are killed in every state
+//! — queued, in a transaction, committing, committed but not yet answered.
+//! A batch is answered only after its commit, so every acknowledged write
+//! must be there, and a write that was not acknowledged may or may not be.
+//!
 //! The rounds share one data directory, so each restart also re-checks
 //! everything acknowledged in earlier rounds. The server keeps a short
 //! history and compacts every second, so kills can also land in a
@@ -55,10 +62,21 @@ const SERVER_ARGS: [&str; 7] = [
     "--compaction-interval-seconds",
     "1",
 ];
-/// Concurrent clients in the storm.
-const WORKERS: usize = 4;
-/// Writes per client per round, at most (a create, then replaces).
-const MAX_WRITES: usize = 600;
+/// Concurrent clients in the storm, and writes per client per round at
+/// most (a create, then replaces): a few clients writing long...
+const FEW_WORKERS: usize = 4;
+const FEW_WORKERS_WRITES: usize = 600;
+/// ... and many, each writing less, so that commits take many writes each.
+const MANY_WORKERS: usize = 64;
+const MANY_WORKERS_WRITES: usize = 60;
+/// Kill points of the storms of many clients.
+const MANY_WORKERS_KILL_DELAYS: [Duration; 5] = [
+    Duration::from_millis(0),
+    Duration::from_millis(40),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+    Duration::from_millis(2000),
+];
 /// Replaces of one object before a client moves on to a new one.
 const REPLACES_PER_OBJECT: usize = 4;
 /// How long one request may take.
@@ -138,10 +156,16 @@ fn is_answer<E: std::fmt::Debug>(error: &mxjob_client::Error<E>) -> bool {
 
 /// One client of the storm: creates an object, replaces it a few times,
 /// moves on; stops at the first request the server does not answer.
-async fn worker(url: String, round: usize, id: usize, ledger: Arc<Mutex<Ledger>>) {
+async fn worker(
+    url: String,
+    round: usize,
+    id: usize,
+    max_writes: usize,
+    ledger: Arc<Mutex<Ledger>>,
+) {
     let client = mxjob_client::Client::new_with_client(&url, http_client());
     let mut current: Option<(String, types::MxJob)> = None;
-    for write in 0..MAX_WRITES {
+    for write in 0..max_writes {
         let seq = write as u64;
         let (name, result) = match current.take() {
             Some((name, last)) if write % (REPLACES_PER_OBJECT + 1) != 0 => {
@@ -306,25 +330,38 @@ async fn check_restart(server: &ServerProcess, ledger: &Mutex<Ledger>, probe: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_mid_storm() {
+    storms(FEW_WORKERS, FEW_WORKERS_WRITES, &KILL_DELAYS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_with_many_concurrent_writers() {
+    storms(MANY_WORKERS, MANY_WORKERS_WRITES, &MANY_WORKERS_KILL_DELAYS).await;
+}
+
+/// One storm of `workers` clients, each writing at most `max_writes`, per
+/// kill delay, all on one data directory; checks after each kill and after
+/// the last one.
+async fn storms(workers: usize, max_writes: usize, kill_delays: &[Duration]) {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let data = scratch.path().join("data");
     let log: PathBuf = scratch.path().join("server.log");
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let test_started = Instant::now();
 
-    for (round, delay) in KILL_DELAYS.iter().enumerate() {
+    for (round, delay) in kill_delays.iter().enumerate() {
         let mut server = start(&data, &log).await;
         if round > 0 {
             check_restart(&server, &ledger, &format!("probe-{round}")).await;
         }
 
         ledger.lock().expect("ledger").acked_this_round = 0;
-        let workers: Vec<_> = (0..WORKERS)
+        let workers: Vec<_> = (0..workers)
             .map(|id| {
                 tokio::spawn(worker(
                     server.url().to_string(),
                     round,
                     id,
+                    max_writes,
                     Arc::clone(&ledger),
                 ))
             })

@@ -29,11 +29,6 @@
 //! `prefix <= key < prefix_end` (see `store::keys`). No `LIKE`, so `%` and
 //! `_` in a key mean nothing special.
 //!
-//! `create`, `update` and `delete` are the shared compare-and-swap of
-//! `store::cas` over this log: the key's newest row is read and checked,
-//! and the new row appended, under the one connection's mutex (below), so
-//! no other write comes between the check and the append.
-//!
 //! # Durability
 //!
 //! The file is in WAL mode with `synchronous=FULL`. A commit appends the
@@ -48,20 +43,100 @@
 //! `fsync` already does. The data directory is fsynced after the file is
 //! created so that the file's name itself survives.
 //!
-//! The connection uses `locking_mode=EXCLUSIVE`: it holds the file lock for
-//! as long as the store is open, so a second server on the same directory
-//! fails at startup instead of writing revisions this one does not know of.
-//! (It also keeps the WAL index in process memory; there is no `-shm` file
-//! while the server runs.)
+//! Group commit (below) changes none of this: several writes share one
+//! transaction, so they share its one commit frame and its one fsync, and
+//! none of them is answered or published before that commit returned. A
+//! crash before it loses only writes nobody was told about, all of the
+//! batch together; a crash after it loses nothing. (A commit that fails
+//! in its fsync is reported as failed; as with any database, whether such
+//! a write is found after a later crash is up to the operating system, but
+//! it was never acknowledged.)
 //!
-//! # Concurrency
+//! # One writer, group commit
 //!
-//! One connection behind a mutex, used only from `spawn_blocking` threads:
-//! SQLite serialises writers anyway, one connection makes "the newest
-//! revision" a plain field next to it, and no SQLite call ever blocks the
-//! async runtime. A write is committed, then added to a buffer of recent
-//! events in memory, then its revision is published to watchers, all while
-//! the mutex is still held.
+//! A commit costs one fsync, a fraction of a millisecond or more, while
+//! appending a row costs microseconds; one transaction per write would make
+//! the disk the limit. So all writes go to one thread, the writer, which
+//! owns the only connection that writes. `create`, `update` and `delete`
+//! send their write down the writer's channel and wait for its answer. The
+//! writer takes the first write waiting and every other one already queued
+//! behind it (at most `BATCH_WRITES` writes and `BATCH_BYTES_WRITTEN` of
+//! keys and values), and in one transaction:
+//!
+//! 1. runs each write, in the order they arrived, as the shared
+//!    compare-and-swap of `store::cas` — the key's newest row is read and
+//!    checked, and the new row appended, in the transaction, so each check
+//!    sees the batch's earlier writes, each write that passes takes the
+//!    next revision, and a write whose check fails (`Conflict`,
+//!    `NotFound`, `AlreadyExists`) fails alone and appends nothing;
+//! 2. commits, once;
+//! 3. then moves the newest revision, adds the batch's events to the buffer
+//!    of recent events, publishes the newest revision to watchers, and
+//!    answers every write of the batch, in revision order.
+//!
+//! The writer never waits for a batch to fill: it commits whatever is
+//! pending as soon as it is free. At low load a batch is one write, which
+//! costs what it always did; under load, the writes that arrive during one
+//! commit's fsync share the next one.
+//!
+//! When SQLite fails anywhere in a batch — a statement, or the commit itself
+//! (a full disk shows up there, as `SQLITE_FULL`) — the transaction is
+//! rolled back and every write of the batch is answered with that error,
+//! including those whose check had failed (they were checked against writes
+//! that never happened). The revision, the buffer of events and the
+//! published revision change only after a commit succeeded, so nothing of a
+//! failed batch is visible, and the next batch takes the same revisions.
+//!
+//! Compaction runs on the writer too, between batches, as its own
+//! transactions (below).
+//!
+//! Why it is built this way:
+//!
+//! * A dedicated OS thread with a plain channel, not an async task: every
+//!   SQLite call blocks, the commit for as long as the fsync takes, and the
+//!   writer must never hold a runtime worker while it does.
+//! * Each write's compare-and-swap is checked inside the batch's
+//!   transaction, after the writes before it, not before the batch is
+//!   formed: two replaces of one object from the same `resourceVersion`
+//!   in one batch must give one success and one conflict, exactly as if
+//!   they had been committed one by one. A failed check appends nothing,
+//!   so it needs no savepoint and costs the others nothing.
+//! * A failed commit fails the whole batch rather than retrying the writes
+//!   one by one: SQLite rolled the transaction back, and the error (a full
+//!   disk, an I/O error) would most likely fail each retry too. Failing
+//!   all of them keeps "acknowledged means fsynced" without guessing.
+//! * No waiting for company: a writer that delayed a commit to gather
+//!   more writes would add that delay to every write at low load. Batches
+//!   form by themselves under load, because writes queue while the
+//!   previous commit's fsync runs.
+//! * The batch bounds (`BATCH_WRITES`, `BATCH_BYTES_WRITTEN`) keep one
+//!   transaction, and so the latency of its first write, bounded.
+//!
+//! # Readers
+//!
+//! Reads do not go through the writer: `get`, `list` and the log reads of
+//! watchers run on a small pool of read connections (`READERS`), on
+//! blocking threads, so no SQLite call blocks the async runtime and no read
+//! waits for a commit's fsync. In WAL mode a reader sees the last commit
+//! before its read began and never sees an uncommitted batch. A list or a
+//! log read takes the newest revision and the compacted one from the same
+//! snapshot as its rows (`sqlite_sequence` and the `meta` row in one read
+//! transaction), so it is consistent even while the writer commits or
+//! compacts. A reader may see a commit a moment before the writer has
+//! published it; such a revision is durable, only its answer is still on
+//! its way.
+//!
+//! # Locking
+//!
+//! Every connection uses SQLite's `unix-excl` VFS: the first to touch the
+//! file takes an exclusive lock on it for the whole process, held until the
+//! last one closes. Another process — a second mxjob-server, the `sqlite3`
+//! shell — can neither read nor write the file while the store is open,
+//! and a second server fails at startup instead of writing revisions this
+//! one does not know of. Within the process the connections coordinate in
+//! memory, where the WAL index lives too: there is no `-shm` file. That
+//! lock cannot tell two stores of one process apart, so the writer also
+//! holds an exclusive `flock` on the data directory.
 //!
 //! # Watches
 //!
@@ -88,8 +163,8 @@
 //! can reach: versions superseded at or before R, and deletes at or before
 //! R. Reads before R then fail with [`StoreError::Compacted`] (410 Gone at
 //! the API). Compaction works in batches of revisions, each its own
-//! transaction, so writers are never held up for long. Freed pages are
-//! reused by later writes; the file does not shrink.
+//! transaction on the writer, so writers are never held up for long. Freed
+//! pages are reused by later writes; the file does not shrink.
 //!
 //! # Schema version
 //!
@@ -100,13 +175,16 @@
 //! version 1 so far, so no migrations yet.
 
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch, Semaphore};
 
 use super::cas::{self, Change, RevisionLog};
 use super::feed::{event_bytes, follow, Batch, EventLog, EventSource, BATCH_BYTES, BATCH_EVENTS};
@@ -131,6 +209,19 @@ const LOG_BATCH: i64 = BATCH_EVENTS as i64;
 const KEYS_END: &[u8] = &[0xff];
 /// Revisions compacted per transaction.
 const COMPACTION_BATCH: u64 = 10_000;
+/// The most writes one commit takes.
+const BATCH_WRITES: usize = 512;
+/// The most bytes of keys and values one commit takes, unless its first
+/// write alone is larger.
+const BATCH_BYTES_WRITTEN: usize = 16 * 1024 * 1024;
+/// Read connections, and so reads running at once; more wait for one.
+const READERS: usize = 4;
+/// How long a read waits for a lock another connection of this process
+/// holds (in WAL mode only briefly, around the log's restart) before it
+/// fails with "database is locked".
+const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The VFS of every connection (see the module documentation).
+const VFS: &str = "unix-excl";
 
 const SCHEMA: &str = "
 CREATE TABLE log (
@@ -175,10 +266,23 @@ impl Default for SqliteOptions {
     }
 }
 
+/// How many commits wrote how many writes since the store opened. With
+/// concurrent writers, group commit makes the first smaller than the
+/// second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions that committed at least one write.
+    pub commits: u64,
+    /// The writes those transactions held.
+    pub writes: u64,
+}
+
 /// See the module documentation.
 pub struct SqliteStore {
-    inner: Arc<Mutex<Inner>>,
-    feed: Arc<Feed>,
+    writer: WriterHandle,
+    readers: Arc<Readers>,
+    /// The newest revision the writer has published.
+    written: watch::Receiver<Revision>,
     path: PathBuf,
     options: SqliteOptions,
 }
@@ -192,43 +296,400 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-/// The connection and what is cached beside it; only touched under the
-/// mutex, on blocking threads.
-struct Inner {
+/// What the writer shares with the readers and the store, besides the
+/// revision it publishes on its `watch` channel. Each field changes only
+/// after the commit it reports.
+struct Shared {
+    /// Recent events, for watchers.
+    recent: Mutex<EventLog>,
+    /// The compacted revision.
+    compacted: AtomicU64,
+    /// See [`CommitStats`].
+    commits: AtomicU64,
+    committed_writes: AtomicU64,
+}
+
+/// One write, as sent to the writer.
+enum Op {
+    Create {
+        key: String,
+        value: Vec<u8>,
+    },
+    Update {
+        key: String,
+        expected: Revision,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+        expected: Revision,
+    },
+}
+
+/// What a write answers: the version written (for a delete, the version
+/// deleted) and the revision of the write.
+type Written = (KeyValue, Revision);
+
+impl Op {
+    /// The bytes the write adds to a batch.
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key, .. } => key.len(),
+        }
+    }
+
+    /// The compare-and-swap of `store::cas` on the batch's log.
+    fn apply(self, log: &mut BatchLog<'_>) -> Result<Written, StoreError> {
+        match self {
+            Op::Create { key, value } => {
+                cas::create(log, &key, value).map(|kv| (kv.clone(), kv.mod_revision))
+            }
+            Op::Update {
+                key,
+                expected,
+                value,
+            } => cas::update(log, &key, expected, value).map(|kv| (kv.clone(), kv.mod_revision)),
+            Op::Delete { key, expected } => cas::delete(log, &key, expected),
+        }
+    }
+}
+
+/// A write waiting for the writer, and where its answer goes.
+struct Write {
+    op: Op,
+    reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// What the writer thread is sent.
+enum Job {
+    /// A write, to be committed with whatever else is waiting.
+    Write(Write),
+    /// Something else that needs the write connection (compaction), run
+    /// alone, between batches.
+    Run(Box<dyn FnOnce(&mut Writer) + Send>),
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Backend("sqlite: the writer thread has stopped".to_string())
+}
+
+/// The store's end of the writer: its channel, and its thread, which is
+/// joined when the store is dropped so that the file and the directory's
+/// lock are released by then.
+struct WriterHandle {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(writer_stopped)
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        // A closed channel stops the writer once it has done what it was sent.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            // A writer that panicked has nothing left to release.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread's state: the one connection that writes, and what is
+/// cached beside it.
+struct Writer {
     conn: Connection,
-    /// The newest revision (the log's highest id ever).
+    /// The newest committed revision (the log's highest id ever).
     revision: Revision,
     /// Reads before this revision fail with `Compacted`.
     compacted: Revision,
     /// `written_at_ms` of the newest row; timestamps never go backwards,
     /// so "older than the time window" is a prefix of the log.
     last_written_ms: i64,
-    /// Recent events, for watchers (shared with [`Feed`]).
-    recent: Arc<Mutex<EventLog>>,
+    shared: Arc<Shared>,
     /// Publishes each new revision to watchers.
     written: watch::Sender<Revision>,
     /// Where commits are counted and timed, once [`SqliteStore::record_commits`] says.
     commits: Option<CommitMetrics>,
+    /// The data directory's lock (see the module documentation), released
+    /// when the writer stops.
+    _directory_lock: File,
+}
+
+impl Writer {
+    /// Serves jobs until the store closes the channel.
+    fn serve(mut self, jobs: mpsc::Receiver<Job>) {
+        let mut held = None;
+        while let Some(job) = held.take().or_else(|| jobs.recv().ok()) {
+            match job {
+                Job::Run(task) => task(&mut self),
+                Job::Write(first) => {
+                    let mut bytes = first.op.bytes();
+                    let mut batch = vec![first];
+                    // What has arrived meanwhile, without waiting for more.
+                    while batch.len() < BATCH_WRITES {
+                        match jobs.try_recv() {
+                            Ok(Job::Write(write))
+                                if bytes + write.op.bytes() <= BATCH_BYTES_WRITTEN =>
+                            {
+                                bytes += write.op.bytes();
+                                batch.push(write);
+                            }
+                            Ok(job) => {
+                                held = Some(job);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(batch);
+                }
+            }
+        }
+    }
+
+    /// Applies `batch` in one transaction, commits it, and answers every
+    /// write; when SQLite fails anywhere in it, answers every write with
+    /// that error and leaves nothing of the batch behind.
+    fn commit(&mut self, batch: Vec<Write>) {
+        let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|w| (w.op, w.reply)).unzip();
+        // A caller that went away needs no answer: hence the ignored sends.
+        match self.apply(ops) {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(error) => {
+                self.end_failed_transaction();
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Runs `ops` in one transaction and commits it, then publishes what
+    /// was written; returns each write's answer. Fails, having rolled back,
+    /// when SQLite does.
+    fn apply(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        let written_at_ms = unix_millis(SystemTime::now()).max(self.last_written_ms);
+        // Dropped without a commit, it rolls back.
+        let transaction = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let mut log = BatchLog {
+            conn: &transaction,
+            revision: self.revision,
+            written_at_ms,
+            events: Vec::new(),
+        };
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op.apply(&mut log) {
+                // SQLite failed, not the write's check: the batch fails.
+                Err(StoreError::Backend(message)) => return Err(StoreError::Backend(message)),
+                answer => answers.push(answer),
+            }
+        }
+        let BatchLog {
+            revision, events, ..
+        } = log;
+        if events.is_empty() {
+            // Every check failed; there is nothing to commit.
+            return Ok(answers);
+        }
+        // Once this returns, every write of the batch is on stable storage
+        // (see the module documentation); only then is any of them
+        // published or answered.
+        let committing = Instant::now();
+        transaction.commit().map_err(db_error)?;
+        if let Some(commits) = &self.commits {
+            commits.committed(events.len(), committing.elapsed());
+        }
+        self.revision = revision;
+        self.last_written_ms = written_at_ms;
+        self.publish(events);
+        Ok(answers)
+    }
+
+    /// Makes the batch's committed events readable, then publishes the
+    /// newest revision.
+    fn publish(&mut self, events: Vec<Event>) {
+        let Some(newest) = events.last().map(Event::revision) else {
+            return;
+        };
+        let count = events.len() as u64;
+        {
+            let mut recent = lock(&self.shared.recent);
+            for event in events {
+                recent.push(event);
+            }
+        }
+        // Published once the events are readable (see `feed::follow`).
+        self.written.send_replace(newest);
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .committed_writes
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Leaves no transaction open after a failure: SQLite rolls some back
+    /// by itself, and a dropped `Transaction` rolls back the others, but a
+    /// failed rollback would leave one open.
+    fn end_failed_transaction(&self) {
+        if !self.conn.is_autocommit() {
+            // Nothing more to do if even this fails; the next batch's BEGIN
+            // will then fail and say so.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Compacts up to `target` in one transaction. Only keys written after
+    /// the previous compaction can hold rows that became unreachable.
+    fn compact_batch(&mut self, target: Revision) -> Result<(), StoreError> {
+        if target <= self.compacted {
+            return Ok(());
+        }
+        let transaction = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        transaction
+            .execute(
+                "DELETE FROM log
+                 WHERE id <= ?1
+                   AND key IN (SELECT key FROM log WHERE id > ?2 AND id <= ?1)
+                   AND (deleted = 1
+                        OR EXISTS (SELECT 1 FROM log AS n
+                                   WHERE n.key = log.key AND n.id > log.id AND n.id <= ?1))",
+                params![to_sql(target)?, to_sql(self.compacted)?],
+            )
+            .map_err(db_error)?;
+        transaction
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
+                [to_sql(target)?],
+            )
+            .map_err(db_error)?;
+        transaction.commit().map_err(db_error)?;
+        self.compacted = target;
+        self.shared.compacted.store(target, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The log as one batch's transaction sees it: what was committed and the
+/// batch's earlier writes. [`cas`] runs each write of the batch on it.
+struct BatchLog<'t> {
+    conn: &'t Connection,
+    /// The newest revision, the batch's writes so far included.
+    revision: Revision,
+    written_at_ms: i64,
+    /// The events of the batch's writes, published after the commit.
+    events: Vec<Event>,
+}
+
+impl RevisionLog for BatchLog<'_> {
+    fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        latest(self.conn, key)
+    }
+
+    /// Appends one row to the batch's transaction. Its event becomes
+    /// readable once the batch has committed.
+    fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError> {
+        let revision = self.revision + 1;
+        let (id, create_revision, prev_revision) = (
+            to_sql(revision)?,
+            to_sql(change.create_revision(revision))?,
+            to_sql(change.prev().map_or(0, |prev| prev.mod_revision))?,
+        );
+        let (key, value) = (change.key(), change.value().map(|value| &value[..]));
+        self.conn
+            .prepare_cached(
+                "INSERT INTO log
+                 (id, key, create_revision, prev_revision, deleted, value, written_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    id,
+                    key.as_bytes(),
+                    create_revision,
+                    prev_revision,
+                    value.is_none(),
+                    value,
+                    self.written_at_ms,
+                ])
+            })
+            .map_err(db_error)?;
+        self.revision = revision;
+        self.events.push(change.event(revision));
+        Ok(revision)
+    }
+}
+
+/// The read connections, and what the writer shares with them.
+struct Readers {
+    path: PathBuf,
+    /// Connections not in use; opened when first needed.
+    idle: Mutex<Vec<Connection>>,
+    /// One per connection that may be in use.
+    permits: Semaphore,
+    shared: Arc<Shared>,
+}
+
+impl Readers {
+    /// Runs `f` on a blocking thread with a read connection.
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Backend("sqlite: the readers are closed".to_string()))?;
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let idle = lock(&readers.idle).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_reader(&readers.path)?,
+            };
+            let result = f(&conn);
+            lock(&readers.idle).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+    }
 }
 
 /// Where watchers read: the recent events, or the log behind them.
 struct Feed {
-    inner: Arc<Mutex<Inner>>,
-    recent: Arc<Mutex<EventLog>>,
+    readers: Arc<Readers>,
 }
 
 #[async_trait]
 impl EventSource for Feed {
     async fn events_after(&self, prefix: &str, after: Revision) -> Result<Batch, StoreError> {
-        if let Some(batch) = lock(&self.recent).read(prefix, after) {
+        if let Some(batch) = lock(&self.readers.shared.recent).read(prefix, after) {
             return Ok(batch);
         }
         let prefix = prefix.to_string();
-        run(&self.inner, move |inner| {
-            inner.kept().check_watch(after)?;
-            inner.events_after(&prefix, after)
-        })
-        .await
+        self.readers
+            .run(move |conn| events_after(conn, &prefix, after))
+            .await
     }
 }
 
@@ -274,260 +735,193 @@ fn unix_millis(time: SystemTime) -> i64 {
     i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
-/// The log under the connection's mutex, which [`cas`] holds from the read
-/// of the newest row to the append.
-impl RevisionLog for Inner {
-    fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT id, create_revision, deleted, value FROM log
-                 WHERE key = ?1 ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_row([key.as_bytes()], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, bool>(2)?,
-                            r.get::<_, Option<Vec<u8>>>(3)?,
-                        ))
-                    })
-                    .optional()
-            })
-            .map_err(db_error)?;
-        Ok(match row {
-            Some((id, create_revision, false, Some(value))) => Some(KeyValue {
-                key: key.to_string(),
-                value: value.into(),
-                create_revision: from_sql(create_revision),
-                mod_revision: from_sql(id),
-            }),
-            _ => None,
-        })
-    }
-
-    /// Appends one row in its own transaction and publishes its event once
-    /// it is committed.
-    fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError> {
-        let revision = self.revision + 1;
-        let written_at_ms = unix_millis(SystemTime::now()).max(self.last_written_ms);
-        let (id, create_revision, prev_revision) = (
-            to_sql(revision)?,
-            to_sql(change.create_revision(revision))?,
-            to_sql(change.prev().map_or(0, |prev| prev.mod_revision))?,
-        );
-        let (key, value) = (change.key(), change.value().map(|value| &value[..]));
-        let transaction = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_error)?;
-        transaction
-            .prepare_cached(
-                "INSERT INTO log
-                 (id, key, create_revision, prev_revision, deleted, value, written_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    id,
-                    key.as_bytes(),
-                    create_revision,
-                    prev_revision,
-                    value.is_none(),
-                    value,
-                    written_at_ms,
-                ])
-            })
-            .map_err(db_error)?;
-        // Once this returns, the write is on stable storage (see the
-        // module documentation); only then is it acknowledged or published.
-        let committing = Instant::now();
-        transaction.commit().map_err(db_error)?;
-        if let Some(commits) = &self.commits {
-            commits.committed(1, committing.elapsed());
-        }
-        self.revision = revision;
-        self.last_written_ms = written_at_ms;
-        lock(&self.recent).push(change.event(revision));
-        // Published once the event is readable (see `feed::follow`).
-        self.written.send_replace(revision);
-        Ok(revision)
-    }
+/// The revisions the current read transaction on `conn` can reach: the
+/// compacted and the newest revision as of its snapshot.
+fn snapshot(conn: &Connection) -> Result<Kept, StoreError> {
+    conn.prepare_cached(
+        "SELECT
+           (SELECT value FROM meta WHERE name = 'compacted'),
+           max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'log'), 0),
+               COALESCE((SELECT MAX(id) FROM log), 0))",
+    )
+    .and_then(|mut statement| {
+        statement.query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+    })
+    .map(|(compacted, newest)| Kept {
+        compacted: from_sql(compacted),
+        newest: from_sql(newest),
+    })
+    .map_err(db_error)
 }
 
-impl Inner {
-    fn kept(&self) -> Kept {
-        Kept {
-            compacted: self.compacted,
-            newest: self.revision,
-        }
-    }
+/// The key's newest version, if it exists: the reads' `get`, and the
+/// writer's read in its transaction.
+fn latest(conn: &Connection, key: &str) -> Result<Option<KeyValue>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT id, create_revision, deleted, value FROM log
+             WHERE key = ?1 ORDER BY id DESC LIMIT 1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row([key.as_bytes()], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, Option<Vec<u8>>>(3)?,
+                    ))
+                })
+                .optional()
+        })
+        .map_err(db_error)?;
+    Ok(match row {
+        Some((id, create_revision, false, Some(value))) => Some(KeyValue {
+            key: key.to_string(),
+            value: value.into(),
+            create_revision: from_sql(create_revision),
+            mod_revision: from_sql(id),
+        }),
+        _ => None,
+    })
+}
 
-    fn list(&self, prefix: &str, options: &ListOptions) -> Result<ListPage, StoreError> {
-        let revision = self.kept().list_at(options.revision)?;
-        let (lower_op, lower) = match list_start(prefix, options.start_after.as_deref()) {
-            Start::At(key) => (">=", key.as_bytes()),
-            Start::After(key) => (">", key.as_bytes()),
-        };
-        let upper = keys_end(prefix);
-        let limit = options.limit.filter(|l| *l > 0);
-        // One more than asked for tells whether there are more.
-        let sql_limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX - 1) + 1);
-        let sql = format!(
-            "SELECT l.key, l.id, l.create_revision, l.value FROM log AS l
-             WHERE l.key {lower_op} ?1 AND l.key < ?2 AND l.id <= ?3 AND l.deleted = 0
-               AND l.id = (SELECT MAX(n.id) FROM log AS n WHERE n.key = l.key AND n.id <= ?3)
-             ORDER BY l.key LIMIT ?4"
-        );
-        let mut statement = self.conn.prepare_cached(&sql).map_err(db_error)?;
-        let rows = statement
-            .query_map(params![lower, upper, to_sql(revision)?, sql_limit], |r| {
+/// [`Store::list`], in one read transaction.
+fn list(conn: &Connection, prefix: &str, options: &ListOptions) -> Result<ListPage, StoreError> {
+    let transaction = conn.unchecked_transaction().map_err(db_error)?;
+    let revision = snapshot(&transaction)?.list_at(options.revision)?;
+    let (lower_op, lower) = match list_start(prefix, options.start_after.as_deref()) {
+        Start::At(key) => (">=", key.as_bytes()),
+        Start::After(key) => (">", key.as_bytes()),
+    };
+    let upper = keys_end(prefix);
+    let limit = options.limit.filter(|l| *l > 0);
+    // One more than asked for tells whether there are more.
+    let sql_limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX - 1) + 1);
+    let sql = format!(
+        "SELECT l.key, l.id, l.create_revision, l.value FROM log AS l
+         WHERE l.key {lower_op} ?1 AND l.key < ?2 AND l.id <= ?3 AND l.deleted = 0
+           AND l.id = (SELECT MAX(n.id) FROM log AS n WHERE n.key = l.key AND n.id <= ?3)
+         ORDER BY l.key LIMIT ?4"
+    );
+    let mut statement = transaction.prepare_cached(&sql).map_err(db_error)?;
+    let rows = statement
+        .query_map(params![lower, upper, to_sql(revision)?, sql_limit], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })
+        .map_err(db_error)?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (key, id, create_revision, value) = row.map_err(db_error)?;
+        items.push(KeyValue {
+            key: key_string(key)?,
+            value: value.into(),
+            create_revision: from_sql(create_revision),
+            mod_revision: from_sql(id),
+        });
+    }
+    let more = limit.is_some_and(|l| items.len() > l);
+    if let Some(l) = limit {
+        items.truncate(l);
+    }
+    Ok(ListPage {
+        items,
+        revision,
+        more,
+    })
+}
+
+/// The next batch of writes under `prefix` after `after`, in revision
+/// order, in one read transaction: at most [`LOG_BATCH`] of them, and no
+/// more once they carry [`BATCH_BYTES`].
+fn events_after(conn: &Connection, prefix: &str, after: Revision) -> Result<Batch, StoreError> {
+    let transaction = conn.unchecked_transaction().map_err(db_error)?;
+    let kept = snapshot(&transaction)?;
+    kept.check_watch(after)?;
+    let mut statement = transaction
+        .prepare_cached(
+            "SELECT l.key, l.id, l.create_revision, l.prev_revision, l.deleted, l.value,
+                    p.value
+             FROM log AS l LEFT JOIN log AS p ON p.id = l.prev_revision
+             WHERE l.id > ?1 AND l.key >= ?2 AND l.key < ?3
+             ORDER BY l.id LIMIT ?4",
+        )
+        .map_err(db_error)?;
+    let rows = statement
+        .query_map(
+            params![
+                to_sql(after)?,
+                prefix.as_bytes(),
+                keys_end(prefix),
+                LOG_BATCH,
+            ],
+            |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
+                    Row {
+                        id: from_sql(r.get(1)?),
+                        create_revision: from_sql(r.get(2)?),
+                        prev_revision: from_sql(r.get(3)?),
+                        deleted: r.get(4)?,
+                        value: r.get(5)?,
+                        prev_value: r.get(6)?,
+                    },
                 ))
-            })
-            .map_err(db_error)?;
-        let mut items = Vec::new();
-        for row in rows {
-            let (key, id, create_revision, value) = row.map_err(db_error)?;
-            items.push(KeyValue {
-                key: key_string(key)?,
-                value: value.into(),
-                create_revision: from_sql(create_revision),
-                mod_revision: from_sql(id),
-            });
+            },
+        )
+        .map_err(db_error)?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let (key, row) = row.map_err(db_error)?;
+        let event = to_event(key_string(key)?, row)?;
+        bytes += event_bytes(&event);
+        events.push(event);
+        if bytes >= BATCH_BYTES {
+            break;
         }
-        let more = limit.is_some_and(|l| items.len() > l);
-        if let Some(l) = limit {
-            items.truncate(l);
-        }
-        Ok(ListPage {
-            items,
-            revision,
-            more,
-        })
     }
+    // A full batch ends at its last event; a short one read the log to
+    // the end of the snapshot.
+    let full = bytes >= BATCH_BYTES || events.len() as i64 >= LOG_BATCH;
+    let through = match events.last() {
+        Some(last) if full => last.revision(),
+        _ => kept.newest.max(after),
+    };
+    Ok(Batch { events, through })
+}
 
-    /// The next batch of writes under `prefix` after `after`, in revision
-    /// order: at most [`LOG_BATCH`] of them, and no more once they carry
-    /// [`BATCH_BYTES`].
-    fn events_after(&self, prefix: &str, after: Revision) -> Result<Batch, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT l.key, l.id, l.create_revision, l.prev_revision, l.deleted, l.value,
-                        p.value
-                 FROM log AS l LEFT JOIN log AS p ON p.id = l.prev_revision
-                 WHERE l.id > ?1 AND l.key >= ?2 AND l.key < ?3
-                 ORDER BY l.id LIMIT ?4",
-            )
-            .map_err(db_error)?;
-        let rows = statement
-            .query_map(
-                params![
-                    to_sql(after)?,
-                    prefix.as_bytes(),
-                    keys_end(prefix),
-                    LOG_BATCH,
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        Row {
-                            id: from_sql(r.get(1)?),
-                            create_revision: from_sql(r.get(2)?),
-                            prev_revision: from_sql(r.get(3)?),
-                            deleted: r.get(4)?,
-                            value: r.get(5)?,
-                            prev_value: r.get(6)?,
-                        },
-                    ))
-                },
-            )
-            .map_err(db_error)?;
-        let mut events = Vec::new();
-        let mut bytes = 0;
-        for row in rows {
-            let (key, row) = row.map_err(db_error)?;
-            let event = to_event(key_string(key)?, row)?;
-            bytes += event_bytes(&event);
-            events.push(event);
-            if bytes >= BATCH_BYTES {
-                break;
-            }
-        }
-        // A full batch ends at its last event; a short one read the log to
-        // its end.
-        let full = bytes >= BATCH_BYTES || events.len() as i64 >= LOG_BATCH;
-        let through = match events.last() {
-            Some(last) if full => last.revision(),
-            _ => self.revision.max(after),
-        };
-        Ok(Batch { events, through })
+/// The compacted revision, and the newest revision that is outside both
+/// windows at `now`, in one read transaction.
+fn window_target(
+    conn: &Connection,
+    options: &SqliteOptions,
+    now: SystemTime,
+) -> Result<(Revision, Revision), StoreError> {
+    let transaction = conn.unchecked_transaction().map_err(db_error)?;
+    let kept = snapshot(&transaction)?;
+    let by_count = kept.newest.saturating_sub(options.window_revisions);
+    if by_count <= kept.compacted {
+        return Ok((kept.compacted, kept.compacted));
     }
-
-    /// Compacts up to `target` in one transaction. Only keys written after
-    /// the previous compaction can hold rows that became unreachable.
-    fn compact_batch(&mut self, target: Revision) -> Result<(), StoreError> {
-        if target <= self.compacted {
-            return Ok(());
-        }
-        let transaction = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_error)?;
-        transaction
-            .execute(
-                "DELETE FROM log
-                 WHERE id <= ?1
-                   AND key IN (SELECT key FROM log WHERE id > ?2 AND id <= ?1)
-                   AND (deleted = 1
-                        OR EXISTS (SELECT 1 FROM log AS n
-                                   WHERE n.key = log.key AND n.id > log.id AND n.id <= ?1))",
-                params![to_sql(target)?, to_sql(self.compacted)?],
-            )
-            .map_err(db_error)?;
-        transaction
-            .execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
-                [to_sql(target)?],
-            )
-            .map_err(db_error)?;
-        transaction.commit().map_err(db_error)?;
-        self.compacted = target;
-        Ok(())
-    }
-
-    /// The newest revision that is outside both windows at `now`.
-    fn window_target(
-        &self,
-        options: &SqliteOptions,
-        now: SystemTime,
-    ) -> Result<Revision, StoreError> {
-        let by_count = self.revision.saturating_sub(options.window_revisions);
-        if by_count <= self.compacted {
-            return Ok(self.compacted);
-        }
-        let cutoff = now
-            .checked_sub(options.window_duration)
-            .map_or(i64::MIN, unix_millis);
-        // Rows after `compacted` are all still there, and their timestamps
-        // never decrease, so this is the last revision written by `cutoff`.
-        let by_time: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT MAX(id) FROM log WHERE id > ?1 AND id <= ?2 AND written_at_ms <= ?3",
-                params![to_sql(self.compacted)?, to_sql(by_count)?, cutoff],
-                |r| r.get(0),
-            )
-            .map_err(db_error)?;
-        Ok(by_time.map_or(self.compacted, from_sql))
-    }
+    let cutoff = now
+        .checked_sub(options.window_duration)
+        .map_or(i64::MIN, unix_millis);
+    // Rows after `compacted` are all still there, and their timestamps
+    // never decrease, so this is the last revision written by `cutoff`.
+    let by_time: Option<i64> = transaction
+        .query_row(
+            "SELECT MAX(id) FROM log WHERE id > ?1 AND id <= ?2 AND written_at_ms <= ?3",
+            params![to_sql(kept.compacted)?, to_sql(by_count)?, cutoff],
+            |r| r.get(0),
+        )
+        .map_err(db_error)?;
+    Ok((kept.compacted, by_time.map_or(kept.compacted, from_sql)))
 }
 
 fn to_event(key: String, row: Row) -> Result<Event, StoreError> {
@@ -624,10 +1018,49 @@ fn open_error(path: &Path, error: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("opening {}: {error}{hint}", path.display()))
 }
 
+/// Opens a connection to `path` on the store's VFS.
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    Connection::open_with_flags_and_vfs(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX, VFS)
+        .map_err(|e| open_error(path, e))
+}
+
+/// Opens a read connection; it cannot write.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(READ_BUSY_TIMEOUT)
+        .and_then(|()| conn.pragma_update(None, "query_only", true))
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// Locks the data directory for one store (see the module documentation);
+/// the lock lasts as long as the returned handle.
+fn lock_directory(dir: &Path) -> Result<File, StoreError> {
+    let directory = File::open(dir).map_err(|e| {
+        StoreError::Backend(format!("opening the data directory {}: {e}", dir.display()))
+    })?;
+    match rustix::fs::flock(
+        &directory,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(()) => Ok(directory),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Backend(format!(
+            "opening {}: the data directory is locked (is another mxjob-server using this \
+             data directory?)",
+            dir.join(FILE_NAME).display()
+        ))),
+        Err(e) => Err(StoreError::Backend(format!(
+            "locking the data directory {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir/mxjob.db`, creating
-    /// `dir` too. Fails if another process has the file open, if the file
-    /// is not an mxjob database, or if a newer mxjob-server wrote it.
+    /// `dir` too, and starts its writer thread. Fails if another store or
+    /// process has the file open, if the file is not an mxjob database, or
+    /// if a newer mxjob-server wrote it.
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Backend(format!(
@@ -635,16 +1068,16 @@ impl SqliteStore {
                 dir.display()
             ))
         })?;
+        let directory_lock = lock_directory(dir)?;
         let path = dir.join(FILE_NAME);
         let created = !path.exists();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn =
-            Connection::open_with_flags(&path, flags).map_err(|e| open_error(&path, e))?;
-        // Another process holding the lock is an error right away, not a wait.
+        let mut conn = open_connection(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        // Another process holding the lock is an error right away, not a
+        // wait; within this process nothing else writes.
         conn.busy_timeout(Duration::ZERO)
-            .and_then(|()| conn.pragma_update(None, "locking_mode", "EXCLUSIVE"))
             .map_err(|e| open_error(&path, e))?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -660,54 +1093,56 @@ impl SqliteStore {
             .map_err(|e| open_error(&path, e))?;
         prepare_schema(&mut conn, &path)?;
         if created {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| {
-                    StoreError::Backend(format!(
-                        "syncing the data directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
+            directory_lock.sync_all().map_err(|e| {
+                StoreError::Backend(format!("syncing the data directory {}: {e}", dir.display()))
+            })?;
         }
-        let (revision, compacted, last_written_ms) = conn
+        let kept = snapshot(&conn)?;
+        let last_written_ms = conn
             .query_row(
-                "SELECT
-                   max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'log'), 0),
-                       COALESCE((SELECT MAX(id) FROM log), 0)),
-                   (SELECT value FROM meta WHERE name = 'compacted'),
-                   COALESCE((SELECT written_at_ms FROM log ORDER BY id DESC LIMIT 1), 0)",
+                "SELECT COALESCE((SELECT written_at_ms FROM log ORDER BY id DESC LIMIT 1), 0)",
                 [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
+                |r| r.get::<_, i64>(0),
             )
             .map_err(|e| open_error(&path, e))?;
-        let revision = from_sql(revision);
-        let (written, _) = watch::channel(revision);
-        let recent = Arc::new(Mutex::new(EventLog::new(
-            revision,
-            WATCH_BUFFER,
-            options.history_bytes,
-        )));
-        let inner = Arc::new(Mutex::new(Inner {
+        let shared = Arc::new(Shared {
+            recent: Mutex::new(EventLog::new(
+                kept.newest,
+                WATCH_BUFFER,
+                options.history_bytes,
+            )),
+            compacted: AtomicU64::new(kept.compacted),
+            commits: AtomicU64::new(0),
+            committed_writes: AtomicU64::new(0),
+        });
+        let (written, watching) = watch::channel(kept.newest);
+        let writer = Writer {
             conn,
-            revision,
-            compacted: from_sql(compacted),
+            revision: kept.newest,
+            compacted: kept.compacted,
             last_written_ms,
-            recent: Arc::clone(&recent),
+            shared: Arc::clone(&shared),
             written,
             commits: None,
-        }));
+            _directory_lock: directory_lock,
+        };
+        let (jobs, inbox) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".to_string())
+            .spawn(move || writer.serve(inbox))
+            .map_err(|e| StoreError::Backend(format!("starting the SQLite writer: {e}")))?;
         Ok(SqliteStore {
-            feed: Arc::new(Feed {
-                inner: Arc::clone(&inner),
-                recent,
+            writer: WriterHandle {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            },
+            readers: Arc::new(Readers {
+                path: path.clone(),
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(READERS),
+                shared,
             }),
-            inner,
+            written: watching,
             path,
             options,
         })
@@ -720,19 +1155,19 @@ impl SqliteStore {
 
     /// Counts and times every commit of a write into `commits`.
     pub async fn record_commits(&self, commits: CommitMetrics) -> Result<(), StoreError> {
-        self.run(move |inner| {
-            inner.commits = Some(commits);
+        self.on_writer(move |writer| {
+            writer.commits = Some(commits);
             Ok(())
         })
         .await
     }
 
     /// Copies the database into a new file at `destination` with SQLite's
-    /// online backup API, in one step under the connection's lock, so the
-    /// copy holds exactly the revision it returns; writes wait meanwhile
-    /// (see `crate::backup`).
+    /// online backup API, in one step on the writer thread between two
+    /// batches, so the copy holds exactly the revision it returns; writes
+    /// wait meanwhile (see `crate::backup`).
     pub async fn backup_into(&self, destination: PathBuf) -> Result<Revision, StoreError> {
-        self.run(move |inner| {
+        self.on_writer(move |inner| {
             let fail = |e: rusqlite::Error| {
                 StoreError::Backend(format!("backing up into {}: {e}", destination.display()))
             };
@@ -759,12 +1194,29 @@ impl SqliteStore {
 
     /// The bytes of recent events held in memory for watchers.
     pub fn history_bytes(&self) -> usize {
-        lock(&self.feed.recent).bytes()
+        lock(&self.readers.shared.recent).bytes()
+    }
+
+    /// How many commits have written how many writes.
+    pub fn commit_stats(&self) -> CommitStats {
+        let shared = &self.readers.shared;
+        CommitStats {
+            commits: shared.commits.load(Ordering::Relaxed),
+            writes: shared.committed_writes.load(Ordering::Relaxed),
+        }
     }
 
     /// The oldest revision reads can still reach.
     pub async fn compacted_revision(&self) -> Result<Revision, StoreError> {
-        self.run(|inner| Ok(inner.compacted)).await
+        Ok(self.kept().compacted)
+    }
+
+    /// What the writer has published.
+    fn kept(&self) -> Kept {
+        Kept {
+            compacted: self.readers.shared.compacted.load(Ordering::SeqCst),
+            newest: *self.written.borrow(),
+        }
     }
 
     /// Compacts what lies outside the history window now; returns the new
@@ -776,7 +1228,8 @@ impl SqliteStore {
     async fn compact_window_at(&self, now: SystemTime) -> Result<Option<Revision>, StoreError> {
         let options = self.options.clone();
         let (before, target) = self
-            .run(move |inner| Ok((inner.compacted, inner.window_target(&options, now)?)))
+            .readers
+            .run(move |conn| window_target(conn, &options, now))
             .await?;
         if target <= before {
             return Ok(None);
@@ -794,10 +1247,10 @@ impl SqliteStore {
         let batch = batch.max(1);
         loop {
             let done = self
-                .run(move |inner| {
-                    let step = target.min(inner.compacted.saturating_add(batch));
-                    inner.compact_batch(step)?;
-                    Ok(inner.compacted >= target)
+                .on_writer(move |writer| {
+                    let step = target.min(writer.compacted.saturating_add(batch));
+                    writer.compact_batch(step)?;
+                    Ok(writer.compacted >= target)
                 })
                 .await?;
             if done {
@@ -839,29 +1292,26 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on a blocking thread with the connection.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Sends `op` to the writer and waits for its answer.
+    async fn write(&self, op: Op) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(Job::Write(Write { op, reply }))?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    /// Runs `f` on the writer thread, between batches.
+    async fn on_writer<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Inner) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     {
-        run(&self.inner, f).await
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(Job::Run(Box::new(move |writer| {
+            // A caller that went away needs no answer.
+            let _ = reply.send(f(writer));
+        })))?;
+        answer.await.map_err(|_| writer_stopped())?
     }
-}
-
-/// Runs `f` on a blocking thread with the connection, locked. A panic under
-/// the lock rolls back its transaction (the transaction is dropped), the
-/// cached fields change only after a commit, and the event log changes by
-/// whole pushes, so a poisoned lock still guards a consistent state.
-async fn run<T, F>(inner: &Arc<Mutex<Inner>>, f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Inner) -> Result<T, StoreError> + Send + 'static,
-{
-    let inner = Arc::clone(inner);
-    tokio::task::spawn_blocking(move || f(&mut lock(&inner)))
-        .await
-        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
 }
 
 #[async_trait]
@@ -875,17 +1325,17 @@ impl Store for SqliteStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        self.run(|inner| Ok(inner.revision)).await
+        Ok(self.kept().newest)
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let key = key.to_string();
-        self.run(move |inner| inner.latest(&key)).await
+        self.readers.run(move |conn| latest(conn, &key)).await
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         let key = key.to_string();
-        self.run(move |inner| cas::create(inner, &key, value)).await
+        Ok(self.write(Op::Create { key, value }).await?.0)
     }
 
     async fn update(
@@ -895,8 +1345,12 @@ impl Store for SqliteStore {
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
         let key = key.to_string();
-        self.run(move |inner| cas::update(inner, &key, expected, value))
-            .await
+        let op = Op::Update {
+            key,
+            expected,
+            value,
+        };
+        Ok(self.write(op).await?.0)
     }
 
     async fn delete(
@@ -905,30 +1359,32 @@ impl Store for SqliteStore {
         expected: Revision,
     ) -> Result<(KeyValue, Revision), StoreError> {
         let key = key.to_string();
-        self.run(move |inner| cas::delete(inner, &key, expected))
-            .await
+        self.write(Op::Delete { key, expected }).await
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage, StoreError> {
         let prefix = prefix.to_string();
-        self.run(move |inner| inner.list(&prefix, &options)).await
+        self.readers
+            .run(move |conn| list(conn, &prefix, &options))
+            .await
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.run(move |inner| inner.kept().check_compact(revision))
-            .await?;
+        self.kept().check_compact(revision)?;
         self.compact_to(revision).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
-        let written = self
-            .run(move |inner| {
-                inner.kept().check_watch(after)?;
-                Ok(inner.written.subscribe())
-            })
-            .await?;
-        let source: Arc<dyn EventSource> = self.feed.clone();
-        Ok(follow(source, written, prefix.to_string(), after))
+        self.kept().check_watch(after)?;
+        let source: Arc<dyn EventSource> = Arc::new(Feed {
+            readers: Arc::clone(&self.readers),
+        });
+        Ok(follow(
+            source,
+            self.written.clone(),
+            prefix.to_string(),
+            after,
+        ))
     }
 }
 
@@ -1049,22 +1505,30 @@ mod tests {
     fn the_file_has_the_durable_settings_and_the_schema_version() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
-        let inner = lock(&store.inner);
-        let pragma = |name: &str| -> String {
-            inner
-                .conn
-                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
-                .map(|v| format!("{v:?}"))
-                .expect("pragma")
-        };
-        assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+        let pragmas = block(store.on_writer(|writer| {
+            let pragma = |name: &str| -> String {
+                writer
+                    .conn
+                    .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                    .map(|v| format!("{v:?}"))
+                    .expect("pragma")
+            };
+            Ok([
+                "journal_mode",
+                "synchronous",
+                "user_version",
+                "application_id",
+            ]
+            .map(pragma))
+        }))
+        .expect("the writer answers");
+        assert_eq!(pragmas[0], "Text(\"wal\")");
         // 2 is FULL.
-        assert_eq!(pragma("synchronous"), "Integer(2)");
-        assert_eq!(pragma("user_version"), format!("Integer({SCHEMA_VERSION})"));
-        assert_eq!(
-            pragma("application_id"),
-            format!("Integer({APPLICATION_ID})")
-        );
+        assert_eq!(pragmas[1], "Integer(2)");
+        assert_eq!(pragmas[2], format!("Integer({SCHEMA_VERSION})"));
+        assert_eq!(pragmas[3], format!("Integer({APPLICATION_ID})"));
+        // The WAL index is in memory (`unix-excl`), not in a `-shm` file.
+        assert!(!dir.path().join(format!("{FILE_NAME}-shm")).exists());
     }
 
     /// A store whose one key was written 20 times (revisions 1 to 20).
@@ -1150,9 +1614,13 @@ mod tests {
         block(async {
             store.compact_in_batches(20, 3).await.expect("compact");
             assert_eq!(store.compacted_revision().await, Ok(20));
-            let rows: i64 = lock(&store.inner)
-                .conn
-                .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+            let rows: i64 = store
+                .readers
+                .run(|conn| {
+                    conn.query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+                        .map_err(db_error)
+                })
+                .await
                 .expect("count");
             assert_eq!(rows, 1);
             let kv = store.get("/k").await.expect("get").expect("present");
@@ -1188,6 +1656,369 @@ mod tests {
                 .await
                 .expect("the compactor stops")
                 .expect("the compactor does not panic");
+        });
+    }
+
+    /// Holds the writer in a job (after running `f` on it) until the
+    /// returned sender is dropped: writes sent meanwhile queue up behind it
+    /// and are then committed together.
+    fn hold_writer_with(
+        store: &SqliteStore,
+        f: impl FnOnce(&mut Writer) + Send + 'static,
+    ) -> mpsc::Sender<()> {
+        let (release, released) = mpsc::channel::<()>();
+        let (entered, has_entered) = mpsc::channel::<()>();
+        store
+            .writer
+            .send(Job::Run(Box::new(move |writer| {
+                f(writer);
+                let _ = entered.send(());
+                let _ = released.recv();
+            })))
+            .expect("the writer takes jobs");
+        has_entered.recv().expect("the writer holds");
+        release
+    }
+
+    fn hold_writer(store: &SqliteStore) -> mpsc::Sender<()> {
+        hold_writer_with(store, |_| ())
+    }
+
+    type Pending<'a, T> = futures::future::BoxFuture<'a, Result<T, StoreError>>;
+
+    /// Polls each write once, which sends it to the writer; none can be
+    /// answered yet while the writer is held.
+    async fn send_all<T>(writes: &mut [Pending<'_, T>]) {
+        for write in writes.iter_mut() {
+            assert!(futures::poll!(write.as_mut()).is_pending());
+        }
+    }
+
+    fn revision_of<'a>(
+        write: impl std::future::Future<Output = Result<KeyValue, StoreError>> + Send + 'a,
+    ) -> Pending<'a, Revision> {
+        use futures::FutureExt;
+        write.map(|r| r.map(|kv| kv.mod_revision)).boxed()
+    }
+
+    fn value(i: usize) -> Vec<u8> {
+        i.to_string().into_bytes()
+    }
+
+    #[test]
+    fn writes_waiting_together_commit_in_one_transaction_in_arrival_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        block(async {
+            let release = hold_writer(&store);
+            let keys: Vec<_> = (0..20).map(|i| format!("/k/{i:02}")).collect();
+            let mut writes: Vec<_> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| revision_of(store.create(key, value(i))))
+                .collect();
+            send_all(&mut writes).await;
+            drop(release);
+            let answers = futures::future::join_all(writes).await;
+            assert_eq!(answers, (1..=20).map(Ok).collect::<Vec<_>>());
+            assert_eq!(
+                store.commit_stats(),
+                CommitStats {
+                    commits: 1,
+                    writes: 20
+                }
+            );
+            let page = store
+                .list("/k/", ListOptions::default())
+                .await
+                .expect("list");
+            assert_eq!(page.revision, 20);
+            assert_eq!(page.items.len(), 20);
+        });
+    }
+
+    #[test]
+    fn concurrent_writers_share_commits() {
+        const WRITERS: usize = 64;
+        const WRITES_EACH: usize = 10;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(open(dir.path()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            // Each writer creates its key, then updates it: every write
+            // depends on the one before it, as a client's replaces do.
+            let tasks: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move {
+                        let key = format!("/w/{w:02}");
+                        let mut kv = store.create(&key, value(0)).await?;
+                        for i in 1..WRITES_EACH {
+                            kv = store.update(&key, kv.mod_revision, value(i)).await?;
+                        }
+                        Ok::<_, StoreError>(kv)
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let kv = task.await.expect("no panic").expect("every write succeeds");
+                assert_eq!(&*kv.value, &value(WRITES_EACH - 1)[..]);
+            }
+        });
+        let total = (WRITERS * WRITES_EACH) as u64;
+        let stats = store.commit_stats();
+        assert_eq!(stats.writes, total);
+        assert!(
+            stats.commits < stats.writes,
+            "{} writes took {} commits",
+            stats.writes,
+            stats.commits
+        );
+        eprintln!("{} writes took {} commits", stats.writes, stats.commits);
+        runtime.block_on(async {
+            assert_eq!(store.current_revision().await, Ok(total));
+            let page = store
+                .list("/w/", ListOptions::default())
+                .await
+                .expect("list");
+            assert_eq!((page.revision, page.items.len()), (total, WRITERS));
+        });
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_its_bound_of_writes_and_of_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        block(async {
+            let release = hold_writer(&store);
+            let keys: Vec<_> = (0..BATCH_WRITES + 1).map(|i| format!("/n/{i}")).collect();
+            let mut writes: Vec<_> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| revision_of(store.create(key, value(i))))
+                .collect();
+            send_all(&mut writes).await;
+            drop(release);
+            for answer in futures::future::join_all(writes).await {
+                answer.expect("create");
+            }
+            assert_eq!(store.commit_stats().commits, 2);
+
+            // Two of these fit in one batch, three do not.
+            let big = BATCH_BYTES_WRITTEN / 3;
+            let release = hold_writer(&store);
+            let keys: Vec<_> = (0..3).map(|i| format!("/b/{i}")).collect();
+            let mut writes: Vec<_> = keys
+                .iter()
+                .map(|key| revision_of(store.create(key, vec![b'x'; big])))
+                .collect();
+            send_all(&mut writes).await;
+            drop(release);
+            for answer in futures::future::join_all(writes).await {
+                answer.expect("create");
+            }
+            assert_eq!(
+                store.commit_stats(),
+                CommitStats {
+                    commits: 4,
+                    writes: BATCH_WRITES as u64 + 4
+                }
+            );
+        });
+    }
+
+    #[test]
+    fn a_failed_check_inside_a_batch_fails_only_that_write() {
+        use futures::{FutureExt, StreamExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        block(async {
+            store.create("/a", b"a1".to_vec()).await.expect("create"); // 1
+            store.create("/b", b"b1".to_vec()).await.expect("create"); // 2
+            let release = hold_writer(&store);
+            let mut writes = vec![
+                revision_of(store.update("/a", 1, b"a2".to_vec())), // 3
+                // Checked against the write before it in the same batch.
+                revision_of(store.update("/a", 1, b"a3".to_vec())),
+                revision_of(store.create("/b", b"b2".to_vec())),
+                revision_of(store.create("/c", b"c1".to_vec())), // 4
+                store.delete("/b", 2).map(|r| r.map(|(_, r)| r)).boxed(), // 5
+                // The create of /c in this batch is what it expects.
+                revision_of(store.update("/c", 4, b"c2".to_vec())), // 6
+                revision_of(store.update("/d", 1, b"d1".to_vec())),
+            ];
+            send_all(&mut writes).await;
+            drop(release);
+            assert_eq!(
+                futures::future::join_all(writes).await,
+                vec![
+                    Ok(3),
+                    Err(StoreError::Conflict { current: 3 }),
+                    Err(StoreError::AlreadyExists),
+                    Ok(4),
+                    Ok(5),
+                    Ok(6),
+                    Err(StoreError::NotFound),
+                ]
+            );
+            assert_eq!(
+                store.commit_stats(),
+                CommitStats {
+                    commits: 3,
+                    writes: 6
+                }
+            );
+            let a = store.get("/a").await.expect("get").expect("present");
+            assert_eq!((&*a.value, a.mod_revision), (&b"a2"[..], 3));
+            assert_eq!(store.get("/b").await, Ok(None));
+            let c = store.get("/c").await.expect("get").expect("present");
+            assert_eq!(
+                (&*c.value, c.create_revision, c.mod_revision),
+                (&b"c2"[..], 4, 6)
+            );
+            let events: Vec<_> = store
+                .watch("/", 2)
+                .await
+                .expect("watch")
+                .take(4)
+                .map(|e| e.expect("event").revision())
+                .collect()
+                .await;
+            assert_eq!(events, vec![3, 4, 5, 6]);
+        });
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_write_of_its_batch_and_leaves_nothing_visible() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        block(async {
+            store.create("/a", b"a1".to_vec()).await.expect("create"); // 1
+            store.create("/b", b"b1".to_vec()).await.expect("create"); // 2
+            let mut watch = store.watch("/", 0).await.expect("watch");
+            for revision in 1..=2 {
+                let event = watch.next().await.expect("an event").expect("no error");
+                assert_eq!(event.revision(), revision);
+            }
+            let (stats, history) = (store.commit_stats(), store.history_bytes());
+            // The next commit is turned into a rollback: COMMIT fails.
+            let release = hold_writer_with(&store, |writer| {
+                let mut fail = true;
+                writer
+                    .conn
+                    .commit_hook(Some(move || std::mem::replace(&mut fail, false)))
+                    .expect("commit hook");
+            });
+            let mut writes = vec![
+                revision_of(store.update("/a", 1, b"a2".to_vec())),
+                revision_of(store.create("/c", b"c1".to_vec())),
+                // A failed check in a failed batch gets the batch's error.
+                revision_of(store.create("/a", b"a3".to_vec())),
+            ];
+            send_all(&mut writes).await;
+            drop(release);
+            for answer in futures::future::join_all(writes).await {
+                let message = backend_message(answer);
+                assert!(message.contains("sqlite"), "unexpected message: {message}");
+            }
+
+            assert_eq!(store.current_revision().await, Ok(2));
+            assert_eq!(
+                (store.commit_stats(), store.history_bytes()),
+                (stats, history)
+            );
+            let a = store.get("/a").await.expect("get").expect("present");
+            assert_eq!((&*a.value, a.mod_revision), (&b"a1"[..], 1));
+            assert_eq!(store.get("/c").await, Ok(None));
+            let page = store.list("/", ListOptions::default()).await.expect("list");
+            assert_eq!((page.revision, page.items.len()), (2, 2));
+            let writer = store
+                .on_writer(|writer| Ok((writer.conn.is_autocommit(), writer.revision)))
+                .await;
+            assert_eq!(writer, Ok((true, 2)));
+
+            // The next write takes the revision the failed batch did not,
+            // and it is the next event the watcher sees.
+            let c = store.create("/c", b"c2".to_vec()).await.expect("create");
+            assert_eq!(c.mod_revision, 3);
+            let event = watch.next().await.expect("an event").expect("no error");
+            assert_eq!((event.revision(), event.key()), (3, "/c"));
+        });
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_whole_batch_and_writes_succeed_again_once_there_is_room() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        block(async {
+            store.create("/a", b"a1".to_vec()).await.expect("create"); // 1
+                                                                       // No page beyond those the file has: SQLITE_FULL.
+            let release = hold_writer_with(&store, |writer| {
+                let pages: i64 = writer
+                    .conn
+                    .pragma_query_value(None, "page_count", |r| r.get(0))
+                    .expect("page_count");
+                writer
+                    .conn
+                    .pragma_update(None, "max_page_count", pages)
+                    .expect("max_page_count");
+            });
+            let big = || vec![b'x'; 256 * 1024];
+            let mut writes = vec![
+                revision_of(store.update("/a", 1, b"a2".to_vec())),
+                revision_of(store.create("/big/1", big())),
+                revision_of(store.create("/big/2", big())),
+            ];
+            send_all(&mut writes).await;
+            drop(release);
+            for answer in futures::future::join_all(writes).await {
+                let message = backend_message(answer);
+                assert!(message.contains("full"), "unexpected message: {message}");
+            }
+            assert_eq!(store.current_revision().await, Ok(1));
+            let a = store.get("/a").await.expect("get").expect("present");
+            assert_eq!(a.mod_revision, 1);
+            assert_eq!(store.get("/big/1").await, Ok(None));
+
+            store
+                .on_writer(|writer| {
+                    writer
+                        .conn
+                        .pragma_update(None, "max_page_count", i64::from(u32::MAX - 1))
+                        .map_err(db_error)
+                })
+                .await
+                .expect("room again");
+            let written = store.create("/big/1", big()).await.expect("create");
+            assert_eq!(written.mod_revision, 2);
+        });
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        block(async {
+            store.create("/a", b"a1".to_vec()).await.expect("create");
+            let release = hold_writer(&store);
+            let mut writes = vec![revision_of(store.update("/a", 1, b"a2".to_vec()))];
+            send_all(&mut writes).await;
+            let reads = async {
+                let a = store.get("/a").await.expect("get").expect("present");
+                let page = store.list("/", ListOptions::default()).await.expect("list");
+                (a.mod_revision, page.revision)
+            };
+            let read = tokio::time::timeout(Duration::from_secs(10), reads).await;
+            assert_eq!(read, Ok((1, 1)), "reads waited for the busy writer");
+            drop(release);
+            assert_eq!(futures::future::join_all(writes).await, vec![Ok(2)]);
+            let a = store.get("/a").await.expect("get").expect("present");
+            assert_eq!(a.mod_revision, 2);
         });
     }
 }
