@@ -47,7 +47,7 @@ use slog::info;
 
 use crate::auth::User;
 use crate::server::ServerState;
-use crate::store::sqlite::{APPLICATION_ID, FILE_NAME, SCHEMA_VERSION};
+use crate::store::sqlite::{try_lock_directory, APPLICATION_ID, FILE_NAME, SCHEMA_VERSION};
 use crate::store::Revision;
 
 /// The media type of a backup.
@@ -257,6 +257,11 @@ fn inspect(path: &Path) -> Result<(Revision, u64), RestoreError> {
 pub fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<Restored, RestoreError> {
     std::fs::create_dir_all(data_dir).map_err(io("creating", data_dir))?;
     let target = data_dir.join(FILE_NAME);
+    // A running server holds this lock; holding it keeps one from starting
+    // while the file is replaced.
+    let _lock = try_lock_directory(data_dir)
+        .map_err(io("locking", data_dir))?
+        .ok_or_else(|| RestoreError::Locked(target.clone()))?;
     if target.exists() {
         check_unlocked(&target)?;
         if !force {

@@ -1033,18 +1033,26 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Locks the data directory for one store (see the module documentation);
-/// the lock lasts as long as the returned handle.
-fn lock_directory(dir: &Path) -> Result<File, StoreError> {
-    let directory = File::open(dir).map_err(|e| {
-        StoreError::Backend(format!("opening the data directory {}: {e}", dir.display()))
-    })?;
+/// Takes the data directory's lock (see the module documentation), held
+/// as long as the returned handle; `None` when another store holds it.
+/// `mxjob-server restore` takes it too.
+pub(crate) fn try_lock_directory(dir: &Path) -> std::io::Result<Option<File>> {
+    let directory = File::open(dir)?;
     match rustix::fs::flock(
         &directory,
         rustix::fs::FlockOperation::NonBlockingLockExclusive,
     ) {
-        Ok(()) => Ok(directory),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Backend(format!(
+        Ok(()) => Ok(Some(directory)),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Locks the data directory for one store.
+fn lock_directory(dir: &Path) -> Result<File, StoreError> {
+    match try_lock_directory(dir) {
+        Ok(Some(directory)) => Ok(directory),
+        Ok(None) => Err(StoreError::Backend(format!(
             "opening {}: the data directory is locked (is another mxjob-server using this \
              data directory?)",
             dir.join(FILE_NAME).display()
