@@ -15,8 +15,8 @@
 //! release with a new staging library needs no change here.
 //!
 //! Where it goes: `$XDG_CACHE_HOME/mxjob/kube-apiserver/<version>/` (or
-//! `~/.cache/...`), outside the repository. A cold build took 16 to 18½
-//! minutes on two busy cores; a cache outside `target/` survives `cargo clean`
+//! `~/.cache/...`), outside the repository. A cold build took 4½ minutes
+//! on two idle cores, 16 to 18½ on two busy ones; a cache outside `target/` survives `cargo clean`
 //! and is shared by every clone and worktree on the machine (CI runs in a
 //! fresh clone). The binary is then linked as
 //! `target/acceptance/bin/kube-apiserver`, where the tests look for it like
@@ -112,7 +112,7 @@ fn go(dir: &Path) -> Command {
 fn build(dir: &Path, binary: &Path) -> Result<()> {
     println!(
         "building kube-apiserver {KUBERNETES} from the Go module proxy into {} \
-         (15 to 20 minutes on two cores when Go's caches are cold; later runs reuse it)",
+         (5 minutes on two idle cores when Go's caches are cold, up to 20 on busy ones; later runs reuse it)",
         dir.display()
     );
     let started = Instant::now();
