@@ -12,6 +12,7 @@
 //! | `mxjob_sqlite_commit_duration_seconds` | histogram | | one `COMMIT`, which writes the write-ahead log and fsyncs it |
 //! | `workqueue_depth` | gauge | `name="mxjob"` | changes the job controller has handed to job tasks that have not taken them yet |
 //! | `controller_runtime_reconcile_time_seconds` | histogram | `controller="mxjob"` | one reconcile of one job |
+//! | `mxjob_controller_job_tasks` | gauge | | job tasks running (a parked job has none; see [`crate::controller`]) |
 //! | `mxjob_jobs` | gauge | `condition` | jobs by their newest condition (`None` before the first) |
 //!
 //! The label names and values of the request metrics are kube-apiserver's:
@@ -323,6 +324,7 @@ impl CommitMetrics {
 pub struct ControllerMetrics {
     queue: Gauge,
     reconcile: Histogram,
+    tasks: Gauge,
     jobs: Family<ConditionLabels, Gauge>,
     conditions: Arc<Mutex<HashMap<(String, String), &'static str>>>,
     synced: Arc<AtomicBool>,
@@ -333,10 +335,21 @@ impl Default for ControllerMetrics {
         ControllerMetrics {
             queue: Gauge::default(),
             reconcile: latency_histogram(),
+            tasks: Gauge::default(),
             jobs: Family::default(),
             conditions: Arc::default(),
             synced: Arc::default(),
         }
+    }
+}
+
+/// Counts a running job task in `mxjob_controller_job_tasks` while it lives.
+#[derive(Debug)]
+pub struct TaskGuard(Gauge);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -369,6 +382,12 @@ impl ControllerMetrics {
     /// One reconcile took `took`.
     pub fn reconciled(&self, took: Duration) {
         self.reconcile.observe(took.as_secs_f64());
+    }
+
+    /// A job task started; it counts until the guard is dropped.
+    pub fn task_started(&self) -> TaskGuard {
+        self.tasks.inc();
+        TaskGuard(self.tasks.clone())
     }
 
     /// The controller saw this version of a job.
@@ -530,6 +549,12 @@ impl Metrics {
             "controller_runtime_reconcile_time_seconds",
             "Length of time per reconciliation of one MXJob",
             reconcile.clone(),
+        );
+        registry.register(
+            "mxjob_controller_job_tasks",
+            "Job tasks the job controller runs (a job with nothing due under --executor none \
+             has none)",
+            controller.tasks.clone(),
         );
         registry.register(
             "mxjob_jobs",

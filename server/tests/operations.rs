@@ -6,6 +6,8 @@
 //!   requests by verb, resource and code, their latencies, store calls,
 //!   SQLite commits, open watches, the controller's reconciles and jobs by
 //!   condition;
+//! * under `--executor none` an idle job keeps no controller task, and a
+//!   change wakes it;
 //! * `/livez` and `/readyz` answer as kube-apiserver's do, to anyone;
 //! * `/metrics` and `/backup` follow the policy's `nonResourceURLs` rules;
 //! * a backup taken in the middle of a storm of writes, restored with
@@ -277,6 +279,114 @@ async fn metrics_move_with_traffic_and_parse_with_the_prometheus_parser() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls `/metrics` until `check` holds for the samples; panics with `what`
+/// and the last samples' value of `name` after 20 seconds.
+async fn scrape_until(
+    server: &ServerProcess,
+    what: &str,
+    name: &str,
+    check: impl Fn(&[Sample]) -> bool,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let samples = scrape(server, None).await;
+        if check(&samples) {
+            return samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; {name} is {:?}",
+            samples
+                .iter()
+                .filter(|(n, _, _)| n == name)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Under `--executor none` (the default) a job with nothing due keeps no
+/// task in the controller, and a change to it brings one back, which then
+/// does what the change asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_jobs_keep_no_task_until_a_change_wakes_them() {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let server = ServerCommand::new(SERVER, scratch.path().join("server.log"))
+        .args(["--store", "memory"])
+        .ready_path("/readyz")
+        .start()
+        .await;
+    for name in ["a", "b", "c"] {
+        create(&server, "parked", name).await;
+    }
+    // One job with a deadline far away: its task waits for it.
+    let mut waiting = new_job_value("parked", "waiting");
+    waiting["spec"]["activeDeadlineSeconds"] = json!(3600);
+    let response = http()
+        .post(jobs_url(&server, "parked"))
+        .json(&waiting)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 201);
+
+    let tasks = |samples: &[Sample]| value(samples, "mxjob_controller_job_tasks", &[]);
+    scrape_until(
+        &server,
+        "four jobs admitted, one task left",
+        "mxjob_controller_job_tasks",
+        |samples| {
+            value(samples, "mxjob_jobs", &[("condition", "Created")]) == 4.0
+                && tasks(samples) == 1.0
+        },
+    )
+    .await;
+
+    // A parked job whose deadline is shortened fails at it.
+    let url = format!("{}/a", jobs_url(&server, "parked"));
+    let mut job: Value = http()
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("the job");
+    job["spec"]["activeDeadlineSeconds"] = json!(1);
+    let response = http().put(&url).json(&job).send().await.expect("replace");
+    assert_eq!(response.status(), 200);
+    scrape_until(
+        &server,
+        "the woken job failed at its deadline",
+        "mxjob_jobs",
+        |samples| value(samples, "mxjob_jobs", &[("condition", "Failed")]) == 1.0,
+    )
+    .await;
+    let failed: Value = http()
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("the job");
+    let reasons: Vec<&str> = failed["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|c| c["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["MXJobCreated", "MXJobFailed"], "{failed:#}");
+    // Failed, it waits for its TTL: two tasks now.
+    scrape_until(
+        &server,
+        "two tasks",
+        "mxjob_controller_job_tasks",
+        |samples| tasks(samples) == 2.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,17 @@
 //! up); and restarts the kubelet made count against `backoffLimit` as the
 //! controller's own restarts do. A Pod that vanished is made again, as the
 //! operator makes a missing Pod.
+//!
+//! **Parked jobs.** Under `--executor none` a task whose job has nothing
+//! due (no deadline, no TTL, no status to write) tells the controller it is
+//! [`Idle`]; if the controller has sent it nothing since, it answers
+//! [`JobEvent::Park`], drops its end of the inbox, and the task ends. A
+//! stored job then costs the controller a map entry instead of a task
+//! holding the decoded job, and the next change to the job starts a fresh
+//! task from the job it brings. Nothing is lost: such a task holds no
+//! decision the stored status does not already say. The handshake goes
+//! through the controller, the one sender of changes, so a change is
+//! never sent to a task that has gone.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -112,6 +123,17 @@ pub enum JobEvent {
     PodGone(Arc<Pod>),
     /// The cluster cannot be reached (why), or can again (`None`).
     Cluster(Option<String>),
+    /// The answer to [`Idle`]: nothing was sent since, so end the task.
+    Park,
+}
+
+/// A job task has nothing to do: it has taken `taken` changes from the
+/// controller, and asks to be parked (see the module doc).
+#[derive(Debug)]
+pub struct Idle {
+    pub key: (String, String),
+    pub uid: String,
+    pub taken: u64,
 }
 
 /// Runs the task of `job` until the job is gone or `stop` fires; what is
@@ -121,10 +143,12 @@ pub async fn run(
     job: MXJob,
     events: mpsc::UnboundedSender<JobEvent>,
     mut inbox: mpsc::UnboundedReceiver<JobEvent>,
+    idle: mpsc::UnboundedSender<Idle>,
     stop: watch::Receiver<bool>,
 ) {
     let metrics = shared.metrics.clone();
-    serve(shared, job, events, &mut inbox, stop).await;
+    let _counted = metrics.task_started();
+    serve(shared, job, events, &mut inbox, idle, stop).await;
     inbox.close();
     while let Ok(event) = inbox.try_recv() {
         taken(&metrics, &event);
@@ -136,6 +160,7 @@ async fn serve(
     job: MXJob,
     events: mpsc::UnboundedSender<JobEvent>,
     inbox: &mut mpsc::UnboundedReceiver<JobEvent>,
+    idle: mpsc::UnboundedSender<Idle>,
     mut stop: watch::Receiver<bool>,
 ) {
     let log = shared.log.new(o!(
@@ -147,6 +172,10 @@ async fn serve(
         // Whatever a previous server left running of this job is not ours to manage.
         executor.kill_orphans(&job);
     }
+    // Changes taken from the controller, and that count when it last heard
+    // this task was idle.
+    let mut taken_from_controller: u64 = 0;
+    let mut told_idle: Option<u64> = None;
     let mut worker = Worker {
         shared,
         job,
@@ -171,6 +200,17 @@ async fn serve(
             Some(wake) => wake,
             None => return worker.remove(&mut stop).await,
         };
+        if wake.is_none()
+            && worker.shared.executor.is_none()
+            && told_idle != Some(taken_from_controller)
+        {
+            told_idle = Some(taken_from_controller);
+            let _ = idle.send(Idle {
+                key: (worker.namespace().to_string(), worker.name().to_string()),
+                uid: worker.job.metadata.uid.clone().unwrap_or_default(),
+                taken: taken_from_controller,
+            });
+        }
         let sleep = async {
             match wake {
                 Some(at) => {
@@ -187,6 +227,11 @@ async fn serve(
                 let mut next = Some(event);
                 while let Some(event) = next {
                     taken(&worker.shared.metrics, &event);
+                    match event {
+                        JobEvent::Park => return,
+                        JobEvent::Exited { .. } => {}
+                        _ => taken_from_controller += 1,
+                    }
                     if !worker.handle(event) {
                         return worker.remove(&mut stop).await;
                     }
@@ -403,6 +448,7 @@ impl Worker {
                 self.sync_pods();
             }
             JobEvent::Cluster(unreachable) => self.unreachable = unreachable,
+            JobEvent::Park => {}
         }
         true
     }

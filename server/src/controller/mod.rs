@@ -6,7 +6,9 @@
 //! `/registry/kubeflow.org/mxjobs/`) and then watches the prefix from the
 //! revision of that list, so after a restart it picks each job up where
 //! the store says it is, and sees every later change in order. Each job
-//! gets a task of its own ([`job`]) that owns its processes and its one
+//! with something to do gets a task of its own ([`job`]; under
+//! `--executor none` an idle job's task is parked until the job changes)
+//! that owns its processes and its one
 //! timer (the active deadline, the TTL, or a pending restart, whichever
 //! comes first); a replace that changes `activeDeadlineSeconds` or
 //! `ttlSecondsAfterFinished` reaches the task as a MODIFIED object and moves
@@ -87,7 +89,7 @@ use crate::registry::Error;
 use crate::registry::Registry;
 use crate::store::Revision;
 use executor::Executor;
-use job::{JobEvent, Shared};
+use job::{Idle, JobEvent, Shared};
 use kubernetes::feed::{Feed, PodFeed, PodIndex};
 use kubernetes::{KubernetesExecutor, KubernetesSettings};
 use lease::{Ended, Lease};
@@ -244,6 +246,8 @@ struct Jobs {
     stop: watch::Receiver<bool>,
     workers: HashMap<(String, String), Worker>,
     tasks: JoinSet<()>,
+    /// Where job tasks say they are idle.
+    idle: mpsc::UnboundedSender<Idle>,
     /// Kubernetes: the installation's Pods by job, and whether the cluster
     /// can be reached (why not).
     pods: PodIndex,
@@ -252,7 +256,25 @@ struct Jobs {
 
 struct Worker {
     uid: String,
-    inbox: mpsc::UnboundedSender<JobEvent>,
+    /// `None` while the job is parked (it has no task).
+    inbox: Option<mpsc::UnboundedSender<JobEvent>>,
+    /// Changes sent to the task, for the parking handshake.
+    sent: u64,
+}
+
+impl Worker {
+    /// Hands `event` to the job's task, if it has one.
+    fn send(&mut self, shared: &Shared, event: JobEvent) {
+        if let Some(inbox) = &self.inbox {
+            shared.send(inbox, event);
+            self.sent += 1;
+        }
+    }
+
+    /// Whether a task takes changes for the job.
+    fn running(&self) -> bool {
+        self.inbox.as_ref().is_some_and(|inbox| !inbox.is_closed())
+    }
 }
 
 fn key_of(job: &MXJob) -> (String, String) {
@@ -268,14 +290,15 @@ impl Jobs {
         let key = key_of(&job);
         let uid = job.metadata.uid.clone().unwrap_or_default();
         self.shared.metrics.observed(&job);
-        if let Some(worker) = self.workers.get(&key) {
-            if worker.uid == uid && !worker.inbox.is_closed() {
-                self.shared
-                    .send(&worker.inbox, JobEvent::Observed(Box::new(job)));
+        if let Some(worker) = self.workers.get_mut(&key) {
+            if worker.uid == uid && worker.running() {
+                worker.send(&self.shared, JobEvent::Observed(Box::new(job)));
                 return;
             }
-            // Another object under the same name: the old one is gone.
-            self.shared.send(&worker.inbox, JobEvent::Deleted(None));
+            if worker.uid != uid {
+                // Another object under the same name: the old one is gone.
+                worker.send(&self.shared, JobEvent::Deleted(None));
+            }
         }
         let (inbox, received) = mpsc::unbounded_channel();
         self.tasks.spawn(job::run(
@@ -283,16 +306,21 @@ impl Jobs {
             job,
             inbox.clone(),
             received,
+            self.idle.clone(),
             self.stop.clone(),
         ));
+        let mut worker = Worker {
+            uid,
+            inbox: Some(inbox),
+            sent: 0,
+        };
         if self.pods.synced {
-            self.shared.send(&inbox, JobEvent::Pods(self.pods.of(&key)));
+            worker.send(&self.shared, JobEvent::Pods(self.pods.of(&key)));
         }
         if let Some(why) = &self.unreachable {
-            self.shared
-                .send(&inbox, JobEvent::Cluster(Some(why.clone())));
+            worker.send(&self.shared, JobEvent::Cluster(Some(why.clone())));
         }
-        self.workers.insert(key, Worker { uid, inbox });
+        self.workers.insert(key, worker);
         while let Some(result) = self.tasks.try_join_next() {
             if let Err(e) = result {
                 error!(self.shared.log, "a job task failed"; "error" => %e);
@@ -305,11 +333,8 @@ impl Jobs {
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
             self.shared.metrics.forgotten(&key.0, &key.1);
-            if let Some(worker) = self.workers.remove(&key) {
-                self.shared.send(
-                    &worker.inbox,
-                    JobEvent::Deleted(Some(Box::new(job.clone()))),
-                );
+            if let Some(mut worker) = self.workers.remove(&key) {
+                worker.send(&self.shared, JobEvent::Deleted(Some(Box::new(job.clone()))));
             }
         }
     }
@@ -341,8 +366,8 @@ impl Jobs {
                         .collect();
                     for key in gone {
                         self.shared.metrics.forgotten(&key.0, &key.1);
-                        if let Some(worker) = self.workers.remove(&key) {
-                            self.shared.send(&worker.inbox, JobEvent::Deleted(None));
+                        if let Some(mut worker) = self.workers.remove(&key) {
+                            worker.send(&self.shared, JobEvent::Deleted(None));
                         }
                     }
                     if let Some(Executor::Local(executor)) = self.shared.executor.clone() {
@@ -379,31 +404,39 @@ impl Jobs {
             PodFeed::Synced(pods) => {
                 self.pods.replace(pods);
                 self.shared.metrics.synced();
-                for (key, worker) in &self.workers {
-                    self.shared
-                        .send(&worker.inbox, JobEvent::Pods(self.pods.of(key)));
+                for (key, worker) in &mut self.workers {
+                    worker.send(&self.shared, JobEvent::Pods(self.pods.of(key)));
                 }
                 self.collect_garbage();
             }
             PodFeed::Unreachable(why) => {
                 self.unreachable = Some(why.clone());
-                for worker in self.workers.values() {
-                    self.shared
-                        .send(&worker.inbox, JobEvent::Cluster(Some(why.clone())));
+                for worker in self.workers.values_mut() {
+                    worker.send(&self.shared, JobEvent::Cluster(Some(why.clone())));
                 }
             }
             PodFeed::Reachable => {
                 self.unreachable = None;
-                for worker in self.workers.values() {
-                    self.shared.send(&worker.inbox, JobEvent::Cluster(None));
+                for worker in self.workers.values_mut() {
+                    worker.send(&self.shared, JobEvent::Cluster(None));
                 }
             }
         }
     }
 
-    fn tell(&self, key: &(String, String), event: JobEvent) {
-        if let Some(worker) = self.workers.get(key) {
-            self.shared.send(&worker.inbox, event);
+    fn tell(&mut self, key: &(String, String), event: JobEvent) {
+        if let Some(worker) = self.workers.get_mut(key) {
+            worker.send(&self.shared, event);
+        }
+    }
+
+    /// A job task is idle: park it if it has taken everything sent to it.
+    fn parked(&mut self, idle: Idle) {
+        if let Some(worker) = self.workers.get_mut(&idle.key) {
+            if worker.uid == idle.uid && worker.sent == idle.taken && worker.running() {
+                worker.send(&self.shared, JobEvent::Park);
+                worker.inbox = None;
+            }
         }
     }
 
@@ -444,11 +477,13 @@ async fn next_pod_change(feed: &mut Option<Feed>) -> Option<PodFeed> {
 /// to stop their processes.
 async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     info!(shared.log, "reconciling jobs");
+    let (idle, mut idling) = mpsc::unbounded_channel();
     let mut jobs = Jobs {
         shared: shared.clone(),
         stop: stop.clone(),
         workers: HashMap::new(),
         tasks: JoinSet::new(),
+        idle,
         pods: PodIndex::default(),
         unreachable: None,
     };
@@ -471,6 +506,10 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                         _ = stopped(&mut stopping) => break None,
                         Some(message) = next_pod_change(&mut feed) => {
                             jobs.pod_feed(message);
+                            continue;
+                        }
+                        Some(idle) = idling.recv() => {
+                            jobs.parked(idle);
                             continue;
                         }
                         next = events.next() => next,
