@@ -358,9 +358,7 @@ async fn start(
 }
 
 fn seed() -> Result<Value> {
-    Ok(serde_json::from_str(
-        mxjob_api::openapi::REPLACE_EXAMPLE,
-    )?)
+    Ok(serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE)?)
 }
 
 /// The namespace of the replace chains.
