@@ -348,6 +348,8 @@ pub struct Reply<T, C = Ok200> {
 enum ReplyBody<T> {
     /// The documented type.
     Typed(T),
+    /// The documented type, already encoded as [`to_json`] would (compact).
+    Encoded(Bytes),
     /// Another representation the client asked for (a `Table`).
     Other(serde_json::Value),
 }
@@ -368,6 +370,18 @@ impl<T, C> Reply<T, C> {
     pub fn created(mut self) -> Self {
         self.code = Some(StatusCode::CREATED);
         self
+    }
+
+    /// A compact reply of the documented type, already encoded (as
+    /// [`to_json`] writes it, newline included).
+    pub fn encoded(body: Bytes, warnings: Vec<String>) -> Self {
+        Reply {
+            body: ReplyBody::Encoded(body),
+            pretty: false,
+            warnings,
+            code: None,
+            _code: PhantomData,
+        }
     }
 
     /// A reply in another representation the client negotiated.
@@ -406,9 +420,10 @@ where
     C: SuccessCode,
 {
     fn to_result(self) -> Result<Response<Body>, HttpError> {
-        let bytes = match &self.body {
-            ReplyBody::Typed(body) => to_json(body, self.pretty),
-            ReplyBody::Other(body) => to_json(body, self.pretty),
+        let bytes = match self.body {
+            ReplyBody::Typed(body) => to_json(&body, self.pretty).map(Bytes::from),
+            ReplyBody::Encoded(bytes) => Ok(bytes),
+            ReplyBody::Other(body) => to_json(&body, self.pretty).map(Bytes::from),
         }
         .map_err(|e| HttpError::for_internal_error(format!("encoding response: {e}")))?;
         let mut builder = Response::builder()
@@ -462,6 +477,23 @@ where
     response
 }
 
+/// Streams `chunks`, each already in its wire form (watch event lines, or
+/// the parts of a list), with `content_type`. The stream stops when the
+/// client goes away (hyper drops the body).
+pub fn stream_bytes<S>(chunks: S, content_type: &'static str) -> Response<Body>
+where
+    S: futures::Stream<Item = Bytes> + Send + 'static,
+{
+    let frames = chunks.map(|bytes| Ok::<_, std::convert::Infallible>(Frame::data(bytes)));
+    // Dropshot's bodies must be `Sync`; a stream is polled by one task only.
+    let frames = sync_wrapper::SyncStream::new(frames);
+    let mut response = Response::new(Body::wrap(StreamBody::new(frames)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
 /// A plain-text response, documented as a string (the OpenAPI document
 /// declares it as `text/plain`).
 pub struct TextResponse(pub Response<Body>);
@@ -484,6 +516,8 @@ impl HttpResponse for TextResponse {
 /// `watch=true`, a stream. Documented as the list.
 pub enum ListResponse {
     List(Reply<MXJobList>),
+    /// A list written as it is made (see [`stream_bytes`]).
+    Stream(Response<Body>),
     Watch(Response<Body>),
 }
 
@@ -491,7 +525,7 @@ impl HttpResponse for ListResponse {
     fn to_result(self) -> Result<Response<Body>, HttpError> {
         match self {
             ListResponse::List(reply) => reply.to_result(),
-            ListResponse::Watch(response) => Ok(response),
+            ListResponse::Stream(response) | ListResponse::Watch(response) => Ok(response),
         }
     }
 

@@ -29,7 +29,7 @@ use mxjob_api::params::{
     PatchQuery, QueryBool, ReadQuery, WriteKind, WriteOptions, WriteQuery,
 };
 use mxjob_api::wire::{
-    stream_response, Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply,
+    stream_bytes, Created201, JsonBody, ListResponse, OptionalJsonBody, QueryString, Reply,
     TextResponse, WatchResponse, WATCH_CONTENT_TYPE,
 };
 use mxjob_api::{discovery, openapi, openapi_v2, openapi_v3};
@@ -39,7 +39,7 @@ use crate::auth::{User, Verb, WatchSlot, NAMESPACES};
 use crate::controller::logs::{self, LogError};
 use crate::decode;
 use crate::protobuf;
-use crate::registry::{self, ListParams, Part, Selection, WatchParams, Written};
+use crate::registry::{self, ListParams, Part, Selection, WatchParams, Watched, Written};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
 use crate::table;
@@ -80,7 +80,7 @@ impl MxjobApi for MxjobServer {
             Ok(context.registry.create(ns, job, &options).await?)
         })
         .await?;
-        Ok(Reply::new(written.object, pretty, written.warnings))
+        object_reply(written.object, pretty, written.warnings)
     }
 
     async fn read_mxjob(
@@ -91,11 +91,14 @@ impl MxjobApi for MxjobServer {
         let ObjectPath { namespace, name } = path.into_inner();
         authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
         let pretty = query.parse()?.pretty();
-        let job = rqctx.context().registry.get(&namespace, &name).await?;
-        Ok(match table::requested(rqctx.request.headers()) {
-            Some(version) => Reply::other(table::for_object(&job, version), pretty),
-            None => Reply::new(job, pretty, Vec::new()),
-        })
+        let object = rqctx.context().registry.get(&namespace, &name).await?;
+        match table::requested(rqctx.request.headers()) {
+            Some(version) => Ok(Reply::other(
+                table::for_object(object.job(), version),
+                pretty,
+            )),
+            None => object_reply(object, pretty, Vec::new()),
+        }
     }
 
     async fn list_mxjobs(
@@ -227,8 +230,8 @@ impl MxjobApi for MxjobServer {
         let ObjectPath { namespace, name } = path.into_inner();
         authorize(&rqctx, Verb::Get, MXJOBS_STATUS, &namespace, Some(&name))?;
         let pretty = query.parse()?.pretty();
-        let job = rqctx.context().registry.get(&namespace, &name).await?;
-        Ok(Reply::new(job, pretty, Vec::new()))
+        let object = rqctx.context().registry.get(&namespace, &name).await?;
+        object_reply(object, pretty, Vec::new())
     }
 
     async fn replace_mxjob_status(
@@ -258,10 +261,10 @@ impl MxjobApi for MxjobServer {
         authorize(&rqctx, Verb::Get, MXJOBS, &namespace, Some(&name))?;
         let query = query.parse()?;
         let context = rqctx.context();
-        let job = context.registry.get(&namespace, &name).await?;
+        let object = context.registry.get(&namespace, &name).await?;
         let log = logs::open(
             &context.replica_logs,
-            &job,
+            object.job(),
             &query.replica_type,
             query.index,
         )
@@ -600,7 +603,7 @@ trait Audited {
 
 impl Audited for Written {
     fn audit_fields(&self) -> (Option<String>, Option<String>) {
-        let metadata = &self.object.metadata;
+        let metadata = &self.object.job().metadata;
         (metadata.name.clone(), metadata.resource_version.clone())
     }
 
@@ -784,7 +787,7 @@ async fn replace(
         },
     )
     .await?;
-    Ok(Reply::new(written.object, pretty, written.warnings))
+    object_reply(written.object, pretty, written.warnings)
 }
 
 /// Patch of the object or of its status.
@@ -825,7 +828,7 @@ async fn patch(
         },
     )
     .await?;
-    let reply = Reply::new(written.object, pretty, written.warnings);
+    let reply = object_reply(written.object, pretty, written.warnings)?;
     Ok(if written.created {
         reply.created()
     } else {
@@ -854,18 +857,49 @@ async fn list(
     )?;
     let query = query.parse()?;
     query.check_list()?;
-    let list = rqctx
+    let listing = rqctx
         .context()
         .registry
         .list(namespace, &list_params(&query)?)
         .await?;
     let pretty = query.pretty();
-    Ok(ListResponse::List(
-        match table::requested(rqctx.request.headers()) {
-            Some(version) => Reply::other(table::for_list(&list, version), pretty),
-            None => Reply::new(list, pretty, Vec::new()),
-        },
-    ))
+    Ok(match table::requested(rqctx.request.headers()) {
+        Some(version) => ListResponse::List(Reply::other(
+            table::for_list(&listing.to_list()?, version),
+            pretty,
+        )),
+        None if pretty => ListResponse::List(Reply::new(listing.to_list()?, pretty, Vec::new())),
+        // Written as it is made: a list of everything is never held whole.
+        None => {
+            let log = rqctx.log.clone();
+            let chunks = listing.json_chunks().map_while(move |chunk| match chunk {
+                Ok(chunk) => Some(chunk),
+                // Headers are sent: the answer can only be cut short.
+                Err(e) => {
+                    slog::error!(log, "writing a list"; "error" => %e);
+                    None
+                }
+            });
+            ListResponse::Stream(stream_bytes(
+                futures::stream::iter(chunks),
+                dropshot::CONTENT_TYPE_JSON,
+            ))
+        }
+    })
+}
+
+/// The answer of a write or read of one object: its shared compact JSON,
+/// or, for `pretty`, the object encoded with indentation.
+fn object_reply<C>(
+    object: std::sync::Arc<registry::Object>,
+    pretty: bool,
+    warnings: Vec<String>,
+) -> Result<Reply<MXJob, C>, ApiError> {
+    Ok(if pretty {
+        Reply::new(object.into_job(), true, warnings)
+    } else {
+        Reply::encoded(object.json()?, warnings)
+    })
 }
 
 /// A watch: authorized, counted against the user's watch limit while it
@@ -986,36 +1020,49 @@ fn error_event(error: registry::Error) -> WatchEvent {
 }
 
 /// The HTTP stream of a watch; objects become one-row tables for kubectl.
+/// An object event is the line shared by every watcher of that change
+/// ([`registry::Object::event_line`]); only tables are made per watcher.
 fn watch_stream(
-    events: BoxStream<'static, Result<WatchEvent, registry::Error>>,
+    events: BoxStream<'static, Result<Watched, registry::Error>>,
     content_type: &'static str,
     table: Option<&'static str>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     slot: WatchSlot,
 ) -> http::Response<dropshot::Body> {
-    let events = events
+    let lines = events
         .take_until(async move {
             let _ = stopping.wait_for(|stopping| *stopping).await;
         })
         // The slot is released when the stream is dropped.
         .map(move |event| {
             let _held = &slot;
-            event.unwrap_or_else(error_event)
-        });
-    stream_response(events, content_type, move |mut event| {
-        let is_object = matches!(
-            event.type_,
-            WatchEventType::ADDED | WatchEventType::MODIFIED | WatchEventType::DELETED
-        );
-        if let (Some(version), true) = (table, is_object) {
-            if let Ok(job) = serde_json::from_value::<MXJob>(event.object.clone().into()) {
-                if let serde_json::Value::Object(object) = table::for_object(&job, version) {
-                    event.object = object;
-                }
-            }
-        }
-        event
-    })
+            watch_line(event, table)
+        })
+        // A line that cannot be encoded ends the stream.
+        .take_while(|line| std::future::ready(line.is_some()))
+        .filter_map(std::future::ready);
+    stream_bytes(lines, content_type)
+}
+
+/// One event of a watch in its wire form.
+fn watch_line(
+    event: Result<Watched, registry::Error>,
+    table: Option<&'static str>,
+) -> Option<bytes::Bytes> {
+    let event = match event {
+        Ok(Watched::Object { type_, object }) => match table {
+            None => return object.event_line(type_).ok(),
+            Some(version) => match table::for_object(object.job(), version) {
+                serde_json::Value::Object(object) => WatchEvent { type_, object },
+                _ => return None,
+            },
+        },
+        Ok(Watched::Event(event)) => event,
+        Err(error) => error_event(error),
+    };
+    mxjob_api::wire::to_json(&event, false)
+        .ok()
+        .map(bytes::Bytes::from)
 }
 
 /// A JSON answer with `code`, compact or indented.

@@ -12,6 +12,12 @@
 //! string only when a duplicate is found, so a body without duplicates costs
 //! what `serde_json::from_slice` costs.
 //!
+//! [`scan`] is the same pass with nothing built: whether a document repeats
+//! a key anywhere, and whether the members a [`Shape`] names are objects.
+//! The body decoder reads an MXJob straight from the bytes when the scan
+//! finds nothing, and only otherwise builds the `Value` to word the
+//! findings (see [`crate::decode`]).
+//!
 //! **Sizes.** [`encoded_len_within`] counts the bytes of a value's compact
 //! encoding, stopping as soon as they pass a limit: how the registry bounds
 //! the work of a JSON patch and the size of an object before it holds (or
@@ -145,6 +151,200 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
             object.insert(key, value);
         }
         Ok(Value::Object(object))
+    }
+}
+
+/// What [`scan`] found in a document, for the decoders that read it
+/// straight into their types and want [`parse`]'s full pass only when it
+/// matters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Some object names a key twice.
+    pub repeated_keys: bool,
+    /// Some member named by a [`Shape`] rule is not an object.
+    pub not_objects: bool,
+}
+
+/// Members that must be objects, for [`scan`]: the root's member `key`, and
+/// below it the rule `inner` (`Members`: every member of it must be an
+/// object too).
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+    /// No rule here.
+    Any,
+    /// The member `key` of this object must be an object, and `inner`
+    /// applies inside it.
+    Member {
+        key: &'static str,
+        inner: &'static Shape,
+    },
+    /// Every member of this object must be an object.
+    Members,
+}
+
+/// One pass over `bytes` that builds nothing: whether some object repeats
+/// a key, and whether the members `shape` names are objects. Keys are
+/// compared as the bytes between their quotes when they have no escapes,
+/// and decoded otherwise. An error is what [`parse`] would fail with too.
+pub fn scan(bytes: &[u8], shape: &'static Shape) -> Result<Scanned, serde_json::Error> {
+    let mut scanned = Scanned::default();
+    let mut keys = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    ScanSeed {
+        shape: Some(shape),
+        must_be_object: false,
+        keys: &mut keys,
+        scanned: &mut scanned,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(scanned)
+}
+
+/// Scans one value.
+struct ScanSeed<'k, 'de> {
+    /// The rule inside this value; `None` when no rule reaches it.
+    shape: Option<&'static Shape>,
+    /// This value must be an object.
+    must_be_object: bool,
+    /// The keys of the objects being scanned, innermost last.
+    keys: &'k mut Vec<std::borrow::Cow<'de, str>>,
+    scanned: &'k mut Scanned,
+}
+
+impl<'de> DeserializeSeed<'de> for ScanSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl ScanSeed<'_, '_> {
+    /// A value other than an object was found here.
+    fn scalar<E>(self) -> Result<(), E> {
+        if self.must_be_object {
+            self.scanned.not_objects = true;
+        }
+        Ok(())
+    }
+}
+
+/// A key, borrowed from the document when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(key))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(key.to_string()))
+    }
+}
+
+impl<'de> Visitor<'de> for ScanSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        if self.must_be_object {
+            self.scanned.not_objects = true;
+        }
+        while access
+            .next_element_seed(ScanSeed {
+                shape: None,
+                must_be_object: false,
+                keys: &mut *self.keys,
+                scanned: &mut *self.scanned,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        let start = self.keys.len();
+        while let Some(key) = access.next_key_seed(KeySeed)? {
+            let (shape, must_be_object) = match self.shape {
+                Some(Shape::Member { key: wanted, inner }) if *wanted == key => {
+                    (Some(*inner), true)
+                }
+                Some(Shape::Members) => (None, true),
+                _ => (None, false),
+            };
+            self.keys.push(key);
+            access.next_value_seed(ScanSeed {
+                shape,
+                must_be_object,
+                keys: &mut *self.keys,
+                scanned: &mut *self.scanned,
+            })?;
+        }
+        let keys = &mut self.keys[start..];
+        let repeated = if keys.len() <= 16 {
+            keys.iter()
+                .enumerate()
+                .any(|(i, key)| keys[i + 1..].contains(key))
+        } else {
+            keys.sort_unstable();
+            keys.windows(2).any(|pair| pair[0] == pair[1])
+        };
+        self.scanned.repeated_keys |= repeated;
+        self.keys.truncate(start);
+        Ok(())
     }
 }
 

@@ -630,7 +630,7 @@ impl Worker {
                 job.status = status;
                 job.status.last_reconcile_time = Some(Time(cond::now()));
                 match self.shared.registry.write_status(&job).await {
-                    Ok(written) => self.job = written,
+                    Ok(written) => self.job = written.into_job(),
                     Err(Error::NotFound { .. }) => return None,
                     Err(Error::Conflict { .. }) => {
                         if !self.reread().await? {
@@ -683,8 +683,8 @@ impl Worker {
     async fn reread(&mut self) -> Option<bool> {
         let (namespace, name) = (self.namespace().to_string(), self.name().to_string());
         match self.shared.registry.get(&namespace, &name).await {
-            Ok(fresh) if fresh.metadata.uid == self.job.metadata.uid => {
-                self.job = fresh;
+            Ok(fresh) if fresh.job().metadata.uid == self.job.metadata.uid => {
+                self.job = fresh.into_job();
                 Some(true)
             }
             Ok(_) => None,

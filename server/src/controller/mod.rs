@@ -347,9 +347,10 @@ impl Jobs {
                 Ok((jobs, revision)) => {
                     let mut live = HashSet::new();
                     let mut listed = HashSet::new();
-                    for job in jobs {
-                        match job {
+                    for kv in jobs {
+                        match Registry::decode_stored(&kv) {
                             Ok(job) => {
+                                let job = job.into_job();
                                 live.insert(job.metadata.uid.clone().unwrap_or_default());
                                 listed.insert(key_of(&job));
                                 self.observe(job);
@@ -520,8 +521,8 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                         Some(Ok(change)) => {
                             last = change.revision;
                             match change.job {
-                                Ok(job) if change.deleted => jobs.deleted(&job),
-                                Ok(job) => jobs.observe(job),
+                                Ok(job) if change.deleted => jobs.deleted(job.job()),
+                                Ok(job) => jobs.observe(job.into_job()),
                                 Err(e) => warn!(shared.log, "skipping an undecodable job";
                                     "error" => %e),
                             }

@@ -8,8 +8,10 @@ use futures::StreamExt;
 use mxjob_api::model::MXJob;
 use mxjob_api::params::{FieldValidation, WriteOptions};
 
-use super::{Conflict, Error, Part, Registry, ALL_NAMESPACES_PREFIX};
-use crate::store::{Event, ListOptions, Revision};
+use std::sync::Arc;
+
+use super::{Conflict, Error, Object, Part, Registry, ALL_NAMESPACES_PREFIX};
+use crate::store::{Event, KeyValue, ListOptions, Revision};
 
 /// One change to an MXJob of any namespace, as the job controller sees it.
 #[derive(Debug)]
@@ -18,13 +20,16 @@ pub struct Change {
     pub revision: Revision,
     /// Whether the object was deleted; `job` is then its last state.
     pub deleted: bool,
-    /// The object, or why it could not be decoded.
-    pub job: Result<MXJob, Error>,
+    /// The object (shared with every other reader of this revision), or
+    /// why it could not be decoded.
+    pub job: Result<Arc<Object>, Error>,
 }
 
 impl Registry {
-    /// Every MXJob of every namespace, read at one revision, and that revision.
-    pub async fn list_all(&self) -> Result<(Vec<Result<MXJob, Error>>, Revision), Error> {
+    /// Every MXJob of every namespace, read at one revision, and that
+    /// revision; decoded one at a time by the caller
+    /// ([`Registry::decode_stored`]).
+    pub async fn list_all(&self) -> Result<(Vec<KeyValue>, Revision), Error> {
         const PAGE: usize = 500;
         let mut jobs = Vec::new();
         let mut options = ListOptions {
@@ -37,11 +42,12 @@ impl Registry {
                 .list(ALL_NAMESPACES_PREFIX, options.clone())
                 .await
                 .map_err(|e| Error::from_store(e, ""))?;
-            jobs.extend(page.items.iter().map(Self::decode_stored));
-            match page.items.last() {
+            let last = page.items.last().map(|kv| kv.key.clone());
+            jobs.extend(page.items);
+            match last {
                 Some(last) if page.more => {
                     options.revision = Some(page.revision);
-                    options.start_after = Some(last.key.clone());
+                    options.start_after = Some(last);
                 }
                 _ => return Ok((jobs, page.revision)),
             }
@@ -70,10 +76,7 @@ impl Registry {
                 Ok(Event::Delete { prev, revision }) => Ok(Change {
                     revision,
                     deleted: true,
-                    job: Self::decode_stored(&prev).map(|mut job| {
-                        job.metadata.resource_version = Some(revision.to_string());
-                        job
-                    }),
+                    job: Self::decode_stored(&prev).map(|object| object.deleted_at(revision)),
                 }),
             })
             .boxed())
@@ -82,7 +85,7 @@ impl Registry {
     /// Writes `job.status` as the job controller: only the status changes,
     /// and only if the stored object still has `job`'s uid and
     /// resourceVersion ([`Error::Conflict`] otherwise).
-    pub async fn write_status(&self, job: &MXJob) -> Result<MXJob, Error> {
+    pub async fn write_status(&self, job: &MXJob) -> Result<Arc<Object>, Error> {
         let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
         let name = job.metadata.name.as_deref().unwrap_or_default();
         let stored = self.load(namespace, name).await?;
@@ -110,7 +113,7 @@ impl Registry {
         let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
         let name = job.metadata.name.as_deref().unwrap_or_default();
         let stored = self.load(namespace, name).await?;
-        if stored.job.metadata.uid != job.metadata.uid {
+        if stored.object.job().metadata.uid != job.metadata.uid {
             return Err(Error::Conflict {
                 name: name.to_string(),
                 cause: Conflict::Precondition(

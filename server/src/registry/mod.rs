@@ -44,6 +44,7 @@
 mod control;
 mod error;
 mod namespaces;
+mod object;
 mod read;
 mod write;
 
@@ -60,7 +61,8 @@ use crate::store::{KeyValue, Revision, Store};
 pub use control::Change;
 pub use error::{Conflict, Error};
 pub use namespaces::{NamespaceList, NAMESPACES_PREFIX};
-pub use read::INITIAL_EVENTS_END;
+pub use object::Object;
+pub use read::{Listing, Watched, INITIAL_EVENTS_END};
 pub use write::CONTROLLER_MANAGER;
 
 /// The finalizer that tells the job controller to leave a deleted job's
@@ -103,7 +105,7 @@ pub enum Part {
 /// A written (or dry-run) object and the warnings to send with it.
 #[derive(Debug)]
 pub struct Written {
-    pub object: MXJob,
+    pub object: Arc<Object>,
     pub warnings: Vec<String>,
     /// Whether the write created the object (a create, or an apply to a
     /// missing object): 201 rather than 200.
@@ -122,12 +124,26 @@ impl Selection {
     pub fn matches(&self, job: &MXJob) -> bool {
         let empty = std::collections::BTreeMap::new();
         let metadata = &job.metadata;
-        self.labels
-            .matches(metadata.labels.as_ref().unwrap_or(&empty))
-            && self.fields.matches(
-                metadata.name.as_deref().unwrap_or_default(),
-                metadata.namespace.as_deref().unwrap_or_default(),
-            )
+        self.matches_parts(
+            metadata.name.as_deref().unwrap_or_default(),
+            metadata.namespace.as_deref().unwrap_or_default(),
+            metadata.labels.as_ref().unwrap_or(&empty),
+        )
+    }
+
+    /// Whether an object of this name, namespace and labels is selected.
+    pub fn matches_parts(
+        &self,
+        name: &str,
+        namespace: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        self.labels.matches(labels) && self.fields.matches(name, namespace)
+    }
+
+    /// Whether every object is selected (no selector).
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 }
 
@@ -156,7 +172,7 @@ pub struct WatchParams {
 
 /// A stored object and the key-value it came from.
 struct Stored {
-    job: MXJob,
+    object: Arc<Object>,
     kv: KeyValue,
 }
 
@@ -196,20 +212,33 @@ impl Registry {
         &self.store
     }
 
-    /// The object a stored key-value holds, with its resourceVersion.
-    fn decode_stored(kv: &KeyValue) -> Result<MXJob, Error> {
-        let mut job: MXJob = serde_json::from_slice(&kv.value)
-            .map_err(|e| Error::Internal(format!("decoding stored object {}: {e}", kv.key)))?;
-        job.metadata.resource_version = Some(kv.mod_revision.to_string());
-        Ok(job)
+    /// The object a stored key-value holds, with its resourceVersion:
+    /// the one in the value's shared slot, or decoded and put there (see
+    /// [`object`]).
+    pub fn decode_stored(kv: &KeyValue) -> Result<Arc<Object>, Error> {
+        if let Some(object) = kv.value.decoded::<Object>() {
+            return Ok(object);
+        }
+        let object = Object::decode(kv.value.bytes().clone(), kv.mod_revision, &kv.key)?;
+        Ok(kv.value.share(Arc::new(object)))
     }
 
-    /// The stored form of `job`; [`Error::TooLarge`] over the object bound.
-    fn encode_for_store(&self, job: &MXJob) -> Result<Vec<u8>, Error> {
-        let mut job = job.clone();
-        job.metadata.resource_version = None;
-        let bytes = serde_json::to_vec(&job)
-            .map_err(|e| Error::Internal(format!("encoding object: {e}")))?;
+    /// The object just written as `kv`, decoded from the stored bytes
+    /// (encoding is not always reversible: a `Time` loses its fraction of a
+    /// second) and shared in the value's slot, so that no other reader of
+    /// this revision — the answer, the next write's `load`, the job
+    /// controller, every watcher — decodes it again.
+    fn written_object(kv: &KeyValue) -> Result<Arc<Object>, Error> {
+        Self::decode_stored(kv)
+    }
+
+    /// The stored form of `job` (without its resourceVersion, which is
+    /// left as it was); [`Error::TooLarge`] over the object bound.
+    fn encode_for_store(&self, job: &mut MXJob) -> Result<Vec<u8>, Error> {
+        let version = job.metadata.resource_version.take();
+        let encoded = serde_json::to_vec(&*job);
+        job.metadata.resource_version = version;
+        let bytes = encoded.map_err(|e| Error::Internal(format!("encoding object: {e}")))?;
         if bytes.len() > self.max_object_bytes {
             return Err(self.object_too_large());
         }
@@ -248,7 +277,7 @@ impl Registry {
             .map_err(|e| Error::from_store(e, name))?
             .ok_or_else(not_found)?;
         Ok(Stored {
-            job: Self::decode_stored(&kv)?,
+            object: Self::decode_stored(&kv)?,
             kv,
         })
     }

@@ -1,20 +1,22 @@
 //! Reads: one object, consistent paged lists, and watches — with the
 //! conversion of store events into what a watcher of a selection sees.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use mxjob_api::model::{MXJob, MXJobList, WatchEvent, WatchEventType, API_VERSION, KIND};
+use mxjob_api::model::{MXJobList, WatchEvent, WatchEventType, API_VERSION, KIND};
 use mxjob_api::params::ResourceVersionMatch;
 use serde_json::Value;
 
 use super::{
-    namespace_prefix, parse_resource_version, Error, ListParams, Registry, Selection, WatchParams,
-    ALL_NAMESPACES_PREFIX,
+    namespace_prefix, object, parse_resource_version, Error, ListParams, Object, Registry,
+    Selection, WatchParams, ALL_NAMESPACES_PREFIX,
 };
 use crate::pagination::ContinueToken;
-use crate::store::{Event, ListOptions, Revision, StoreError};
+use crate::store::{Event, KeyValue, ListOptions, Revision, StoreError};
 
 /// The annotation of the bookmark that ends a streaming list's initial
 /// events.
@@ -25,25 +27,30 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Registry {
     /// Reads one MXJob.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<MXJob, Error> {
-        Ok(self.load(namespace, name).await?.job)
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Arc<Object>, Error> {
+        Ok(self.load(namespace, name).await?.object)
     }
 
     /// Lists the MXJobs of a namespace (of every namespace for `None`)
     /// that match `params.selection`: all of them, or one page of at most
-    /// `limit`, at one store revision.
+    /// `limit`, at one store revision. The items stay as stored (see
+    /// [`Listing`]): a list decodes only what its selection needs.
     pub async fn list(
         &self,
         namespace: Option<&str>,
         params: &ListParams,
-    ) -> Result<MXJobList, Error> {
+    ) -> Result<Listing, Error> {
         let (revision, start_after) = self.list_start(params).await?;
         if namespace.is_some_and(|ns| !crate::names::is_dns1123_label(ns)) {
             let revision = match revision {
                 Some(r) => r,
                 None => self.current_revision().await?,
             };
-            return Ok(MXJobList::new(Vec::new(), revision.to_string()));
+            return Ok(Listing {
+                items: Vec::new(),
+                revision,
+                continue_: None,
+            });
         }
         let prefix = prefix_of(namespace);
         let limit = params.limit.filter(|l| *l > 0);
@@ -69,44 +76,46 @@ impl Registry {
                 .map_err(|e| list_error(e, params))?;
             // Every page is read at the first page's revision.
             revision = Some(page.revision);
-            for (index, kv) in page.items.iter().enumerate() {
-                let job = Self::decode_stored(kv)?;
+            let mut kvs = page.items.into_iter();
+            let mut last_key = None;
+            while let Some(kv) = kvs.next() {
                 // Where the next page starts: the name, or for a list of
                 // every namespace `namespace/name`.
                 last_examined = kv.key.strip_prefix(&prefix).map(str::to_string);
-                if params.selection.matches(&job) {
-                    items.push(job);
+                last_key = Some(kv.key.clone());
+                if selects(&params.selection, &kv)? {
+                    items.push(kv);
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
                     // Another page only if something after this one could
                     // still be selected: a page never ends up empty because
                     // of what this one already examined.
-                    more = page.more
-                        || page.items[index + 1..].iter().any(|kv| {
-                            Self::decode_stored(kv).is_ok_and(|j| params.selection.matches(&j))
-                        });
+                    more =
+                        page.more || kvs.any(|kv| selects(&params.selection, &kv).unwrap_or(false));
                     break 'pages;
                 }
             }
-            match page.items.last() {
-                Some(last) if page.more => cursor = Some(last.key.clone()),
+            match last_key {
+                Some(last) if page.more => cursor = Some(last),
                 _ => break,
             }
         }
         let revision = revision.unwrap_or_default();
-        let mut list = MXJobList::new(items, revision.to_string());
-        if more {
-            if let Some(start_after) = last_examined {
-                list.metadata.continue_ = Some(
-                    ContinueToken {
-                        revision,
-                        start_after,
-                    }
-                    .encode(),
-                );
-            }
-        }
-        Ok(list)
+        let continue_ = match (more, last_examined) {
+            (true, Some(start_after)) => Some(
+                ContinueToken {
+                    revision,
+                    start_after,
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        Ok(Listing {
+            items,
+            revision,
+            continue_,
+        })
     }
 
     /// The store's newest revision.
@@ -182,7 +191,7 @@ impl Registry {
         &self,
         namespace: Option<&str>,
         params: WatchParams,
-    ) -> Result<BoxStream<'static, Result<WatchEvent, Error>>, Error> {
+    ) -> Result<BoxStream<'static, Result<Watched, Error>>, Error> {
         let prefix = prefix_of(namespace);
         let version = params
             .resource_version
@@ -195,10 +204,10 @@ impl Registry {
             // the version given, replaying the changes after it (410 when
             // they are no longer kept) and waiting for those after a
             // version it has not reached, rather than from its newest state.
-            (None | Some(false), Some(version)) => (Vec::new(), parse_resource_version(version)?),
+            (None | Some(false), Some(version)) => (Initial::default(), parse_resource_version(version)?),
             // `sendInitialEvents=false` without a resourceVersion (or with
             // "0"): the changes from the newest state on.
-            (Some(false), None) => (Vec::new(), self.current_revision().await?),
+            (Some(false), None) => (Initial::default(), self.current_revision().await?),
             // The current objects first: without a resourceVersion, or as a
             // streaming list (sendInitialEvents).
             (Some(true), _) | (None, None) => {
@@ -214,19 +223,17 @@ impl Registry {
                         });
                     }
                 }
-                let mut initial = Vec::new();
-                for kv in &page.items {
-                    let job = Self::decode_stored(kv)?;
-                    if params.selection.matches(&job) {
-                        initial.push(watch_event(WatchEventType::ADDED, &job)?);
-                    }
-                }
-                // A streaming list ends its initial events with a bookmark
-                // saying so, which informers wait for before they sync.
-                if params.initial_events == Some(true) && params.bookmarks {
-                    initial.push(initial_events_end(page.revision));
-                }
-                (initial, page.revision)
+                // Decoded (and selected) one at a time as they are sent,
+                // so the current objects are never all decoded at once.
+                let end = (params.initial_events == Some(true) && params.bookmarks)
+                    .then(|| initial_events_end(page.revision));
+                (
+                    Initial {
+                        items: page.items,
+                        end,
+                    },
+                    page.revision,
+                )
             }
         };
         let mut events = match self.store.watch(&prefix, after).await {
@@ -241,8 +248,20 @@ impl Registry {
         };
         let selection = params.selection;
         let stream = async_stream::stream! {
-            for event in initial {
-                yield Ok(event);
+            for kv in initial.items {
+                let object = match Self::decode_stored(&kv) {
+                    Ok(object) => object,
+                    Err(e) => {
+                        yield Err(e);
+                        return;
+                    }
+                };
+                if selection.matches(object.job()) {
+                    yield Ok(Watched::Object { type_: WatchEventType::ADDED, object });
+                }
+            }
+            if let Some(end) = initial.end {
+                yield Ok(Watched::Event(end));
             }
             let deadline = tokio::time::sleep(params.timeout);
             tokio::pin!(deadline);
@@ -254,7 +273,7 @@ impl Registry {
             loop {
                 tokio::select! {
                     _ = &mut deadline => break,
-                    _ = bookmarks.tick(), if params.bookmarks => yield Ok(bookmark(reached)),
+                    _ = bookmarks.tick(), if params.bookmarks => yield Ok(Watched::Event(bookmark(reached))),
                     next = events.next() => match next {
                         None => break,
                         Some(Err(e)) => {
@@ -291,11 +310,137 @@ fn list_error(error: StoreError, params: &ListParams) -> Error {
     }
 }
 
-fn watch_event(type_: WatchEventType, job: &MXJob) -> Result<WatchEvent, Error> {
-    match serde_json::to_value(job) {
-        Ok(Value::Object(object)) => Ok(WatchEvent { type_, object }),
-        _ => Err(Error::Internal("encoding a watch event".to_string())),
+/// One event of a watch: an object (shared with every other watcher of
+/// the same change, see [`Object::event_line`]), or a bookmark.
+#[derive(Debug)]
+pub enum Watched {
+    Object {
+        type_: WatchEventType,
+        object: Arc<Object>,
+    },
+    Event(WatchEvent),
+}
+
+/// What a watch sends before the changes: the current objects, then
+/// (for a streaming list) the bookmark that ends them.
+#[derive(Default)]
+struct Initial {
+    items: Vec<KeyValue>,
+    end: Option<WatchEvent>,
+}
+
+/// A list's answer: the selected items as stored, the revision they were
+/// read at, and where the next page starts.
+///
+/// Items are not decoded to be answered: each item's JSON is its stored
+/// bytes with its resourceVersion spliced in (see [`Object::json`]), made
+/// as the answer is written ([`Listing::json_chunks`]), so that a list of
+/// everything holds references to the stored values and one chunk of
+/// JSON at a time, not every object decoded and encoded at once.
+#[derive(Debug)]
+pub struct Listing {
+    pub items: Vec<KeyValue>,
+    pub revision: Revision,
+    pub continue_: Option<String>,
+}
+
+/// How many bytes of a list's JSON [`Listing::json_chunks`] gathers into one chunk.
+const LIST_CHUNK_BYTES: usize = 256 * 1024;
+
+impl Listing {
+    /// The items, decoded.
+    pub fn objects(&self) -> Result<Vec<Arc<Object>>, Error> {
+        self.items.iter().map(Registry::decode_stored).collect()
     }
+
+    /// The list as an [`MXJobList`] (decoded: tables, indented answers).
+    pub fn to_list(&self) -> Result<MXJobList, Error> {
+        let items = self.objects()?.into_iter().map(Object::into_job).collect();
+        let mut list = MXJobList::new(items, self.revision.to_string());
+        list.metadata.continue_ = self.continue_.clone();
+        Ok(list)
+    }
+
+    /// The compact JSON answer (an `MXJobList`, and a newline), in chunks
+    /// of about [`LIST_CHUNK_BYTES`], made one at a time as they are taken.
+    pub fn json_chunks(self) -> impl Iterator<Item = Result<Bytes, Error>> + Send {
+        let head = self.head();
+        let mut items = self.items.into_iter().peekable();
+        let mut head = Some(head);
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let mut chunk = match head.take() {
+                Some(Ok(head)) => head,
+                Some(Err(e)) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+                None => Vec::with_capacity(LIST_CHUNK_BYTES + 4096),
+            };
+            while chunk.len() < LIST_CHUNK_BYTES {
+                let Some(kv) = items.next() else {
+                    chunk.extend_from_slice(b"]}\n");
+                    done = true;
+                    break;
+                };
+                match object::item_json(&kv) {
+                    Ok(json) => chunk.extend_from_slice(json.strip_suffix(b"\n").unwrap_or(&json)),
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e));
+                    }
+                }
+                if items.peek().is_some() {
+                    chunk.push(b',');
+                }
+            }
+            Some(Ok(Bytes::from(chunk)))
+        })
+    }
+
+    /// The list's JSON up to its first item: `…,"items":[`.
+    fn head(&self) -> Result<Vec<u8>, Error> {
+        let mut empty = MXJobList::new(Vec::new(), self.revision.to_string());
+        empty.metadata.continue_ = self.continue_.clone();
+        let mut head = serde_json::to_vec(&empty)
+            .map_err(|e| Error::Internal(format!("encoding a list: {e}")))?;
+        if !head.ends_with(b"[]}") {
+            return Err(Error::Internal("a list encodes its items last".to_string()));
+        }
+        head.truncate(head.len() - 2);
+        Ok(head)
+    }
+}
+
+/// Whether the object `kv` holds is in `selection`: without decoding when
+/// the selection takes everything, from the shared decoded object when a
+/// reader made one, and otherwise from its metadata alone.
+fn selects(selection: &Selection, kv: &KeyValue) -> Result<bool, Error> {
+    if selection.is_everything() {
+        return Ok(true);
+    }
+    if let Some(object) = kv.value.decoded::<Object>() {
+        return Ok(selection.matches(object.job()));
+    }
+    #[derive(serde::Deserialize)]
+    struct Selected {
+        metadata: SelectedMeta,
+    }
+    #[derive(serde::Deserialize)]
+    struct SelectedMeta {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        namespace: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+    }
+    let Selected { metadata } = serde_json::from_slice(&kv.value)
+        .map_err(|e| Error::Internal(format!("decoding stored object {}: {e}", kv.key)))?;
+    Ok(selection.matches_parts(&metadata.name, &metadata.namespace, &metadata.labels))
 }
 
 /// The storage prefix of a namespace, or of every namespace.
@@ -335,30 +480,35 @@ fn bookmark(revision: Revision) -> WatchEvent {
     }
 }
 
-/// A store event as the watcher of `selection` sees it, if at all.
-fn convert_event(event: &Event, selection: &Selection) -> Result<Option<WatchEvent>, Error> {
+/// A store event as the watcher of `selection` sees it, if at all. The
+/// objects are the shared decoded ones: no watcher decodes what another
+/// (or the writer) already did.
+fn convert_event(event: &Event, selection: &Selection) -> Result<Option<Watched>, Error> {
     match event {
         Event::Put { kv, prev } => {
-            let job = Registry::decode_stored(kv)?;
+            let object = Registry::decode_stored(kv)?;
             let was = match prev {
-                Some(prev) => selection.matches(&Registry::decode_stored(prev)?),
                 None => false,
+                Some(_) if selection.is_everything() => true,
+                Some(prev) => selects(selection, prev)?,
             };
-            let type_ = match (was, selection.matches(&job)) {
+            let type_ = match (was, selection.matches(object.job())) {
                 (false, true) => WatchEventType::ADDED,
                 (true, true) => WatchEventType::MODIFIED,
                 (true, false) => WatchEventType::DELETED,
                 (false, false) => return Ok(None),
             };
-            watch_event(type_, &job).map(Some)
+            Ok(Some(Watched::Object { type_, object }))
         }
         Event::Delete { prev, revision } => {
-            let mut job = Registry::decode_stored(prev)?;
-            if !selection.matches(&job) {
+            let object = Registry::decode_stored(prev)?;
+            if !selection.matches(object.job()) {
                 return Ok(None);
             }
-            job.metadata.resource_version = Some(revision.to_string());
-            watch_event(WatchEventType::DELETED, &job).map(Some)
+            Ok(Some(Watched::Object {
+                type_: WatchEventType::DELETED,
+                object: object.deleted_at(*revision),
+            }))
         }
     }
 }

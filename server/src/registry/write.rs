@@ -7,8 +7,10 @@ use mxjob_api::error::{FieldError, Status};
 use mxjob_api::model::{MXJob, MXJobList};
 use mxjob_api::params::{DeleteOptions, Propagation, WriteOptions};
 
+use std::sync::Arc;
+
 use super::{
-    object_key, self_link, Conflict, Error, ListParams, Part, Registry, Stored, Written,
+    object_key, self_link, Conflict, Error, ListParams, Object, Part, Registry, Stored, Written,
     MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
 };
 use crate::apply::{self as ssa, ApplyError, Subresource, Writer};
@@ -180,10 +182,10 @@ impl Registry {
         });
         // Encoded (and measured) for a dry run too: it answers what the
         // write would.
-        let encoded = self.encode_for_store(&job)?;
+        let encoded = self.encode_for_store(&mut job)?;
         if options.dry_run {
             return Ok(Written {
-                object: job,
+                object: Arc::new(Object::new(job, encoded.into())),
                 warnings,
                 created: true,
             });
@@ -194,7 +196,7 @@ impl Registry {
             .await
             .map_err(|e| Error::from_store(e, &name))?;
         Ok(Written {
-            object: Self::decode_stored(&kv)?,
+            object: Self::written_object(&kv)?,
             warnings,
             created: true,
         })
@@ -267,7 +269,7 @@ impl Registry {
         loop {
             attempt += 1;
             let stored = self.load(namespace, name).await?;
-            let mut document = serde_json::to_value(&stored.job)
+            let mut document = serde_json::to_value(stored.object.job())
                 .map_err(|e| Error::Internal(format!("encoding object: {e}")))?;
             // `document` is a fresh copy that is dropped when the patch
             // fails, so no undo is needed — and json-patch's own undo can
@@ -348,9 +350,10 @@ impl Registry {
             };
             let (live, managed) = match &stored {
                 Some(stored) => (
-                    to_value(&stored.job)?,
+                    to_value(stored.object.job())?,
                     stored
-                        .job
+                        .object
+                        .job()
                         .metadata
                         .managed_fields
                         .clone()
@@ -463,8 +466,9 @@ impl Registry {
         version_required: bool,
         part: Part,
         managed: Managed,
-    ) -> Result<MXJob, Error> {
-        let Stored { job: old, kv } = stored;
+    ) -> Result<Arc<Object>, Error> {
+        let Stored { object, kv } = stored;
+        let old = object.job();
         let name = old.metadata.name.clone().unwrap_or_default();
         let sent_managed_fields = job.metadata.managed_fields.take();
 
@@ -504,8 +508,8 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(invalid(&name, errors));
             }
-            self.set_managed_fields(&old, &mut job, sent_managed_fields, options, part, managed)?;
-            return self.write_update(kv, old, job, options, &name).await;
+            self.set_managed_fields(old, &mut job, sent_managed_fields, options, part, managed)?;
+            return self.write_update(kv, &object, job, options, &name).await;
         }
 
         // Server-owned metadata and status come from storage.
@@ -525,15 +529,15 @@ impl Registry {
         }
         job.status = old.status.clone();
 
-        let errors = validation::validate_update(&job, &old);
+        let errors = validation::validate_update(&job, old);
         if !errors.is_empty() {
             return Err(invalid(&name, errors));
         }
         if job.spec != old.spec {
             job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
         }
-        self.set_managed_fields(&old, &mut job, sent_managed_fields, options, part, managed)?;
-        self.write_update(kv, old, job, options, &name).await
+        self.set_managed_fields(old, &mut job, sent_managed_fields, options, part, managed)?;
+        self.write_update(kv, &object, job, options, &name).await
     }
 
     /// `job`'s managed fields after a write over `old`: the applied ones,
@@ -570,28 +574,29 @@ impl Registry {
         Ok(())
     }
 
-    /// Stores `job` over `old` unless nothing changed.
+    /// Stores `job` over `old` unless nothing changed; answers the object
+    /// written (see [`Registry::written_object`]).
     async fn write_update(
         &self,
         kv: KeyValue,
-        old: MXJob,
-        job: MXJob,
+        old: &Arc<Object>,
+        mut job: MXJob,
         options: &WriteOptions,
         name: &str,
-    ) -> Result<MXJob, Error> {
-        if job == old {
-            return Ok(old);
+    ) -> Result<Arc<Object>, Error> {
+        if job == *old.job() {
+            return Ok(Arc::clone(old));
         }
-        let encoded = self.encode_for_store(&job)?;
+        let encoded = self.encode_for_store(&mut job)?;
         if options.dry_run {
-            return Ok(job);
+            return Ok(Arc::new(Object::new(job, encoded.into())));
         }
         let kv = self
             .store
             .update(&kv.key, kv.mod_revision, encoded)
             .await
             .map_err(|e| Error::from_store(e, name))?;
-        Self::decode_stored(&kv)
+        Self::written_object(&kv)
     }
 
     /// Deletes one MXJob.
@@ -612,8 +617,9 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Stored { job, kv } = self.load(namespace, name).await?;
-            check_preconditions(options, &job)?;
+            let Stored { object, kv } = self.load(namespace, name).await?;
+            let job = object.job();
+            check_preconditions(options, job)?;
             let uid = job.metadata.uid.clone();
             if options.dry_run {
                 return Ok(Status::deleted(name, uid));
@@ -636,7 +642,7 @@ impl Registry {
     async fn delete_version(
         &self,
         key: &str,
-        mut job: MXJob,
+        job: &MXJob,
         options: &DeleteOptions,
     ) -> Result<(), StoreError> {
         let mut revision = job
@@ -646,6 +652,7 @@ impl Registry {
             .and_then(|rv| rv.parse::<Revision>().ok())
             .unwrap_or_default();
         if options.records_deletion() {
+            let mut job = job.clone();
             let metadata = &mut job.metadata;
             metadata.deletion_timestamp = Some(Time(Utc::now().trunc_subsecs(0)));
             metadata.deletion_grace_period_seconds = options.grace_period_seconds;
@@ -653,7 +660,7 @@ impl Registry {
                 metadata.finalizers = Some(vec![ORPHAN_FINALIZER.to_string()]);
             }
             let value = self
-                .encode_for_store(&job)
+                .encode_for_store(&mut job)
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
             revision = self.store.update(key, revision, value).await?.mod_revision;
         }
@@ -669,12 +676,13 @@ impl Registry {
         params: &ListParams,
         options: &DeleteOptions,
     ) -> Result<MXJobList, Error> {
-        let listed = self.list(Some(namespace), params).await?;
-        for job in &listed.items {
-            check_preconditions(options, job)?;
+        let listed = self.list(Some(namespace), params).await?.objects()?;
+        for object in &listed {
+            check_preconditions(options, object.job())?;
         }
-        let mut deleted = Vec::with_capacity(listed.items.len());
-        for job in listed.items {
+        let mut deleted = Vec::with_capacity(listed.len());
+        for object in listed {
+            let job = object.into_job();
             let name = job.metadata.name.clone().unwrap_or_default();
             if let Some(job) = self
                 .delete_one_listed(namespace, &name, job, options)
@@ -702,14 +710,14 @@ impl Registry {
         let key = object_key(namespace, name);
         let mut current = job;
         for _ in 0..MAX_RETRIES {
-            match self.delete_version(&key, current.clone(), options).await {
+            match self.delete_version(&key, &current, options).await {
                 Ok(()) => return Ok(Some(current)),
                 Err(StoreError::NotFound) => return Ok(None),
                 Err(StoreError::Conflict { .. }) if options.resource_version.is_none() => {
                     match self.load(namespace, name).await {
                         Ok(stored) => {
-                            check_preconditions(options, &stored.job)?;
-                            current = stored.job;
+                            check_preconditions(options, stored.object.job())?;
+                            current = stored.object.into_job();
                         }
                         Err(Error::NotFound { .. }) => return Ok(None),
                         Err(e) => return Err(e),

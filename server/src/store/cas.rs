@@ -26,9 +26,7 @@
 //! what it read to [`Precondition::check`]; so the errors are the same
 //! ones, decided by the same code.
 
-use std::sync::Arc;
-
-use super::{Event, KeyValue, Revision, StoreError};
+use super::{Blob, Event, KeyValue, Revision, StoreError};
 
 /// What a compare-and-swap write expects of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,12 +56,9 @@ impl Precondition {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Change<'a> {
     /// Creates `key` with `value`.
-    Create { key: &'a str, value: &'a Arc<[u8]> },
+    Create { key: &'a str, value: &'a Blob },
     /// Replaces `prev`, the key's current version, with `value`.
-    Update {
-        prev: &'a KeyValue,
-        value: &'a Arc<[u8]>,
-    },
+    Update { prev: &'a KeyValue, value: &'a Blob },
     /// Deletes `prev`, the key's current version.
     Delete { prev: &'a KeyValue },
 }
@@ -78,7 +73,7 @@ impl Change<'_> {
     }
 
     /// The new value; `None` for a delete.
-    pub(crate) fn value(&self) -> Option<&Arc<[u8]>> {
+    pub(crate) fn value(&self) -> Option<&Blob> {
         match self {
             Change::Create { value, .. } | Change::Update { value, .. } => Some(value),
             Change::Delete { .. } => None,
@@ -119,13 +114,13 @@ impl Change<'_> {
         match self {
             Change::Create { key, value } => KeyValue {
                 key: key.to_string(),
-                value: Arc::clone(value),
+                value: (*value).clone(),
                 create_revision: revision,
                 mod_revision: revision,
             },
             Change::Update { prev, value } => KeyValue {
                 key: prev.key.clone(),
-                value: Arc::clone(value),
+                value: (*value).clone(),
                 create_revision: prev.create_revision,
                 mod_revision: revision,
             },
@@ -172,7 +167,7 @@ pub(crate) fn create<L: RevisionLog + ?Sized>(
     value: Vec<u8>,
 ) -> Result<KeyValue, StoreError> {
     current(log, key, Precondition::Absent)?;
-    let value: Arc<[u8]> = value.into();
+    let value = Blob::from(value);
     let change = Change::Create { key, value: &value };
     Ok(change.written(log.append(change)?))
 }
@@ -185,7 +180,7 @@ pub(crate) fn update<L: RevisionLog + ?Sized>(
     value: Vec<u8>,
 ) -> Result<KeyValue, StoreError> {
     let prev = version_at(log, key, expected)?;
-    let value: Arc<[u8]> = value.into();
+    let value = Blob::from(value);
     let change = Change::Update {
         prev: &prev,
         value: &value,

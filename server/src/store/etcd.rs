@@ -104,8 +104,8 @@ use super::cas::Precondition;
 use super::feed::event_bytes;
 use super::keys::{list_start, prefix_end, Start};
 use super::{
-    Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
-    WATCH_BUFFER,
+    Blob, Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store,
+    StoreError, WATCH_BUFFER,
 };
 
 /// The endpoint `--etcd-endpoints` defaults to.
@@ -222,7 +222,7 @@ fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
         .map_err(|_| StoreError::Backend("etcd holds a key that is not UTF-8".to_string()))?;
     Ok(KeyValue {
         key: key.to_string(),
-        value: Arc::from(kv.value()),
+        value: Blob::from(kv.value()),
         create_revision: from_etcd(kv.create_revision()),
         mod_revision: from_etcd(kv.mod_revision()),
     })
@@ -485,7 +485,7 @@ impl Store for EtcdStore {
         let revision = header_revision(response.header())?;
         Ok(KeyValue {
             key: key.to_string(),
-            value,
+            value: value.into(),
             create_revision: revision,
             mod_revision: revision,
         })
@@ -511,7 +511,7 @@ impl Store for EtcdStore {
             })?;
         Ok(KeyValue {
             key: key.to_string(),
-            value,
+            value: value.into(),
             create_revision: from_etcd(written.create_revision()),
             mod_revision: from_etcd(written.mod_revision()),
         })

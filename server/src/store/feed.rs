@@ -35,6 +35,14 @@ pub(crate) const BATCH_EVENTS: usize = 256;
 /// The most bytes (as [`event_bytes`] counts them) one read hands a
 /// watcher, unless a single event is larger.
 pub(crate) const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The newest events whose values keep their decoded form alive (see
+/// `store::blob`): enough for a value to be read back by its writer, the
+/// job controller and every watcher while it is new.
+pub(crate) const HOT_EVENTS: usize = 256;
+/// The most bytes (as [`event_bytes`] counts them, JSON) of those events:
+/// a decoded object is several times its JSON, so large objects keep
+/// theirs for fewer events.
+pub(crate) const HOT_BYTES: usize = 8 * 1024 * 1024;
 /// The most events one read examines, matching or not, so that a watcher
 /// of a quiet prefix holds a backend's lock only briefly.
 const SCAN_EVENTS: usize = 4096;
@@ -48,6 +56,19 @@ pub(crate) fn event_bytes(event: &Event) -> usize {
             kv.value.len() + kv.key.len() + prev.as_ref().map_or(0, |p| p.value.len()) + OVERHEAD
         }
         Event::Delete { prev, .. } => prev.value.len() + prev.key.len() + OVERHEAD,
+    }
+}
+
+/// Lets the values an event carries forget their decoded forms.
+fn forget_decoded(event: &mut Event) {
+    match event {
+        Event::Put { kv, prev } => {
+            kv.value.forget_decoded();
+            if let Some(prev) = prev {
+                prev.value.forget_decoded();
+            }
+        }
+        Event::Delete { prev, .. } => prev.value.forget_decoded(),
     }
 }
 
@@ -125,6 +146,10 @@ pub(crate) struct EventLog {
     bytes: usize,
     max_events: usize,
     max_bytes: usize,
+    /// How many of the newest events keep their values' decoded forms.
+    hot: usize,
+    /// Their bytes, as [`event_bytes`] counts them.
+    hot_bytes: usize,
 }
 
 impl EventLog {
@@ -137,6 +162,8 @@ impl EventLog {
             bytes: 0,
             max_events,
             max_bytes,
+            hot: 0,
+            hot_bytes: 0,
         }
     }
 
@@ -152,14 +179,25 @@ impl EventLog {
     }
 
     /// Appends the newest event, then drops the oldest while a bound is
-    /// passed.
+    /// passed, and lets the values of events older than the hot ones
+    /// forget their decoded forms.
     pub fn push(&mut self, event: Event) {
         let size = event_bytes(&event);
         self.newest = self.newest.max(event.revision());
         self.bytes += size;
         self.events.push_back((event, size));
+        self.hot += 1;
+        self.hot_bytes += size;
         while self.events.len() > self.max_events || self.bytes > self.max_bytes {
             self.pop_front();
+        }
+        while self.hot > 1 && (self.hot > HOT_EVENTS || self.hot_bytes > HOT_BYTES) {
+            let index = self.events.len() - self.hot;
+            if let Some((event, size)) = self.events.get_mut(index) {
+                forget_decoded(event);
+                self.hot_bytes -= *size;
+            }
+            self.hot -= 1;
         }
     }
 
@@ -176,6 +214,13 @@ impl EventLog {
     }
 
     fn pop_front(&mut self) {
+        if self.hot > self.events.len().saturating_sub(1) {
+            // The oldest event is a hot one.
+            if let Some((_, size)) = self.events.front() {
+                self.hot_bytes -= size;
+            }
+            self.hot = self.hot.saturating_sub(1);
+        }
         if let Some((event, size)) = self.events.pop_front() {
             self.bytes -= size;
             self.start = self.start.max(event.revision());
@@ -212,7 +257,7 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::KeyValue;
+    use crate::store::{Blob, KeyValue};
 
     fn put(key: &str, revision: Revision, bytes: usize) -> Event {
         Event::Put {
@@ -244,6 +289,43 @@ mod tests {
         }
         assert_eq!(log.start(), 2);
         assert!(log.bytes() <= 3 * event_bytes(&put("/a", 1, 1000)));
+    }
+
+    #[test]
+    fn only_the_newest_events_keep_their_decoded_forms() {
+        let mut log = EventLog::new(0, usize::MAX, usize::MAX);
+        let first = put("/a", 1, 10);
+        let Event::Put { kv, .. } = &first else {
+            unreachable!("a put")
+        };
+        kv.value.share(Arc::new(1u32));
+        let weak = kv.value.downgrade();
+        log.push(first);
+        let held = |weak| Blob::with_weak_slot(Arc::from(&b"x"[..]), weak);
+        assert!(
+            held(&weak).decoded::<u32>().is_some(),
+            "the newest event holds it"
+        );
+        for revision in 2..=HOT_EVENTS as u64 {
+            log.push(put("/a", revision, 10));
+        }
+        assert!(
+            held(&weak).decoded::<u32>().is_some(),
+            "still among the hot ones"
+        );
+        log.push(put("/a", HOT_EVENTS as u64 + 1, 10));
+        assert!(
+            held(&weak).decoded::<u32>().is_none(),
+            "forgotten past them"
+        );
+        assert_eq!(log.hot, HOT_EVENTS);
+
+        let mut log = EventLog::new(0, 3, usize::MAX);
+        for revision in 1..=10 {
+            log.push(put("/a", revision, 10));
+        }
+        assert_eq!(log.hot, 3, "dropped events are no longer hot");
+        assert_eq!(log.hot_bytes, 3 * event_bytes(&put("/a", 1, 10)));
     }
 
     #[test]

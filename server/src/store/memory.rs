@@ -41,11 +41,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::blob::WeakSlot;
 use super::cas::{self, Change, RevisionLog};
 use super::feed::{follow, Batch, EventLog, EventSource};
 use super::keys::{list_start, Start};
 use super::{
-    lock, Durability, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
+    lock, Blob, Durability, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
     StoreError, DEFAULT_HISTORY_BYTES,
 };
 
@@ -60,6 +61,9 @@ struct Version {
     revision: Revision,
     create_revision: Revision,
     value: Option<Arc<[u8]>>,
+    /// The slot of the value's decoded form, held weakly: only the newest
+    /// events keep it alive (see `store::blob`).
+    decoded: WeakSlot,
 }
 
 /// A write that made an older version of `key` history.
@@ -130,7 +134,8 @@ impl State {
         versions.push(Version {
             revision,
             create_revision: change.create_revision(revision),
-            value: change.value().cloned(),
+            value: change.value().map(|value| value.bytes().clone()),
+            decoded: change.value().map(Blob::downgrade).unwrap_or_default(),
         });
         if let Some(bytes) = replaced {
             self.history_bytes += bytes;
@@ -205,7 +210,7 @@ impl State {
 fn to_key_value(key: &str, version: &Version) -> Option<KeyValue> {
     version.value.as_ref().map(|value| KeyValue {
         key: key.to_string(),
-        value: Arc::clone(value),
+        value: Blob::with_weak_slot(Arc::clone(value), &version.decoded),
         create_revision: version.create_revision,
         mod_revision: version.revision,
     })

@@ -26,6 +26,7 @@
 //! and how they serve watches (`feed`). [`metered`] wraps any backend to
 //! time its calls for `/metrics`.
 
+mod blob;
 mod cas;
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -36,10 +37,12 @@ pub mod metered;
 pub mod sqlite;
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use futures::Stream;
+
+pub use blob::Blob;
 
 /// A store-wide revision: etcd's revision, the Kubernetes resourceVersion.
 pub type Revision = u64;
@@ -60,7 +63,8 @@ pub const WATCH_BUFFER: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: String,
-    pub value: Arc<[u8]>,
+    /// The bytes, and the slot for their decoded form ([`Blob`]).
+    pub value: Blob,
     /// The revision that created the key (the start of its current life).
     pub create_revision: Revision,
     /// The revision of the last write to the key.

@@ -73,12 +73,12 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     (
         "handler",
         "mxjob's replace handler: authorization, body, registry, audit line",
-        "mxjob_server::server::replace::{{closure}}",
+        "mxjob_server::handlers::replace::{{closure}}",
     ),
     (
         "handler",
         "reading the body",
-        "mxjob_server::wire::JsonBody<T>::read::{{closure}}",
+        "mxjob_api::wire::JsonBody<T>::read::{{closure}}",
     ),
     (
         "JSON decode",
@@ -97,8 +97,8 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "Value → MXJob (decode_job: serde_ignored, serde_path_to_error)",
-        "mxjob_server::registry::decode_job",
+        "Value → MXJob (decode::job: serde_ignored, serde_path_to_error)",
+        "mxjob_server::decode::job",
     ),
     (
         "JSON decode",
@@ -143,12 +143,12 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     (
         "JSON encode",
         "MXJob serialized (calls = encodes of the whole object)",
-        "mxjob_server::model::_::<impl serde_core::ser::Serialize for mxjob_server::model::MXJob>::serialize",
+        "mxjob_api::model::_::<impl serde_core::ser::Serialize for mxjob_api::model::MXJob>::serialize",
     ),
     (
         "JSON encode",
         "MXJobSpec serialized (in MXJob, and as Values in validate_update)",
-        "mxjob_server::model::_::<impl serde_core::ser::Serialize for mxjob_server::model::MXJobSpec>::serialize",
+        "mxjob_api::model::_::<impl serde_core::ser::Serialize for mxjob_api::model::MXJobSpec>::serialize",
     ),
     (
         "JSON encode",
@@ -158,7 +158,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     (
         "clones",
         "MXJob cloned",
-        "<mxjob_server::model::MXJob as core::clone::Clone>::clone",
+        "<mxjob_api::model::MXJob as core::clone::Clone>::clone",
     ),
     (
         "drops",
@@ -168,7 +168,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     (
         "drops",
         "MXJobs dropped",
-        "core::ptr::drop_in_place<mxjob_server::model::MXJob>",
+        "core::ptr::drop_in_place<mxjob_api::model::MXJob>",
     ),
     ("allocation", "malloc", "malloc"),
     ("allocation", "free", "free"),
@@ -180,7 +180,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     (
         "response",
         "mxjob's Reply → bytes (to_json, and the object dropped)",
-        "<mxjob_server::wire::Reply<T,C> as dropshot::handler::HttpResponse>::to_result",
+        "<mxjob_api::wire::Reply<T,C> as dropshot::handler::HttpResponse>::to_result",
     ),
     (
         "response",

@@ -1,0 +1,355 @@
+//! An MXJob as the registry hands it out: decoded once per stored revision
+//! and answered from its stored bytes.
+//!
+//! **One decode per revision.** The registry decodes a stored value into an
+//! [`Object`] and puts it in the value's shared slot (`store::Blob`): the
+//! writer puts the object it has just written there, so the answer, the
+//! next replace's `load`, the job controller and every watcher of that
+//! revision read the same `Arc<Object>` without decoding. An object is never
+//! changed once shared; a write works on a copy of the job.
+//!
+//! **Answers without encoding.** The stored bytes are the object's compact
+//! JSON without its `resourceVersion` (the store's revision, put back on
+//! every read). This registry writes them with `serde_json` from
+//! [`MXJob`], whose first fields are always `apiVersion`, `kind` and
+//! `metadata`, and `ObjectMeta` writes its members in alphabetical order;
+//! so the answer is the stored bytes with `"resourceVersion":"N"` spliced
+//! into `metadata` where the serializer would have written it (before
+//! `selfLink` and `uid`): a copy, not a serialization, and byte for byte
+//! what encoding the object would give. Bytes that do not start as this
+//! registry writes them are encoded from the decoded object instead.
+//! The answer is made once and shared ([`Object::json`]), and so is each
+//! watch event line built from it ([`Object::event_line`]): a thousand
+//! watchers of a change cost one answer and one line, not a thousand
+//! encodings.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use mxjob_api::model::{MXJob, WatchEventType, API_VERSION, KIND};
+
+use super::Error;
+use crate::store::{KeyValue, Revision};
+
+/// An object of one revision. See the module documentation.
+#[derive(Debug)]
+pub struct Object {
+    /// The job, with its `resourceVersion`.
+    job: MXJob,
+    /// The stored form: compact JSON without `resourceVersion`.
+    stored: Arc<[u8]>,
+    /// The answer: compact JSON with `resourceVersion`, and a newline.
+    json: OnceLock<Bytes>,
+    /// The watch lines of ADDED and MODIFIED.
+    lines: [OnceLock<Bytes>; 2],
+    /// The object as a DELETED event shows it: with the delete's revision.
+    deleted: OnceLock<Arc<Object>>,
+}
+
+impl Object {
+    /// `job` (with the `resourceVersion` its answer carries, if any) and
+    /// its stored form.
+    pub(crate) fn new(job: MXJob, stored: Arc<[u8]>) -> Self {
+        Object {
+            job,
+            stored,
+            json: OnceLock::new(),
+            lines: Default::default(),
+            deleted: OnceLock::new(),
+        }
+    }
+
+    /// Decodes a stored value written at `revision`.
+    pub(crate) fn decode(stored: Arc<[u8]>, revision: Revision, key: &str) -> Result<Self, Error> {
+        let mut job: MXJob = serde_json::from_slice(&stored)
+            .map_err(|e| Error::Internal(format!("decoding stored object {key}: {e}")))?;
+        job.metadata.resource_version = Some(revision.to_string());
+        Ok(Object::new(job, stored))
+    }
+
+    /// The job.
+    pub fn job(&self) -> &MXJob {
+        &self.job
+    }
+
+    /// The job, taken out when this is its only holder, else copied.
+    pub fn into_job(self: Arc<Self>) -> MXJob {
+        Arc::try_unwrap(self).map_or_else(|shared| shared.job.clone(), |object| object.job)
+    }
+
+    /// The stored bytes (compact JSON without `resourceVersion`).
+    pub fn stored(&self) -> &Arc<[u8]> {
+        &self.stored
+    }
+
+    /// The compact JSON answer, followed by a newline (as
+    /// [`mxjob_api::wire::to_json`] writes it).
+    pub fn json(&self) -> Result<Bytes, Error> {
+        if let Some(json) = self.json.get() {
+            return Ok(json.clone());
+        }
+        let version = self.job.metadata.resource_version.as_deref();
+        let json = match splice(&self.stored, version) {
+            Some(json) => json,
+            None => mxjob_api::wire::to_json(&self.job, false)
+                .map_err(|e| Error::Internal(format!("encoding object: {e}")))?,
+        };
+        Ok(self.json.get_or_init(|| Bytes::from(json)).clone())
+    }
+
+    /// The object's line in a watch stream (`{"type":…,"object":…}` and a
+    /// newline), made once per type and shared by every watcher.
+    pub fn event_line(&self, type_: WatchEventType) -> Result<Bytes, Error> {
+        let cell = match type_ {
+            WatchEventType::ADDED => Some(&self.lines[0]),
+            WatchEventType::MODIFIED => Some(&self.lines[1]),
+            _ => None,
+        };
+        if let Some(line) = cell.and_then(OnceLock::get) {
+            return Ok(line.clone());
+        }
+        let line = Bytes::from(event_line(type_, &self.json()?));
+        Ok(match cell {
+            Some(cell) => cell.get_or_init(|| line).clone(),
+            None => line,
+        })
+    }
+
+    /// The object as the DELETED event of a delete at `revision` shows it
+    /// (the delete's revision as its `resourceVersion`); made once.
+    pub fn deleted_at(&self, revision: Revision) -> Arc<Object> {
+        self.deleted
+            .get_or_init(|| {
+                let mut job = self.job.clone();
+                job.metadata.resource_version = Some(revision.to_string());
+                Arc::new(Object::new(job, self.stored.clone()))
+            })
+            .clone()
+    }
+}
+
+/// The answer for a stored key-value (compact JSON and a newline): from
+/// its shared decoded object when a reader made one, else spliced from
+/// the stored bytes without decoding, else decoded and encoded.
+pub(crate) fn item_json(kv: &KeyValue) -> Result<Bytes, Error> {
+    if let Some(object) = kv.value.decoded::<Object>() {
+        return object.json();
+    }
+    match splice(&kv.value, Some(&kv.mod_revision.to_string())) {
+        Some(json) => Ok(Bytes::from(json)),
+        None => super::Registry::decode_stored(kv)?.json(),
+    }
+}
+
+/// `{"type":"T","object":OBJECT}` and a newline, from an answer (`json`,
+/// which ends with a newline).
+fn event_line(type_: WatchEventType, json: &[u8]) -> Vec<u8> {
+    let object = json.strip_suffix(b"\n").unwrap_or(json);
+    let type_ = type_.as_str();
+    let mut line = Vec::with_capacity(object.len() + type_.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(type_.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// How this registry's stored objects begin (see the module
+/// documentation): up to the inside of `metadata`.
+fn stored_prefix() -> &'static [u8] {
+    static PREFIX: OnceLock<Vec<u8>> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        format!("{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{KIND}\",\"metadata\":{{")
+            .into_bytes()
+    })
+}
+
+/// The answer made from stored bytes: `resourceVersion` spliced into
+/// `metadata` where `ObjectMeta`'s serializer writes it, and a newline;
+/// `None` when the bytes do not begin as this registry writes them.
+fn splice(stored: &[u8], version: Option<&str>) -> Option<Vec<u8>> {
+    let mut json = Vec::with_capacity(stored.len() + 48);
+    match version {
+        None => json.extend_from_slice(stored),
+        Some(version) => {
+            let prefix = stored_prefix();
+            let rest = stored.strip_prefix(prefix)?;
+            let (at, comma_before) = version_position(rest)?;
+            let (before, after) = rest.split_at(at);
+            json.extend_from_slice(prefix);
+            json.extend_from_slice(before);
+            if comma_before {
+                json.push(b',');
+            }
+            json.extend_from_slice(b"\"resourceVersion\":");
+            serde_json::to_writer(&mut json, version).ok()?;
+            if !comma_before && !after.starts_with(b"}") {
+                json.push(b',');
+            }
+            json.extend_from_slice(after);
+        }
+    }
+    json.push(b'\n');
+    Some(json)
+}
+
+/// Where `"resourceVersion"` goes in `metadata`, whose compact JSON
+/// `rest` starts with (just after its `{`): before its first member whose
+/// key sorts after it, or at its end (then after a comma when it has
+/// members). `None` when the bytes end first or already hold the key.
+fn version_position(rest: &[u8]) -> Option<(usize, bool)> {
+    const KEY: &[u8] = b"resourceVersion";
+    let mut depth = 0usize;
+    let mut expect_key = true;
+    let mut i = 0;
+    while let Some(&byte) = rest.get(i) {
+        match byte {
+            b'"' => {
+                let end = string_end(rest, i)?;
+                if depth == 0 && expect_key {
+                    let key = rest.get(i + 1..end - 1)?;
+                    if key == KEY {
+                        return None;
+                    }
+                    if key > KEY {
+                        return Some((i, false));
+                    }
+                    expect_key = false;
+                }
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth == 0 => return Some((i, i > 0)),
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 0 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index just after the string that starts at `start` (a quote).
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        match bytes.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> MXJob {
+        serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example decodes")
+    }
+
+    #[test]
+    fn the_spliced_answer_is_the_encoded_object() {
+        let mut job = seed();
+        job.metadata.resource_version = None;
+        let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
+        job.metadata.resource_version = Some("1234".to_string());
+        let object = Object::new(job.clone(), stored.clone());
+        let answer = object.json().expect("answers");
+        assert!(answer.ends_with(b"\n"));
+        assert_eq!(
+            answer,
+            mxjob_api::wire::to_json(&job, false).expect("encodes"),
+            "byte for byte what encoding the object gives"
+        );
+        assert!(
+            splice(&stored, Some("1")).is_some(),
+            "the stored bytes begin as the registry writes them"
+        );
+
+        let decoded = Object::decode(stored, 1234, "/k").expect("decodes");
+        assert_eq!(decoded.job(), &job);
+    }
+
+    #[test]
+    fn bytes_written_otherwise_are_encoded_from_the_object() {
+        let mut job = seed();
+        job.metadata.resource_version = Some("7".to_string());
+        let odd: Arc<[u8]> = br#"{"kind":"MXJob"}"#.to_vec().into();
+        let answer = Object::new(job.clone(), odd).json().expect("answers");
+        assert_eq!(
+            answer,
+            mxjob_api::wire::to_json(&job, false).expect("encodes")
+        );
+        assert_eq!(
+            splice(b"{\"apiVersion\":\"kubeflow.org/v1\",\"kind\":\"MXJob\",\"metadata\":{}}", Some("3")),
+            Some(
+                b"{\"apiVersion\":\"kubeflow.org/v1\",\"kind\":\"MXJob\",\"metadata\":{\"resourceVersion\":\"3\"}}\n"
+                    .to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn the_version_goes_where_the_serializer_writes_it() {
+        let mut job = seed();
+        let metadata = &mut job.metadata;
+        metadata.labels = Some(
+            [("uid".to_string(), "{\"x\\\"]".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        for (uid, self_link) in [
+            (None, None),
+            (Some("u"), None),
+            (None, Some("/s")),
+            (Some("u"), Some("/s")),
+        ] {
+            job.metadata.uid = uid.map(str::to_string);
+            job.metadata.self_link = self_link.map(str::to_string);
+            job.metadata.resource_version = None;
+            let stored = serde_json::to_vec(&job).expect("encodes");
+            job.metadata.resource_version = Some("12".to_string());
+            assert_eq!(
+                splice(&stored, Some("12")),
+                Some(mxjob_api::wire::to_json(&job, false).expect("encodes")),
+                "uid {uid:?}, selfLink {self_link:?}"
+            );
+        }
+        job.metadata = Default::default();
+        let stored = serde_json::to_vec(&job).expect("encodes");
+        job.metadata.resource_version = Some("1".to_string());
+        assert_eq!(
+            splice(&stored, Some("1")),
+            Some(mxjob_api::wire::to_json(&job, false).expect("encodes"))
+        );
+    }
+
+    #[test]
+    fn an_event_line_is_the_watch_event_of_the_answer() {
+        let mut job = seed();
+        job.metadata.resource_version = None;
+        let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
+        job.metadata.resource_version = Some("9".to_string());
+        let object = Object::new(job.clone(), stored);
+        let line = object.event_line(WatchEventType::MODIFIED).expect("a line");
+        assert!(line.ends_with(b"}\n"));
+        let event: mxjob_api::model::WatchEvent = serde_json::from_slice(&line).expect("an event");
+        assert_eq!(event.type_, WatchEventType::MODIFIED);
+        assert_eq!(
+            serde_json::Value::Object(event.object),
+            serde_json::to_value(&job).expect("encodes")
+        );
+        let again = object.event_line(WatchEventType::MODIFIED).expect("a line");
+        assert_eq!(again.as_ptr(), line.as_ptr(), "made once, shared");
+        let deleted = object.deleted_at(10);
+        assert_eq!(
+            deleted.job().metadata.resource_version.as_deref(),
+            Some("10")
+        );
+        assert!(Arc::ptr_eq(&deleted, &object.deleted_at(10)));
+    }
+}
