@@ -204,7 +204,9 @@ impl Registry {
             // the version given, replaying the changes after it (410 when
             // they are no longer kept) and waiting for those after a
             // version it has not reached, rather than from its newest state.
-            (None | Some(false), Some(version)) => (Initial::default(), parse_resource_version(version)?),
+            (None | Some(false), Some(version)) => {
+                (Initial::default(), parse_resource_version(version)?)
+            }
             // `sendInitialEvents=false` without a resourceVersion (or with
             // "0"): the changes from the newest state on.
             (Some(false), None) => (Initial::default(), self.current_revision().await?),
