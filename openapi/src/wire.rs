@@ -458,23 +458,12 @@ where
     S: futures::Stream<Item = WatchEvent> + Send + 'static,
     F: Fn(WatchEvent) -> WatchEvent + Send + Sync + 'static,
 {
-    let frames =
-        events
-            .map(move |event| to_json(&encode(event), false))
-            // An event that cannot be encoded ends the stream.
-            .take_while(|encoded| std::future::ready(encoded.is_ok()))
-            .filter_map(|encoded| {
-                std::future::ready(encoded.ok().map(|bytes| {
-                    Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(bytes)))
-                }))
-            });
-    // Dropshot's bodies must be `Sync`; a stream is polled by one task only.
-    let frames = sync_wrapper::SyncStream::new(frames);
-    let mut response = Response::new(Body::wrap(StreamBody::new(frames)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    let chunks = events
+        .map(move |event| to_json(&encode(event), false))
+        // An event that cannot be encoded ends the stream.
+        .take_while(|encoded| std::future::ready(encoded.is_ok()))
+        .filter_map(|encoded| std::future::ready(encoded.ok().map(Bytes::from)));
+    stream_bytes(chunks, content_type)
 }
 
 /// Streams `chunks`, each already in its wire form (watch event lines, or

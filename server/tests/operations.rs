@@ -116,6 +116,22 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// `GET url`'s JSON body.
+async fn get_json(url: &str) -> Value {
+    let response = http().get(url).send().await.expect("GET");
+    response.json().await.expect("a JSON body")
+}
+
+/// mxjob-server on the memory store, logging into `scratch`, once `/readyz`
+/// answers 200.
+async fn memory_server(scratch: &Path) -> ServerProcess {
+    ServerCommand::new(SERVER, scratch.join("server.log"))
+        .args(["--store", "memory"])
+        .ready_path("/readyz")
+        .start()
+        .await
+}
+
 async fn create(server: &ServerProcess, namespace: &str, name: &str) -> Value {
     let response = http()
         .post(jobs_url(server, namespace))
@@ -313,11 +329,7 @@ async fn scrape_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_jobs_keep_no_task_until_a_change_wakes_them() {
     let scratch = tempfile::tempdir().expect("temporary directory");
-    let server = ServerCommand::new(SERVER, scratch.path().join("server.log"))
-        .args(["--store", "memory"])
-        .ready_path("/readyz")
-        .start()
-        .await;
+    let server = memory_server(scratch.path()).await;
     for name in ["a", "b", "c"] {
         create(&server, "parked", name).await;
     }
@@ -346,14 +358,7 @@ async fn idle_jobs_keep_no_task_until_a_change_wakes_them() {
 
     // A parked job whose deadline is shortened fails at it.
     let url = format!("{}/a", jobs_url(&server, "parked"));
-    let mut job: Value = http()
-        .get(&url)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("the job");
+    let mut job = get_json(&url).await;
     job["spec"]["activeDeadlineSeconds"] = json!(1);
     let response = http().put(&url).json(&job).send().await.expect("replace");
     assert_eq!(response.status(), 200);
@@ -364,14 +369,7 @@ async fn idle_jobs_keep_no_task_until_a_change_wakes_them() {
         |samples| value(samples, "mxjob_jobs", &[("condition", "Failed")]) == 1.0,
     )
     .await;
-    let failed: Value = http()
-        .get(&url)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("the job");
+    let failed = get_json(&url).await;
     let reasons: Vec<&str> = failed["status"]["conditions"]
         .as_array()
         .expect("conditions")
@@ -392,11 +390,7 @@ async fn idle_jobs_keep_no_task_until_a_change_wakes_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livez_and_readyz_answer_as_kube_apiserver_does() {
     let scratch = tempfile::tempdir().expect("temporary directory");
-    let server = ServerCommand::new(SERVER, scratch.path().join("server.log"))
-        .args(["--store", "memory"])
-        .ready_path("/readyz")
-        .start()
-        .await;
+    let server = memory_server(scratch.path()).await;
     let get = |path: &str| {
         let url = server.url_for(path);
         async move {
