@@ -92,13 +92,13 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "body → Value (json::parse)",
-        "mxjob_server::json::parse",
+        "body → MXJob (decode::object: the key scan, then straight into MXJob)",
+        "mxjob_server::decode::object",
     ),
     (
         "JSON decode",
-        "Value → MXJob (decode::job: serde_ignored, serde_path_to_error)",
-        "mxjob_server::decode::job",
+        "the body's one pass for repeated keys and misshapen status (json::scan)",
+        "mxjob_server::json::scan",
     ),
     (
         "JSON decode",
@@ -112,8 +112,8 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "registry",
-        "update: checks, validation, write_update",
-        "mxjob_server::registry::Registry::update::{{closure}}",
+        "update: checks, validation, managed fields, write_update",
+        "mxjob_server::registry::write::<impl mxjob_server::registry::Registry>::update::{{closure}}",
     ),
     (
         "validation",
@@ -132,8 +132,28 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "registry",
-        "write_update: compare, encode, store, decode back",
-        "mxjob_server::registry::Registry::write_update::{{closure}}",
+        "write_update: compare, encode, store",
+        "mxjob_server::registry::write::<impl mxjob_server::registry::Registry>::write_update::{{closure}}",
+    ),
+    (
+        "managed fields",
+        "set_managed_fields: the Update entry of the writer, as Kubernetes keeps it",
+        "mxjob_server::registry::write::<impl mxjob_server::registry::Registry>::set_managed_fields",
+    ),
+    (
+        "managed fields",
+        "apply::operations::update: the changed fields and the managers' sets",
+        "mxjob_server::apply::operations::update",
+    ),
+    (
+        "managed fields",
+        "field sets dropped (calls = sets dropped)",
+        "core::ptr::drop_in_place<mxjob_server::apply::set::FieldSet>",
+    ),
+    (
+        "managed fields",
+        "managedFields entries decoded (calls = objects)",
+        "mxjob_server::apply::managers::Managed::decode",
     ),
     (
         "JSON encode",
