@@ -333,19 +333,19 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
 /// entries the client sent replace the stored ones when they are valid and
 /// non-empty, an empty list (or one empty entry) clears them, and anything
 /// else (absent or invalid) keeps the stored entries.
-pub fn managed_fields_for_update(
-    stored: Option<&[ManagedFieldsEntry]>,
-    sent: Option<&[ManagedFieldsEntry]>,
+pub fn managed_fields_for_update<'a>(
+    stored: Option<&'a [ManagedFieldsEntry]>,
+    sent: Option<&'a [ManagedFieldsEntry]>,
     subresource: Subresource,
-) -> Vec<ManagedFieldsEntry> {
-    let stored = stored.unwrap_or_default().to_vec();
+) -> &'a [ManagedFieldsEntry] {
+    let stored = stored.unwrap_or_default();
     if subresource == Subresource::Status {
         return stored;
     }
     match sent {
-        Some([]) => Vec::new(),
-        Some([only]) if *only == ManagedFieldsEntry::default() => Vec::new(),
-        Some(sent) if Managed::decode(sent).is_ok() => sent.to_vec(),
+        Some([]) => &[],
+        Some([only]) if *only == ManagedFieldsEntry::default() => &[],
+        Some(sent) if Managed::decode(sent).is_ok() => sent,
         _ => stored,
     }
 }

@@ -213,13 +213,13 @@ pub fn apply(
 /// existing object (one with a `uid`) without entries stays untracked until
 /// its first apply, as in kube-apiserver.
 pub fn update(
-    old: &Value,
-    new: &Value,
+    old: Value,
+    new: Value,
     managed_fields: &[ManagedFieldsEntry],
     writer: &Writer<'_>,
 ) -> Vec<ManagedFieldsEntry> {
     let mut managed = Managed::decode(managed_fields).unwrap_or_default();
-    let old = without_managed_fields(old);
+    let old = into_without_managed_fields(old);
     let has_uid = old
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -227,7 +227,7 @@ pub fn update(
     if managed.is_empty() && has_uid {
         return Vec::new();
     }
-    let new = without_managed_fields(new);
+    let new = into_without_managed_fields(new);
     let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
     let reset = reset(writer.subresource);
     record_update(&old, &new, &mut managed, &key, &reset, &stamp(writer.now));
@@ -261,10 +261,15 @@ fn check_config(config: &Value) -> Result<(), ApplyError> {
 
 /// A copy of an object without its managed fields; `null` becomes `{}`.
 fn without_managed_fields(v: &Value) -> Value {
-    let mut v = match v {
-        Value::Null => Value::Object(Map::new()),
-        v => v.clone(),
-    };
+    into_without_managed_fields(v.clone())
+}
+
+/// An object without its managed fields, taken out in place; `null`
+/// becomes `{}`.
+fn into_without_managed_fields(mut v: Value) -> Value {
+    if v.is_null() {
+        return Value::Object(Map::new());
+    }
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
     }

@@ -373,7 +373,7 @@ proptest! {
             let new = cfg.to_json();
             let w = writer(managers[*who], t as i64);
             let next = match &live {
-                None => stored(new.clone(), update(&Value::Null, &new, &[], &w)),
+                None => stored(new.clone(), update(Value::Null, new.clone(), &[], &w)),
                 Some(old) => {
                     let mut new = new.clone();
                     new["metadata"]["uid"] = old.value["metadata"]["uid"].clone();

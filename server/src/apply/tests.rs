@@ -53,7 +53,7 @@ pub(super) fn stored(mut value: Value, entries: Vec<ManagedFieldsEntry>) -> Stor
 
 /// Creates `object` through an ordinary write by `manager`.
 pub(super) fn create(object: Value, manager: &str) -> Stored {
-    let entries = update(&Value::Null, &object, &[], &writer(manager, 0));
+    let entries = update(Value::Null, object.clone(), &[], &writer(manager, 0));
     stored(object, entries)
 }
 
@@ -75,7 +75,7 @@ pub(super) fn apply_as(
 }
 
 pub(super) fn update_as(live: &Stored, new: Value, w: &Writer<'_>) -> Stored {
-    let entries = update(&live.value, &new, &live.entries, w);
+    let entries = update(live.value.clone(), new.clone(), &live.entries, w);
     stored(new, entries)
 }
 
@@ -117,7 +117,12 @@ fn create_owns_what_it_wrote_but_not_identity_fields() {
     let mut object = job(json!({"backoffLimit": 1}));
     object["metadata"]["labels"] = json!({"team": "a"});
     object["metadata"]["generation"] = json!(1);
-    let entries = update(&Value::Null, &object, &[], &writer("kubectl-create", 0));
+    let entries = update(
+        Value::Null,
+        object.clone(),
+        &[],
+        &writer("kubectl-create", 0),
+    );
     assert_eq!(entries.len(), 1);
     let entry = &entries[0];
     assert_eq!(entry.manager.as_deref(), Some("kubectl-create"));
@@ -556,7 +561,13 @@ fn updates_to_an_untracked_existing_object_stay_untracked() {
     let live = stored(job(json!({"backoffLimit": 1})), vec![]);
     let mut new = live.value.clone();
     new["spec"]["backoffLimit"] = json!(2);
-    assert!(update(&live.value, &new, &[], &writer("kubectl-edit", 1)).is_empty());
+    assert!(update(
+        live.value.clone(),
+        new.clone(),
+        &[],
+        &writer("kubectl-edit", 1)
+    )
+    .is_empty());
 }
 
 #[test]

@@ -177,7 +177,7 @@ impl Registry {
                     subresource: Subresource::Main,
                     now: now.0,
                 };
-                ssa::update(&serde_json::Value::Null, &to_value(&job)?, &start, &writer)
+                ssa::update(serde_json::Value::Null, to_value(&job)?, start, &writer)
             }
         });
         // Encoded (and measured) for a dry run too: it answers what the
@@ -567,7 +567,7 @@ impl Registry {
                     subresource,
                     now: Utc::now(),
                 };
-                ssa::update(&to_value(old)?, &to_value(job)?, &start, &writer)
+                ssa::update(to_value(old)?, to_value(job)?, start, &writer)
             }
         };
         job.metadata.managed_fields = entries(computed);

@@ -147,11 +147,6 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "managed fields",
-        "field sets dropped (calls = sets dropped)",
-        "core::ptr::drop_in_place<mxjob_server::apply::set::FieldSet>",
-    ),
-    (
-        "managed fields",
         "managedFields entries decoded (calls = objects)",
         "mxjob_server::apply::managers::Managed::decode",
     ),
