@@ -25,10 +25,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mxjob_api::error::FieldError;
 use mxjob_api::model::{
-    CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, ReplicaSpec,
-    ReplicaType, RestartPolicy,
+    CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, MXJobSpec,
+    ReplicaSpec, ReplicaType, RestartPolicy,
 };
 
 use crate::names::{
@@ -51,18 +52,47 @@ pub fn validate_object(job: &MXJob) -> Vec<FieldError> {
 }
 
 /// The rules for an update: validate_object(new) plus immutability against the stored object.
+///
+/// The typed comparison decides first: equal typed values encode to equal
+/// JSON, so only a difference pays for the JSON walk that words it.
 pub fn validate_update(new: &MXJob, old: &MXJob) -> Vec<FieldError> {
     let mut errors = validate_object(new);
+    if !immutable_metadata_equal(&new.metadata, &old.metadata) {
+        immutable_metadata_errors(new, old, &mut errors);
+    }
+    if !immutable_spec_equal(&new.spec, &old.spec) {
+        immutable_spec_errors(new, old, &mut errors);
+    }
+    errors
+}
 
+/// The metadata that may not change: `name`, `namespace`, `generateName`,
+/// `ownerReferences` and `finalizers`.
+const IMMUTABLE_METADATA: [&str; 5] = [
+    "name",
+    "namespace",
+    "generateName",
+    "ownerReferences",
+    "finalizers",
+];
+
+/// Whether the immutable metadata is equal as typed values (an absent list
+/// equals an empty one).
+fn immutable_metadata_equal(new: &ObjectMeta, old: &ObjectMeta) -> bool {
+    fn list<T>(v: &Option<Vec<T>>) -> &[T] {
+        v.as_deref().unwrap_or_default()
+    }
+    new.name == old.name
+        && new.namespace == old.namespace
+        && new.generate_name == old.generate_name
+        && list(&new.owner_references) == list(&old.owner_references)
+        && list(&new.finalizers) == list(&old.finalizers)
+}
+
+fn immutable_metadata_errors(new: &MXJob, old: &MXJob, errors: &mut Vec<FieldError>) {
     let new_meta = serde_json::to_value(&new.metadata).unwrap_or(Value::Null);
     let old_meta = serde_json::to_value(&old.metadata).unwrap_or(Value::Null);
-    for key in [
-        "name",
-        "namespace",
-        "generateName",
-        "ownerReferences",
-        "finalizers",
-    ] {
+    for key in IMMUTABLE_METADATA {
         let (n, o) = (field(&new_meta, key), field(&old_meta, key));
         if !same(n, o) {
             errors.push(FieldError::invalid(
@@ -72,22 +102,42 @@ pub fn validate_update(new: &MXJob, old: &MXJob) -> Vec<FieldError> {
             ));
         }
     }
+}
 
+/// The spec fields a replace may change.
+const REPLACEABLE_SPEC: [&str; 3] = [
+    "activeDeadlineSeconds",
+    "ttlSecondsAfterFinished",
+    "cleanPodPolicy",
+];
+
+/// Whether the spec, but for its replaceable fields, is equal as typed
+/// values. Destructured whole, so a new spec field must be placed here.
+fn immutable_spec_equal(new: &MXJobSpec, old: &MXJobSpec) -> bool {
+    let MXJobSpec {
+        active_deadline_seconds: _,
+        ttl_seconds_after_finished: _,
+        clean_pod_policy: _,
+        backoff_limit,
+        job_mode,
+        mx_replica_specs,
+    } = new;
+    *backoff_limit == old.backoff_limit
+        && *job_mode == old.job_mode
+        && *mx_replica_specs == old.mx_replica_specs
+}
+
+fn immutable_spec_errors(new: &MXJob, old: &MXJob, errors: &mut Vec<FieldError>) {
     let mut new_spec = serde_json::to_value(&new.spec).unwrap_or(Value::Null);
     let mut old_spec = serde_json::to_value(&old.spec).unwrap_or(Value::Null);
     for spec in [&mut new_spec, &mut old_spec] {
         if let Value::Object(map) = spec {
-            for replaceable in [
-                "activeDeadlineSeconds",
-                "ttlSecondsAfterFinished",
-                "cleanPodPolicy",
-            ] {
+            for replaceable in REPLACEABLE_SPEC {
                 map.remove(replaceable);
             }
         }
     }
-    diff("spec", &new_spec, &old_spec, &mut errors);
-    errors
+    diff("spec", &new_spec, &old_spec, errors);
 }
 
 /// Rules for a status written through the `/status` subresource: enum

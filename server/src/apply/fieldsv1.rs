@@ -91,6 +91,29 @@ pub(crate) fn element_key(pe: &PathElement) -> String {
     out
 }
 
+/// Whether `doc`, a `fieldsV1` document in the form
+/// [`FieldSet::to_fields_v1`] writes, holds `path`; `None` when `doc` is not
+/// in that form along the way.
+pub(crate) fn holds(doc: &Value, path: &[PathElement]) -> Option<bool> {
+    let Some((last, parents)) = path.split_last() else {
+        return Some(false);
+    };
+    let mut level = doc.as_object()?;
+    for pe in parents {
+        match level.get(&element_key(pe)) {
+            None => return Some(false),
+            Some(Value::Object(below)) => level = below,
+            Some(_) => return None,
+        }
+    }
+    match level.get(&element_key(last)) {
+        None => Some(false),
+        // A member is a leaf (`{}`) or marked with `"."`.
+        Some(Value::Object(below)) => Some(below.is_empty() || below.contains_key(".")),
+        Some(_) => None,
+    }
+}
+
 /// A `fieldsV1` key as a path element; `Ok(None)` for an unknown kind.
 fn parse_element(key: &str) -> Result<Option<PathElement>, FieldsV1Error> {
     let invalid = |reason| FieldsV1Error::InvalidElement {

@@ -243,19 +243,10 @@ impl Managed {
 
     /// The entries to store, in kube-apiserver's order.
     pub(crate) fn encode(&self) -> Vec<ManagedFieldsEntry> {
-        let mut owners: Vec<&Owner> = self.owners.iter().collect();
-        owners.sort_by(|p, q| {
-            p.key
-                .operation
-                .cmp(&q.key.operation)
-                .then_with(|| seconds(&p.time).cmp(&seconds(&q.time)))
-                .then_with(|| p.key.manager.cmp(&q.key.manager))
-                .then_with(|| p.api_version.cmp(&q.api_version))
-                .then_with(|| p.key.subresource.cmp(&q.key.subresource))
-        });
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        owners
-            .into_iter()
+        let mut entries: Vec<ManagedFieldsEntry> = self
+            .owners
+            .iter()
             .map(|o| ManagedFieldsEntry {
                 api_version: Some(o.api_version.clone()),
                 fields_type: Some("FieldsV1".to_string()),
@@ -265,7 +256,9 @@ impl Managed {
                 subresource: non_empty(&o.key.subresource),
                 time: o.time.clone(),
             })
-            .collect()
+            .collect();
+        sort_entries(&mut entries);
+        entries
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -328,26 +321,65 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
     out
 }
 
+/// The entries an ordinary write starts from.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// The stored entries. This module wrote them, so they are in its
+    /// form: one entry per owner, none empty, `fieldsV1` as
+    /// [`FieldSet::to_fields_v1`] writes it, in kube-apiserver's order.
+    Stored(&'a [ManagedFieldsEntry]),
+    /// Entries from a request, read afresh.
+    Sent(&'a [ManagedFieldsEntry]),
+}
+
+impl<'a> Start<'a> {
+    /// The entries themselves.
+    pub fn entries(self) -> &'a [ManagedFieldsEntry] {
+        match self {
+            Start::Stored(entries) | Start::Sent(entries) => entries,
+        }
+    }
+}
+
 /// The entries an ordinary write starts from, chosen as kube-apiserver
 /// chooses them: a status write always keeps the stored entries; otherwise
 /// entries the client sent replace the stored ones when they are valid and
 /// non-empty, an empty list (or one empty entry) clears them, and anything
-/// else (absent or invalid) keeps the stored entries.
+/// else (absent or invalid) keeps the stored entries. Sent entries equal to
+/// the stored ones (a client sending back what it read) count as stored.
 pub fn managed_fields_for_update<'a>(
     stored: Option<&'a [ManagedFieldsEntry]>,
     sent: Option<&'a [ManagedFieldsEntry]>,
     subresource: Subresource,
-) -> &'a [ManagedFieldsEntry] {
+) -> Start<'a> {
     let stored = stored.unwrap_or_default();
     if subresource == Subresource::Status {
-        return stored;
+        return Start::Stored(stored);
     }
     match sent {
-        Some([]) => &[],
-        Some([only]) if *only == ManagedFieldsEntry::default() => &[],
-        Some(sent) if Managed::decode(sent).is_ok() => sent,
-        _ => stored,
+        Some([]) => Start::Sent(&[]),
+        Some([only]) if *only == ManagedFieldsEntry::default() => Start::Sent(&[]),
+        Some(sent) if sent == stored => Start::Stored(stored),
+        Some(sent) if Managed::decode(sent).is_ok() => Start::Sent(sent),
+        _ => Start::Stored(stored),
     }
+}
+
+/// Puts entries in kube-apiserver's order: `Apply` before `Update`, then
+/// by time (whole seconds), manager, API version and subresource.
+pub(crate) fn sort_entries(entries: &mut [ManagedFieldsEntry]) {
+    fn text(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or_default()
+    }
+    entries.sort_by(|p, q| {
+        let operation = |e: &ManagedFieldsEntry| text(&e.operation) != Operation::Apply.as_str();
+        operation(p)
+            .cmp(&operation(q))
+            .then_with(|| seconds(&p.time).cmp(&seconds(&q.time)))
+            .then_with(|| text(&p.manager).cmp(text(&q.manager)))
+            .then_with(|| text(&p.api_version).cmp(text(&q.api_version)))
+            .then_with(|| text(&p.subresource).cmp(text(&q.subresource)))
+    });
 }
 
 #[cfg(test)]
@@ -437,7 +469,8 @@ mod tests {
             ..Default::default()
         }];
         let pick = |s: Option<&[ManagedFieldsEntry]>, sub| {
-            managed_fields_for_update(Some(&stored), s, sub)[..]
+            managed_fields_for_update(Some(&stored), s, sub)
+                .entries()
                 .first()
                 .and_then(|e| e.manager.clone())
         };

@@ -76,7 +76,8 @@ mod tests;
 pub use conflict::{Conflict, Conflicts};
 pub use fieldsv1::FieldsV1Error;
 pub use managers::{
-    managed_fields_for_update, manager_from_user_agent, ManagedFieldsError, Operation, Subresource,
+    managed_fields_for_update, manager_from_user_agent, ManagedFieldsError, Operation, Start,
+    Subresource,
 };
 pub use operations::{apply, update, Applied, ApplyError, Writer};
 pub use path::{Path, PathElement};

@@ -16,10 +16,12 @@
 //!    are conflicts; without `force` the apply fails, with it the others
 //!    lose them. Fields the result removes leave every owner.
 
-use super::compare::compare;
+use super::compare::{compare, Comparison};
 use super::conflict::{Conflict, Conflicts};
+use super::fieldsv1;
 use super::managers::{
-    stamp, Managed, ManagedFieldsError, ManagerKey, Operation, Owner, Subresource, API_VERSION,
+    sort_entries, stamp, Managed, ManagedFieldsError, ManagerKey, Operation, Owner, Start,
+    Subresource, API_VERSION,
 };
 use super::merge::merge;
 use super::remove::remove;
@@ -29,7 +31,7 @@ use super::typed::{drop_nulls, fields_of, validate_config, with_named_fields, In
 use super::untracked::{reset, stripped};
 use super::value;
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -181,7 +183,7 @@ pub fn apply(
             .difference(&diff.removed);
     }
     if let Some(mine) = managed.get_mut(&key) {
-        mine.set = mine.set.difference(&stripped());
+        mine.set = mine.set.difference(stripped());
     }
     managed.drop_empty();
 
@@ -202,9 +204,9 @@ pub fn apply(
 }
 
 /// The managed fields after an ordinary write (create, replace, patch, or
-/// a status write) changed `old` into `new`. `managed_fields` are the
-/// entries to start from ([`super::managed_fields_for_update`] picks them);
-/// `old` is `null` or `{}` for a create.
+/// a status write) changed `old` into `new`, starting from `start`
+/// ([`super::managed_fields_for_update`] picks it); `old` is `null` or `{}`
+/// for a create.
 ///
 /// The writer's entry gains every field whose value it set (added or
 /// modified), and those fields leave every other entry: an update takes
@@ -212,14 +214,28 @@ pub fn apply(
 /// left empty are dropped. Unreadable entries are discarded, and an
 /// existing object (one with a `uid`) without entries stays untracked until
 /// its first apply, as in kube-apiserver.
+///
+/// Most writes move no ownership: a client changes fields it already owns
+/// alone. For stored entries that case is answered from the entries as
+/// they are ([`unmoved`]), without reading every entry's fields into sets
+/// and writing them back, which costs more than the rest of a replace.
 pub fn update(
     old: Value,
     new: Value,
-    managed_fields: &[ManagedFieldsEntry],
+    start: Start<'_>,
     writer: &Writer<'_>,
 ) -> Vec<ManagedFieldsEntry> {
-    let mut managed = Managed::decode(managed_fields).unwrap_or_default();
     let old = into_without_managed_fields(old);
+    let new = into_without_managed_fields(new);
+    let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
+    let diff = compare(&MXJOB, &old, &new).without(&reset(writer.subresource));
+    let now = stamp(writer.now);
+    if let Start::Stored(entries) = start {
+        if let Some(entries) = unmoved(entries, &diff, &key, &now) {
+            return entries;
+        }
+    }
+    let mut managed = Managed::decode(start.entries()).unwrap_or_default();
     let has_uid = old
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -227,12 +243,88 @@ pub fn update(
     if managed.is_empty() && has_uid {
         return Vec::new();
     }
-    let new = into_without_managed_fields(new);
-    let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
-    let reset = reset(writer.subresource);
-    record_update(&old, &new, &mut managed, &key, &reset, &stamp(writer.now));
+    take_changed(&diff, &mut managed, &key, &now);
     cap_updaters(&mut managed);
     managed.encode()
+}
+
+/// The entries after an update that moves no ownership: every field it
+/// sets is already the writer's alone (identity fields, which nobody owns,
+/// aside) and no field it removes is anyone's. Then the sets stay as they
+/// are and only the writer's time moves, which is what decoding the sets,
+/// [`take_changed`] and encoding them again would give. `None` when
+/// ownership moves, or when the entries are not as this module writes them
+/// (see [`Start::Stored`]): the full walk decides then.
+fn unmoved(
+    entries: &[ManagedFieldsEntry],
+    diff: &Comparison,
+    key: &ManagerKey,
+    now: &Time,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    let docs: Vec<&Value> = entries.iter().map(stored_fields).collect::<Option<_>>()?;
+    let updaters = entries
+        .iter()
+        .filter(|e| e.operation.as_deref() == Some(Operation::Update.as_str()))
+        .count();
+    if updaters > MAX_UPDATERS {
+        return None;
+    }
+    let writer = entries.iter().position(|e| is_entry_of(e, key))?;
+    let mut sets_anything = false;
+    for path in diff.added.paths().iter().chain(&diff.modified.paths()) {
+        let mine = !stripped().contains(&path.0);
+        for (i, doc) in docs.iter().enumerate() {
+            let expected = i == writer && mine;
+            if fieldsv1::holds(doc, &path.0)? != expected {
+                return None;
+            }
+        }
+        sets_anything |= mine;
+    }
+    for path in diff.removed.paths() {
+        for doc in &docs {
+            if fieldsv1::holds(doc, &path.0)? {
+                return None;
+            }
+        }
+    }
+    let mut entries = entries.to_vec();
+    if sets_anything {
+        entries[writer].time = Some(now.clone());
+        sort_entries(&mut entries);
+    }
+    Some(entries)
+}
+
+/// An entry's `fieldsV1` if the entry is one this module could have
+/// written: a known operation, an API version, `FieldsV1` fields that are
+/// not empty, no empty names.
+fn stored_fields(entry: &ManagedFieldsEntry) -> Option<&Value> {
+    let operation = entry.operation.as_deref();
+    let known = operation == Some(Operation::Apply.as_str())
+        || operation == Some(Operation::Update.as_str());
+    let named = |v: &Option<String>| v.as_deref() != Some("");
+    let well_formed = known
+        && entry.api_version.as_deref().is_some_and(|v| !v.is_empty())
+        && entry.fields_type.as_deref() == Some("FieldsV1")
+        && named(&entry.manager)
+        && named(&entry.subresource);
+    match &entry.fields_v1 {
+        Some(FieldsV1(doc)) if well_formed && doc.as_object().is_some_and(|d| !d.is_empty()) => {
+            Some(doc)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `entry` is the one of the owner `key`.
+fn is_entry_of(entry: &ManagedFieldsEntry, key: &ManagerKey) -> bool {
+    let text = |v: &Option<String>| v.as_deref().unwrap_or_default().to_string();
+    entry.operation.as_deref() == Some(key.operation.as_str())
+        && text(&entry.manager) == key.manager
+        && text(&entry.subresource) == key.subresource
+        && (key.operation == Operation::Apply
+            || entry.api_version.as_deref() == Some(key.api_version.as_str()))
 }
 
 fn check_config(config: &Value) -> Result<(), ApplyError> {
@@ -310,7 +402,7 @@ fn prune(merged: &Value, managed: &Managed, last: Option<&FieldSet>) -> Value {
     let without_last = remove(ty, merged, &last);
     // Back: what anyone owns. The identity fields count as owned, so the
     // object keeps its metadata even when a configuration omits it.
-    let owned = with_named_fields(ty, &managed.all_fields().union(&stripped()));
+    let owned = with_named_fields(ty, &managed.all_fields().union(stripped()));
     let merged_holds = holds(merged);
     let owned_back = remove(
         ty,
@@ -353,12 +445,17 @@ fn record_update(
     now: &Time,
 ) {
     let diff = compare(&MXJOB, old, new).without(reset);
+    take_changed(&diff, managed, key, now);
+}
+
+/// Moves ownership for an ordinary write that made `diff` by `key`.
+fn take_changed(diff: &Comparison, managed: &mut Managed, key: &ManagerKey, now: &Time) {
     let changed = diff.changed();
     for owner in &mut managed.owners {
         owner.set = owner.set.difference(&changed).difference(&diff.removed);
     }
     managed.drop_empty();
-    let mine = changed.difference(&stripped());
+    let mine = changed.difference(stripped());
     if mine.is_empty() {
         return;
     }

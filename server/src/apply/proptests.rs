@@ -373,7 +373,7 @@ proptest! {
             let new = cfg.to_json();
             let w = writer(managers[*who], t as i64);
             let next = match &live {
-                None => stored(new.clone(), update(Value::Null, new.clone(), &[], &w)),
+                None => stored(new.clone(), update(Value::Null, new.clone(), Start::Sent(&[]), &w)),
                 Some(old) => {
                     let mut new = new.clone();
                     new["metadata"]["uid"] = old.value["metadata"]["uid"].clone();
@@ -392,6 +392,35 @@ proptest! {
                 }
             }
             live = Some(next);
+        }
+    }
+
+    #[test]
+    fn writers_changing_what_they_own_keep_the_sets(
+        first in config(),
+        second in config(),
+        ttls in proptest::collection::vec(0_i64..100, 1..4),
+        label in "[x-z]{1,2}",
+    ) {
+        // Whatever two managers wrote, a writer changing a field it holds
+        // (the ttl it set, a label the creator set) gives through stored
+        // entries what the full walk gives (update_as checks that).
+        let w = |m, t| writer(m, t);
+        let mut live = create(first.to_json(), "a");
+        let mut next = second.to_json();
+        next["metadata"]["uid"] = live.value["metadata"]["uid"].clone();
+        live = update_as(&live, next, &w("b", 1));
+        for (t, ttl) in ttls.iter().enumerate() {
+            let mut next = live.value.clone();
+            next["spec"]["ttlSecondsAfterFinished"] = json!(ttl);
+            live = update_as(&live, next, &w("b", 2 + t as i64));
+            let mut next = live.value.clone();
+            if let Some(labels) = next["metadata"]["labels"].as_object_mut() {
+                if let Some((_, v)) = labels.iter_mut().next() {
+                    *v = json!(label.clone());
+                }
+            }
+            live = update_as(&live, next, &w("a", 3 + t as i64));
         }
     }
 

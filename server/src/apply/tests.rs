@@ -3,7 +3,7 @@
 
 use super::*;
 use chrono::{DateTime, TimeZone, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 use serde_json::{json, Value};
 
 /// A stored object and its managed fields.
@@ -53,7 +53,12 @@ pub(super) fn stored(mut value: Value, entries: Vec<ManagedFieldsEntry>) -> Stor
 
 /// Creates `object` through an ordinary write by `manager`.
 pub(super) fn create(object: Value, manager: &str) -> Stored {
-    let entries = update(Value::Null, object.clone(), &[], &writer(manager, 0));
+    let entries = update(
+        Value::Null,
+        object.clone(),
+        Start::Sent(&[]),
+        &writer(manager, 0),
+    );
     stored(object, entries)
 }
 
@@ -74,8 +79,23 @@ pub(super) fn apply_as(
     Ok(stored(applied.object, applied.managed_fields))
 }
 
+/// An ordinary write of `new` over `live` by `w`, checked to give the same
+/// entries from the stored entries (which may skip the full walk) as from
+/// the same entries read afresh.
 pub(super) fn update_as(live: &Stored, new: Value, w: &Writer<'_>) -> Stored {
-    let entries = update(live.value.clone(), new.clone(), &live.entries, w);
+    let entries = update(
+        live.value.clone(),
+        new.clone(),
+        Start::Stored(&live.entries),
+        w,
+    );
+    let walked = update(
+        live.value.clone(),
+        new.clone(),
+        Start::Sent(&live.entries),
+        w,
+    );
+    assert_eq!(entries, walked, "stored entries and the full walk differ");
     stored(new, entries)
 }
 
@@ -120,7 +140,7 @@ fn create_owns_what_it_wrote_but_not_identity_fields() {
     let entries = update(
         Value::Null,
         object.clone(),
-        &[],
+        Start::Sent(&[]),
         &writer("kubectl-create", 0),
     );
     assert_eq!(entries.len(), 1);
@@ -564,7 +584,7 @@ fn updates_to_an_untracked_existing_object_stay_untracked() {
     assert!(update(
         live.value.clone(),
         new.clone(),
-        &[],
+        Start::Stored(&[]),
         &writer("kubectl-edit", 1)
     )
     .is_empty());
@@ -758,4 +778,58 @@ fn applying_null_clears_a_field_and_conflicts_like_a_change() {
     .unwrap();
     assert!(!again.changed);
     assert_eq!(again.managed_fields, after.entries);
+}
+
+#[test]
+fn a_writer_changing_only_its_own_fields_moves_only_its_time() {
+    let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
+    let mut edit = live.value.clone();
+    edit["spec"]["ttlSecondsAfterFinished"] = json!(5);
+    let edited = update_as(&live, edit, &writer("kubectl-edit", 10));
+    let mut again = edited.value.clone();
+    again["spec"]["ttlSecondsAfterFinished"] = json!(6);
+    again["metadata"]["generation"] = json!(3);
+    let after = update_as(&edited, again, &writer("kubectl-edit", 20));
+
+    let managers: Vec<_> = after.entries.iter().map(|e| e.manager.clone()).collect();
+    assert_eq!(
+        managers,
+        [Some("kubectl-create".into()), Some("kubectl-edit".into())]
+    );
+    let fields = |s: &Stored| -> Vec<_> { s.entries.iter().map(|e| e.fields_v1.clone()).collect() };
+    assert_eq!(fields(&after), fields(&edited));
+    assert_eq!(after.entries[1].time, Some(Time(at(20))));
+    assert_eq!(after.entries[0].time, edited.entries[0].time);
+}
+
+#[test]
+fn a_moved_time_reorders_the_entries() {
+    // The creator writes again later, only fields it owns: its entry's
+    // time passes the editor's, so it now comes second.
+    let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
+    let mut edit = live.value.clone();
+    edit["spec"]["ttlSecondsAfterFinished"] = json!(5);
+    let edited = update_as(&live, edit, &writer("kubectl-edit", 10));
+    let mut again = edited.value.clone();
+    again["spec"]["backoffLimit"] = json!(2);
+    let after = update_as(&edited, again, &writer("kubectl-create", 20));
+    let managers: Vec<_> = after.entries.iter().map(|e| e.manager.clone()).collect();
+    assert_eq!(
+        managers,
+        [Some("kubectl-edit".into()), Some("kubectl-create".into())]
+    );
+}
+
+#[test]
+fn a_field_taken_from_another_manager_moves_its_owner() {
+    let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
+    let mut edit = live.value.clone();
+    edit["spec"]["backoffLimit"] = json!(2);
+    let after = update_as(&live, edit, &writer("kubectl-edit", 10));
+    let path: Vec<PathElement> = ["spec", "backoffLimit"]
+        .iter()
+        .map(|n| PathElement::Field((*n).into()))
+        .collect();
+    assert!(owned_by(&after.entries, "kubectl-edit", Operation::Update).contains(&path));
+    assert!(!owned_by(&after.entries, "kubectl-create", Operation::Update).contains(&path));
 }

@@ -18,6 +18,7 @@
 use super::path::PathElement;
 use super::set::FieldSet;
 use super::Subresource;
+use std::sync::LazyLock;
 
 fn field_path(names: &[&str]) -> Vec<PathElement> {
     names
@@ -27,7 +28,12 @@ fn field_path(names: &[&str]) -> Vec<PathElement> {
 }
 
 /// The paths taken out of the writer's set after every write.
-pub(crate) fn stripped() -> FieldSet {
+pub(crate) fn stripped() -> &'static FieldSet {
+    static STRIPPED: LazyLock<FieldSet> = LazyLock::new(stripped_set);
+    &STRIPPED
+}
+
+fn stripped_set() -> FieldSet {
     let mut set = FieldSet::new();
     for top in ["apiVersion", "kind", "metadata"] {
         set.insert(&field_path(&[top]));

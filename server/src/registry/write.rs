@@ -51,9 +51,45 @@ fn subresource(part: Part) -> Subresource {
     }
 }
 
-/// `job` as JSON, for the managed-fields walks.
+/// `job` as JSON without `metadata.managedFields`, for the managed-fields
+/// walks, which leave them out: encoding them only to drop them would cost
+/// as much as the rest of the object.
 fn to_value(job: &MXJob) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(job).map_err(|e| Error::Internal(format!("encoding object: {e}")))
+    let encode = |e: serde_json::Error| Error::Internal(format!("encoding object: {e}"));
+    let m = &job.metadata;
+    let metadata = ObjectMeta {
+        annotations: m.annotations.clone(),
+        creation_timestamp: m.creation_timestamp.clone(),
+        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+        deletion_timestamp: m.deletion_timestamp.clone(),
+        finalizers: m.finalizers.clone(),
+        generate_name: m.generate_name.clone(),
+        generation: m.generation,
+        labels: m.labels.clone(),
+        managed_fields: None,
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        owner_references: m.owner_references.clone(),
+        resource_version: m.resource_version.clone(),
+        self_link: m.self_link.clone(),
+        uid: m.uid.clone(),
+    };
+    let mut object = serde_json::Map::new();
+    object.insert("apiVersion".into(), job.api_version.clone().into());
+    object.insert("kind".into(), job.kind.clone().into());
+    object.insert(
+        "metadata".into(),
+        serde_json::to_value(metadata).map_err(encode)?,
+    );
+    object.insert(
+        "spec".into(),
+        serde_json::to_value(&job.spec).map_err(encode)?,
+    );
+    object.insert(
+        "status".into(),
+        serde_json::to_value(&job.status).map_err(encode)?,
+    );
+    Ok(serde_json::Value::Object(object))
 }
 
 /// No entries is no `managedFields`, as Kubernetes stores it.
