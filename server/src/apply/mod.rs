@@ -79,7 +79,9 @@ pub use managers::{
     managed_fields_for_update, manager_from_user_agent, ManagedFieldsError, Operation, Start,
     Subresource,
 };
-pub use operations::{apply, update, Applied, ApplyError, Writer};
+pub use operations::{
+    apply, changes, update, update_unmoved, Applied, ApplyError, Changes, Writer,
+};
 pub use path::{Path, PathElement};
 pub use set::FieldSet;
 pub use typed::{InvalidConfig, ItemProblem};

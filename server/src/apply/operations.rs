@@ -24,6 +24,7 @@ use super::managers::{
     Subresource, API_VERSION,
 };
 use super::merge::merge;
+use super::path::Path;
 use super::remove::remove;
 use super::schema::MXJOB;
 use super::set::FieldSet;
@@ -231,7 +232,7 @@ pub fn update(
     let diff = compare(&MXJOB, &old, &new).without(&reset(writer.subresource));
     let now = stamp(writer.now);
     if let Start::Stored(entries) = start {
-        if let Some(entries) = unmoved(entries, &diff, &key, &now) {
+        if let Some(entries) = unmoved(entries, &Changes::from(&diff), &key, &now) {
             return entries;
         }
     }
@@ -248,6 +249,48 @@ pub fn update(
     managed.encode()
 }
 
+/// The fields an ordinary write added, modified and removed, as
+/// [`changes`] finds them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<Path>,
+    pub modified: Vec<Path>,
+    pub removed: Vec<Path>,
+}
+
+impl From<&Comparison> for Changes {
+    fn from(diff: &Comparison) -> Self {
+        Changes {
+            added: diff.added.paths(),
+            modified: diff.modified.paths(),
+            removed: diff.removed.paths(),
+        }
+    }
+}
+
+/// What an ordinary write through `subresource` changes from `old` to
+/// `new`, the fields it cannot set (see `untracked.rs`) left out.
+pub fn changes(old: &Value, new: &Value, subresource: Subresource) -> Changes {
+    let old = without_managed_fields(old);
+    let new = without_managed_fields(new);
+    Changes::from(&compare(&MXJOB, &old, &new).without(&reset(subresource)))
+}
+
+/// [`update`] for a caller that knows what the write changed without the
+/// objects' JSON: the entries when the write moves no ownership (see
+/// [`unmoved`]), `None` when [`update`] must decide.
+pub fn update_unmoved(
+    changes: &Changes,
+    start: Start<'_>,
+    writer: &Writer<'_>,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    let Start::Stored(entries) = start else {
+        return None;
+    };
+    let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
+    unmoved(entries, changes, &key, &stamp(writer.now))
+}
+
 /// The entries after an update that moves no ownership: every field it
 /// sets is already the writer's alone (identity fields, which nobody owns,
 /// aside) and no field it removes is anyone's. Then the sets stay as they
@@ -257,7 +300,7 @@ pub fn update(
 /// (see [`Start::Stored`]): the full walk decides then.
 fn unmoved(
     entries: &[ManagedFieldsEntry],
-    diff: &Comparison,
+    diff: &Changes,
     key: &ManagerKey,
     now: &Time,
 ) -> Option<Vec<ManagedFieldsEntry>> {
@@ -271,7 +314,7 @@ fn unmoved(
     }
     let writer = entries.iter().position(|e| is_entry_of(e, key))?;
     let mut sets_anything = false;
-    for path in diff.added.paths().iter().chain(&diff.modified.paths()) {
+    for path in diff.added.iter().chain(&diff.modified) {
         let mine = !stripped().contains(&path.0);
         for (i, doc) in docs.iter().enumerate() {
             let expected = i == writer && mine;
@@ -281,7 +324,7 @@ fn unmoved(
         }
         sets_anything |= mine;
     }
-    for path in diff.removed.paths() {
+    for path in &diff.removed {
         for doc in &docs {
             if fieldsv1::holds(doc, &path.0)? {
                 return None;

@@ -41,6 +41,7 @@
 //! larger than the object bound (the request body limit) is computed to the
 //! end or stored; see [`Registry::with_max_object_bytes`].
 
+mod changes;
 mod control;
 mod error;
 mod namespaces;
@@ -223,26 +224,40 @@ impl Registry {
         Ok(kv.value.share(Arc::new(object)))
     }
 
-    /// The object just written as `kv`, decoded from the stored bytes
-    /// (encoding is not always reversible: a `Time` loses its fraction of a
-    /// second) and shared in the value's slot, so that no other reader of
-    /// this revision — the answer, the next write's `load`, the job
-    /// controller, every watcher — decodes it again.
-    fn written_object(kv: &KeyValue) -> Result<Arc<Object>, Error> {
-        Self::decode_stored(kv)
+    /// The object just written as `kv` from `job`, built without decoding
+    /// the bytes (see [`Object::written`]) and shared in the value's slot,
+    /// so that no other reader of this revision — the answer, the next
+    /// write's `load`, the job controller, every watcher — decodes it.
+    fn written_object(kv: &KeyValue, job: MXJob) -> Result<Arc<Object>, Error> {
+        if let Some(object) = kv.value.decoded::<Object>() {
+            return Ok(object);
+        }
+        let object = Object::written(job, kv.value.bytes().clone(), kv.mod_revision, &kv.key)?;
+        Ok(kv.value.share(Arc::new(object)))
     }
 
     /// The stored form of `job` (without its resourceVersion, which is
     /// left as it was); [`Error::TooLarge`] over the object bound.
     fn encode_for_store(&self, job: &mut MXJob) -> Result<Vec<u8>, Error> {
+        let bytes = self.encode(job)?;
+        self.check_size(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// The stored form of `job`, whatever its size.
+    fn encode(&self, job: &mut MXJob) -> Result<Vec<u8>, Error> {
         let version = job.metadata.resource_version.take();
         let encoded = serde_json::to_vec(&*job);
         job.metadata.resource_version = version;
-        let bytes = encoded.map_err(|e| Error::Internal(format!("encoding object: {e}")))?;
+        encoded.map_err(|e| Error::Internal(format!("encoding object: {e}")))
+    }
+
+    /// [`Error::TooLarge`] when `bytes` are over the object bound.
+    fn check_size(&self, bytes: &[u8]) -> Result<(), Error> {
         if bytes.len() > self.max_object_bytes {
             return Err(self.object_too_large());
         }
-        Ok(bytes)
+        Ok(())
     }
 
     fn object_too_large(&self) -> Error {

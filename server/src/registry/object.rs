@@ -26,6 +26,8 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use chrono::Timelike;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use mxjob_api::model::{MXJob, WatchEventType, API_VERSION, KIND};
 
 use super::Error;
@@ -64,6 +66,29 @@ impl Object {
         let mut job: MXJob = serde_json::from_slice(&stored)
             .map_err(|e| Error::Internal(format!("decoding stored object {key}: {e}")))?;
         job.metadata.resource_version = Some(revision.to_string());
+        Ok(Object::new(job, stored))
+    }
+
+    /// The object just written as `stored` at `revision` from `job`: what
+    /// decoding the bytes would give, without decoding them. Encoding loses
+    /// nothing but the fraction of a second of a `Time` (written to the
+    /// second), so a job holding such a fraction is decoded back instead.
+    /// Debug builds check the claim on every write.
+    pub(crate) fn written(
+        mut job: MXJob,
+        stored: Arc<[u8]>,
+        revision: Revision,
+        key: &str,
+    ) -> Result<Self, Error> {
+        if !whole_seconds(&job) {
+            return Object::decode(stored, revision, key);
+        }
+        job.metadata.resource_version = Some(revision.to_string());
+        debug_assert_eq!(
+            Object::decode(stored.clone(), revision, key).map(|o| o.job),
+            Ok(job.clone()),
+            "a written job differs from its stored bytes decoded"
+        );
         Ok(Object::new(job, stored))
     }
 
@@ -243,6 +268,39 @@ fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// Whether every `Time` of `job` is a whole second: those of its metadata,
+/// its status, and the metadata of each replica's pod template and of the
+/// claim templates of its ephemeral volumes (the pod spec has no others).
+fn whole_seconds(job: &MXJob) -> bool {
+    fn time(t: &Option<Time>) -> bool {
+        t.as_ref().is_none_or(|t| t.0.nanosecond() == 0)
+    }
+    fn meta(m: &ObjectMeta) -> bool {
+        time(&m.creation_timestamp)
+            && time(&m.deletion_timestamp)
+            && m.managed_fields.iter().flatten().all(|e| time(&e.time))
+    }
+    let status = &job.status;
+    let status_whole = time(&status.start_time)
+        && time(&status.completion_time)
+        && time(&status.last_reconcile_time)
+        && status
+            .conditions
+            .iter()
+            .all(|c| time(&c.last_update_time) && time(&c.last_transition_time));
+    let templates_whole = job.spec.mx_replica_specs.values().all(|replica| {
+        let template = &replica.template;
+        template.metadata.as_ref().is_none_or(meta)
+            && template
+                .spec
+                .iter()
+                .flat_map(|spec| spec.volumes.iter().flatten())
+                .filter_map(|v| v.ephemeral.as_ref()?.volume_claim_template.as_ref())
+                .all(|claim| claim.metadata.as_ref().is_none_or(meta))
+    });
+    meta(&job.metadata) && status_whole && templates_whole
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +330,48 @@ mod tests {
 
         let decoded = Object::decode(stored, 1234, "/k").expect("decodes");
         assert_eq!(decoded.job(), &job);
+    }
+
+    #[test]
+    fn a_written_object_is_what_its_bytes_decode_to() {
+        let mut job = seed();
+        let at =
+            |nanos| Time(chrono::DateTime::from_timestamp(1_700_000_000, nanos).expect("time"));
+        let worker = job
+            .spec
+            .mx_replica_specs
+            .values_mut()
+            .next()
+            .expect("a replica");
+        worker
+            .template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .creation_timestamp = Some(at(0));
+        let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
+        let written = Object::written(job.clone(), stored.clone(), 9, "/k").expect("written");
+        assert_eq!(
+            written.job().metadata.resource_version.as_deref(),
+            Some("9")
+        );
+        let decoded = Object::decode(stored, 9, "/k").expect("decodes");
+        assert_eq!(written.job(), decoded.job());
+
+        // A fraction of a second is not stored: the object comes from the bytes.
+        let worker = job
+            .spec
+            .mx_replica_specs
+            .values_mut()
+            .next()
+            .expect("a replica");
+        if let Some(meta) = worker.template.metadata.as_mut() {
+            meta.creation_timestamp = Some(at(500_000_000));
+        }
+        let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
+        let written = Object::written(job.clone(), stored.clone(), 9, "/k").expect("written");
+        let decoded = Object::decode(stored, 9, "/k").expect("decodes");
+        assert_eq!(written.job(), decoded.job());
+        assert_ne!(written.job(), &job);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use mxjob_api::params::{DeleteOptions, Propagation, WriteOptions};
 use std::sync::Arc;
 
 use super::{
-    object_key, self_link, Conflict, Error, ListParams, Object, Part, Registry, Stored, Written,
-    MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
+    changes, object_key, self_link, Conflict, Error, ListParams, Object, Part, Registry, Stored,
+    Written, MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
 };
 use crate::apply::{self as ssa, ApplyError, Subresource, Writer};
 use crate::decode::{self, Decoded, Patch, PatchRequest};
@@ -232,7 +232,7 @@ impl Registry {
             .await
             .map_err(|e| Error::from_store(e, &name))?;
         Ok(Written {
-            object: Self::written_object(&kv)?,
+            object: Self::written_object(&kv, job)?,
             warnings,
             created: true,
         })
@@ -603,15 +603,29 @@ impl Registry {
                     subresource,
                     now: Utc::now(),
                 };
-                ssa::update(to_value(old)?, to_value(job)?, start, &writer)
+                let known = match part {
+                    Part::Object => changes::scalar_changes(old, job),
+                    Part::Status => None,
+                };
+                #[cfg(debug_assertions)]
+                if let Some(known) = &known {
+                    let walked = ssa::changes(&to_value(old)?, &to_value(job)?, subresource);
+                    debug_assert!(changes::same(known, &walked), "{known:?} != {walked:?}");
+                }
+                match known.and_then(|known| ssa::update_unmoved(&known, start, &writer)) {
+                    Some(entries) => entries,
+                    None => ssa::update(to_value(old)?, to_value(job)?, start, &writer),
+                }
             }
         };
         job.metadata.managed_fields = entries(computed);
         Ok(())
     }
 
-    /// Stores `job` over `old` unless nothing changed; answers the object
-    /// written (see [`Registry::written_object`]).
+    /// Stores `job` over `old` unless its stored form is unchanged (as
+    /// kube-apiserver compares the encoded object with the stored bytes
+    /// and then writes nothing); answers the object written (see
+    /// [`Registry::written_object`]).
     async fn write_update(
         &self,
         kv: KeyValue,
@@ -620,10 +634,11 @@ impl Registry {
         options: &WriteOptions,
         name: &str,
     ) -> Result<Arc<Object>, Error> {
-        if job == *old.job() {
+        let encoded = self.encode(&mut job)?;
+        if encoded[..] == old.stored()[..] {
             return Ok(Arc::clone(old));
         }
-        let encoded = self.encode_for_store(&mut job)?;
+        self.check_size(&encoded)?;
         if options.dry_run {
             return Ok(Arc::new(Object::new(job, encoded.into())));
         }
@@ -632,7 +647,7 @@ impl Registry {
             .update(&kv.key, kv.mod_revision, encoded)
             .await
             .map_err(|e| Error::from_store(e, name))?;
-        Self::written_object(&kv)
+        Self::written_object(&kv, job)
     }
 
     /// Deletes one MXJob.
