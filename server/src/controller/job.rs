@@ -55,7 +55,7 @@ use super::kubernetes::objects::{owner_uid, pod_state, replica_name, replica_of,
 use super::kubernetes::{KubernetesExecutor, PodRef};
 use super::local::{LocalExecutor, Ports, Process};
 use crate::metrics::ControllerMetrics;
-use crate::registry::{Error, Registry, ORPHAN_FINALIZER};
+use crate::registry::{Error, Object, Registry, ORPHAN_FINALIZER};
 use mxjob_api::model::{
     CleanPodPolicy, ConditionStatus, JobConditionType, JobMode, JobStatus, MXJob, ReplicaStatus,
     ReplicaType, RestartPolicy,
@@ -104,10 +104,10 @@ fn taken(metrics: &ControllerMetrics, event: &JobEvent) {
 #[derive(Debug)]
 pub enum JobEvent {
     /// The job as the store has it now.
-    Observed(Box<MXJob>),
+    Observed(Arc<Object>),
     /// The job was deleted; its last state when known (it says how its
     /// replicas are to go: see [`Registry::delete`](crate::registry::Registry::delete)).
-    Deleted(Option<Box<MXJob>>),
+    Deleted(Option<Arc<Object>>),
     /// Attempt `attempt` of a replica exited with `code`.
     Exited {
         replica: (ReplicaType, i32),
@@ -140,7 +140,7 @@ pub struct Idle {
 /// left in its inbox then leaves the queue.
 pub async fn run(
     shared: Arc<Shared>,
-    job: MXJob,
+    job: Arc<Object>,
     events: mpsc::UnboundedSender<JobEvent>,
     mut inbox: mpsc::UnboundedReceiver<JobEvent>,
     idle: mpsc::UnboundedSender<Idle>,
@@ -157,20 +157,21 @@ pub async fn run(
 
 async fn serve(
     shared: Arc<Shared>,
-    job: MXJob,
+    job: Arc<Object>,
     events: mpsc::UnboundedSender<JobEvent>,
     inbox: &mut mpsc::UnboundedReceiver<JobEvent>,
     idle: mpsc::UnboundedSender<Idle>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let current = job.job();
     let log = shared.log.new(o!(
-        "namespace" => job.metadata.namespace.clone().unwrap_or_default(),
-        "job" => job.metadata.name.clone().unwrap_or_default(),
+        "namespace" => current.metadata.namespace.clone().unwrap_or_default(),
+        "job" => current.metadata.name.clone().unwrap_or_default(),
     ));
-    let adopted = job.status.start_time.is_some() && finished(&job.status).is_none();
+    let adopted = current.status.start_time.is_some() && finished(&current.status).is_none();
     if let Some(Executor::Local(executor)) = &shared.executor {
         // Whatever a previous server left running of this job is not ours to manage.
-        executor.kill_orphans(&job);
+        executor.kill_orphans(current);
     }
     // Changes taken from the controller, and that count when it last heard
     // this task was idle.
@@ -207,7 +208,7 @@ async fn serve(
             told_idle = Some(taken_from_controller);
             let _ = idle.send(Idle {
                 key: (worker.namespace().to_string(), worker.name().to_string()),
-                uid: worker.job.metadata.uid.clone().unwrap_or_default(),
+                uid: worker.job.job().metadata.uid.clone().unwrap_or_default(),
                 taken: taken_from_controller,
             });
         }
@@ -347,7 +348,8 @@ fn count(n: i32) -> Option<i32> {
 
 struct Worker {
     shared: Arc<Shared>,
-    job: MXJob,
+    /// The job as last read, shared with the registry (never copied).
+    job: Arc<Object>,
     events: mpsc::UnboundedSender<JobEvent>,
     log: Logger,
     /// The job had started before this task saw it: under the local
@@ -392,11 +394,16 @@ fn version(job: &MXJob) -> u64 {
 
 impl Worker {
     fn name(&self) -> &str {
-        self.job.metadata.name.as_deref().unwrap_or_default()
+        self.job.job().metadata.name.as_deref().unwrap_or_default()
     }
 
     fn namespace(&self) -> &str {
-        self.job.metadata.namespace.as_deref().unwrap_or_default()
+        self.job
+            .job()
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// Takes an event in; `false` when the job is gone.
@@ -404,13 +411,13 @@ impl Worker {
         match event {
             JobEvent::Deleted(last) => {
                 if let Some(last) = last {
-                    self.job = *last;
+                    self.job = last;
                 }
                 return false;
             }
             JobEvent::Observed(job) => {
-                if version(&job) > version(&self.job) {
-                    self.job = *job;
+                if version(job.job()) > version(self.job.job()) {
+                    self.job = job;
                 }
             }
             JobEvent::Exited {
@@ -419,7 +426,7 @@ impl Worker {
                 code,
             } => self.exited(replica, attempt, code),
             JobEvent::Pods(pods) => {
-                let uid = self.job.metadata.uid.as_deref();
+                let uid = self.job.job().metadata.uid.as_deref();
                 self.pods = Some(
                     pods.into_iter()
                         .filter(|p| owner_uid(&p.metadata) == uid)
@@ -429,7 +436,7 @@ impl Worker {
                 self.sync_pods();
             }
             JobEvent::Pod(pod) => {
-                if owner_uid(&pod.metadata) == self.job.metadata.uid.as_deref() {
+                if owner_uid(&pod.metadata) == self.job.job().metadata.uid.as_deref() {
                     if let Some(pods) = self.pods.as_mut() {
                         pods.insert(pod.name_any(), pod);
                     }
@@ -454,12 +461,12 @@ impl Worker {
     }
 
     fn policy(&self, replica_type: &ReplicaType) -> RestartPolicy {
-        policy_of(&self.job, replica_type)
+        policy_of(self.job.job(), replica_type)
     }
 
     /// Whether the job's outcome is decided.
     fn over(&self) -> bool {
-        self.verdict.is_some() || finished(&self.job.status).is_some()
+        self.verdict.is_some() || finished(&self.job.job().status).is_some()
     }
 
     /// A replica process exited.
@@ -480,7 +487,7 @@ impl Worker {
     /// A running replica ended: `meaning` decides what comes next.
     fn settle(&mut self, key: (ReplicaType, i32), meaning: Exit, code: i32) {
         let over = self.over();
-        let backoff_limit = self.job.spec.backoff_limit;
+        let backoff_limit = self.job.job().spec.backoff_limit;
         let name = self.name().to_string();
         let Some(run) = self.run.as_mut() else { return };
         let Some(replica) = run.replicas.get_mut(&key) else {
@@ -532,7 +539,7 @@ impl Worker {
     /// they count against `backoffLimit` like the controller's restarts.
     fn restarted(&mut self, key: &(ReplicaType, i32), count: i32) {
         let over = self.over();
-        let backoff_limit = self.job.spec.backoff_limit;
+        let backoff_limit = self.job.job().spec.backoff_limit;
         let name = self.name().to_string();
         let Some(run) = self.run.as_mut() else { return };
         run.restarts += count;
@@ -559,15 +566,15 @@ impl Worker {
         let (Some(pods), Some(run)) = (self.pods.as_ref(), self.run.as_mut()) else {
             return;
         };
-        let over = self.verdict.is_some() || finished(&self.job.status).is_some();
-        let job_name = self.job.metadata.name.clone().unwrap_or_default();
+        let over = self.verdict.is_some() || finished(&self.job.job().status).is_some();
+        let job_name = self.job.job().metadata.name.clone().unwrap_or_default();
         let mut exits = Vec::new();
         let mut restarts = Vec::new();
         for (key, replica) in run.replicas.iter_mut() {
             let name = replica_name(&job_name, &key.0, key.1);
             let pod = pods
                 .get(&name)
-                .filter(|p| replica_of(p, &self.job).as_ref() == Some(key));
+                .filter(|p| replica_of(p, self.job.job()).as_ref() == Some(key));
             if let (State::Waiting(_), Some(pod)) = (&replica.state, pod) {
                 let uid = pod.uid().unwrap_or_default();
                 if !over
@@ -592,9 +599,11 @@ impl Worker {
                         restarts.push((key.clone(), state.restarts - handle.restarts_seen));
                         handle.restarts_seen = state.restarts;
                     }
-                    if let Some(exit) =
-                        pod_exit(&policy_of(&self.job, &key.0), state.phase, state.exit_code)
-                    {
+                    if let Some(exit) = pod_exit(
+                        &policy_of(self.job.job(), &key.0),
+                        state.phase,
+                        state.exit_code,
+                    ) {
                         exits.push((key.clone(), exit));
                     }
                 }
@@ -625,12 +634,12 @@ impl Worker {
     async fn reconcile(&mut self) -> Option<Option<DateTime<Utc>>> {
         for _ in 0..MAX_PASSES {
             let (status, wake) = self.desired().await;
-            if status != self.job.status {
-                let mut job = self.job.clone();
+            if status != self.job.job().status {
+                let mut job = self.job.job().clone();
                 job.status = status;
                 job.status.last_reconcile_time = Some(Time(cond::now()));
                 match self.shared.registry.write_status(&job).await {
-                    Ok(written) => self.job = written.into_job(),
+                    Ok(written) => self.job = written,
                     Err(Error::NotFound { .. }) => return None,
                     Err(Error::Conflict { .. }) => {
                         if !self.reread().await? {
@@ -646,7 +655,7 @@ impl Worker {
             }
             if let Some(expiry) = self.ttl_expiry() {
                 if Utc::now() >= expiry {
-                    match self.shared.registry.delete_unchanged(&self.job).await {
+                    match self.shared.registry.delete_unchanged(self.job.job()).await {
                         Ok(()) => {
                             info!(
                                 self.log,
@@ -683,8 +692,8 @@ impl Worker {
     async fn reread(&mut self) -> Option<bool> {
         let (namespace, name) = (self.namespace().to_string(), self.name().to_string());
         match self.shared.registry.get(&namespace, &name).await {
-            Ok(fresh) if fresh.job().metadata.uid == self.job.metadata.uid => {
-                self.job = fresh.into_job();
+            Ok(fresh) if fresh.job().metadata.uid == self.job.job().metadata.uid => {
+                self.job = fresh;
                 Some(true)
             }
             Ok(_) => None,
@@ -698,9 +707,9 @@ impl Worker {
 
     /// When a finished job is to be deleted.
     fn ttl_expiry(&self) -> Option<DateTime<Utc>> {
-        finished(&self.job.status)?;
-        let ttl = self.job.spec.ttl_seconds_after_finished?;
-        let at = finished_at(&self.job.status)?;
+        finished(&self.job.job().status)?;
+        let ttl = self.job.job().spec.ttl_seconds_after_finished?;
+        let at = finished_at(&self.job.job().status)?;
         Some(at + chrono::Duration::seconds(i64::from(ttl)))
     }
 
@@ -710,7 +719,7 @@ impl Worker {
         let clock = Utc::now();
         let now = cond::now();
         let name = self.name().to_string();
-        let mut status = self.job.status.clone();
+        let mut status = self.job.job().status.clone();
         let mut wake: Option<DateTime<Utc>> = None;
         let mut earliest = |at: DateTime<Utc>| {
             wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -724,13 +733,13 @@ impl Worker {
                     earliest(clock + chrono::Duration::from_std(RETRY).unwrap_or_default());
                 }
                 if let Some(run) = &self.run {
-                    status.mx_replica_statuses = run.counts(&self.job);
+                    status.mx_replica_statuses = run.counts(self.job.job());
                 }
             }
             if status.completion_time.is_none() {
                 status.completion_time = Some(Time(finished_at(&status).unwrap_or(now)));
             }
-            if let Some(ttl) = self.job.spec.ttl_seconds_after_finished {
+            if let Some(ttl) = self.job.job().spec.ttl_seconds_after_finished {
                 let at = status.completion_time.as_ref().map_or(now, |t| t.0);
                 earliest(at + chrono::Duration::seconds(i64::from(ttl)));
             }
@@ -748,7 +757,7 @@ impl Worker {
             );
         }
         if let (Some(seconds), Some(start)) = (
-            self.job.spec.active_deadline_seconds,
+            self.job.job().spec.active_deadline_seconds,
             status.start_time.as_ref(),
         ) {
             let deadline = start.0 + chrono::Duration::seconds(seconds);
@@ -773,7 +782,7 @@ impl Worker {
                 }
             }
             if let Some(run) = &self.run {
-                self.verdict = run.verdict(&self.job, &name);
+                self.verdict = run.verdict(self.job.job(), &name);
             }
         }
 
@@ -814,7 +823,7 @@ impl Worker {
                             cond::restarting_message(&name),
                             now,
                         );
-                    } else if run.active(&leader(&self.job.spec.job_mode)) > 0 {
+                    } else if run.active(&leader(&self.job.job().spec.job_mode)) > 0 {
                         cond::set(
                             &mut status,
                             JobConditionType::Running,
@@ -830,7 +839,7 @@ impl Worker {
             }
         }
         if let Some(run) = &self.run {
-            status.mx_replica_statuses = run.counts(&self.job);
+            status.mx_replica_statuses = run.counts(self.job.job());
         }
         (status, wake)
     }
@@ -852,7 +861,7 @@ impl Worker {
     /// Kubernetes, those whose Pods exist are adopted at once).
     fn start_run(&mut self) -> Option<Run> {
         let ports = match &self.shared.executor {
-            Some(Executor::Local(_)) => match Ports::allocate(&self.job) {
+            Some(Executor::Local(_)) => match Ports::allocate(self.job.job()) {
                 Ok(ports) => ports,
                 Err(error) => {
                     warn!(self.log, "finding free ports"; "error" => %error);
@@ -865,8 +874,8 @@ impl Worker {
         };
         let now = Utc::now();
         let mut replicas_by_key = BTreeMap::new();
-        for replica_type in self.job.spec.mx_replica_specs.keys() {
-            for index in 0..replicas(&self.job, replica_type) {
+        for replica_type in self.job.job().spec.mx_replica_specs.keys() {
+            for index in 0..replicas(self.job.job(), replica_type) {
                 replicas_by_key.insert(
                     (replica_type.clone(), index),
                     Replica {
@@ -932,7 +941,7 @@ impl Worker {
                     code,
                 });
             };
-            match executor.launch(&self.job, &run.ports, &key.0, key.1, attempt, on_exit) {
+            match executor.launch(self.job.job(), &run.ports, &key.0, key.1, attempt, on_exit) {
                 Ok(process) => {
                     info!(self.log, "replica started";
                         "replica" => %key.0, "index" => key.1, "attempt" => attempt, "pid" => process.pid);
@@ -978,7 +987,7 @@ impl Worker {
         if due.is_empty() {
             return false;
         }
-        let job = &self.job;
+        let job = self.job.job();
         let results = futures::future::join_all(
             due.iter()
                 .map(|(replica_type, index)| executor.create_replica(job, replica_type, *index)),
@@ -1059,6 +1068,7 @@ impl Worker {
     async fn clean_up(&mut self, kill_all: bool) -> bool {
         let policy = self
             .job
+            .job()
             .spec
             .clean_pod_policy
             .clone()
@@ -1073,7 +1083,7 @@ impl Worker {
                     run.stop_all(&executor).await;
                 }
                 if policy == CleanPodPolicy::All {
-                    executor.remove_logs(&self.job);
+                    executor.remove_logs(self.job.job());
                 }
                 true
             }
@@ -1120,7 +1130,7 @@ impl Worker {
         let deleted = match executor.delete_pods(self.namespace(), &doomed, None).await {
             Ok(()) => {
                 executor
-                    .delete_services(&self.job, (!everything).then_some(&names))
+                    .delete_services(self.job.job(), (!everything).then_some(&names))
                     .await
             }
             Err(error) => Err(error),
@@ -1154,7 +1164,7 @@ impl Worker {
     /// files (so no later server takes orphans for its own), or its Pods
     /// and Services.
     async fn remove(mut self, stop: &mut watch::Receiver<bool>) {
-        let metadata = &self.job.metadata;
+        let metadata = &self.job.job().metadata;
         let orphaned = metadata
             .finalizers
             .as_ref()
@@ -1169,11 +1179,11 @@ impl Worker {
                     run.stop_all_within(&executor, grace.map(Duration::from_secs))
                         .await;
                 }
-                executor.remove_job(&self.job);
+                executor.remove_job(self.job.job());
             }
             Some(Executor::Kubernetes(executor)) => loop {
                 let grace = grace.map(|s| u32::try_from(s).unwrap_or(u32::MAX));
-                let result = executor.remove(&self.job, orphaned, grace).await;
+                let result = executor.remove(self.job.job(), orphaned, grace).await;
                 match result {
                     Ok(()) => {
                         info!(self.log, "removed the job's pods and services"; "orphaned" => orphaned);

@@ -86,6 +86,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::ControllerMetrics;
 use crate::registry::Error;
+use crate::registry::Object;
 use crate::registry::Registry;
 use crate::store::Revision;
 use executor::Executor;
@@ -286,13 +287,13 @@ fn key_of(job: &MXJob) -> (String, String) {
 
 impl Jobs {
     /// Hands a job's newest state to its task, starting one if needed.
-    fn observe(&mut self, job: MXJob) {
-        let key = key_of(&job);
-        let uid = job.metadata.uid.clone().unwrap_or_default();
-        self.shared.metrics.observed(&job);
+    fn observe(&mut self, job: Arc<Object>) {
+        let key = key_of(job.job());
+        let uid = job.job().metadata.uid.clone().unwrap_or_default();
+        self.shared.metrics.observed(job.job());
         if let Some(worker) = self.workers.get_mut(&key) {
             if worker.uid == uid && worker.running() {
-                worker.send(&self.shared, JobEvent::Observed(Box::new(job)));
+                worker.send(&self.shared, JobEvent::Observed(job));
                 return;
             }
             if worker.uid != uid {
@@ -328,13 +329,14 @@ impl Jobs {
         }
     }
 
-    fn deleted(&mut self, job: &MXJob) {
+    fn deleted(&mut self, object: Arc<Object>) {
+        let job = object.job();
         let key = key_of(job);
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
             self.shared.metrics.forgotten(&key.0, &key.1);
             if let Some(mut worker) = self.workers.remove(&key) {
-                worker.send(&self.shared, JobEvent::Deleted(Some(Box::new(job.clone()))));
+                worker.send(&self.shared, JobEvent::Deleted(Some(object.clone())));
             }
         }
     }
@@ -350,9 +352,8 @@ impl Jobs {
                     for kv in jobs {
                         match Registry::decode_stored(&kv) {
                             Ok(job) => {
-                                let job = job.into_job();
-                                live.insert(job.metadata.uid.clone().unwrap_or_default());
-                                listed.insert(key_of(&job));
+                                live.insert(job.job().metadata.uid.clone().unwrap_or_default());
+                                listed.insert(key_of(job.job()));
                                 self.observe(job);
                             }
                             Err(e) => warn!(self.shared.log, "skipping an undecodable job";
@@ -521,8 +522,8 @@ async fn lead(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
                         Some(Ok(change)) => {
                             last = change.revision;
                             match change.job {
-                                Ok(job) if change.deleted => jobs.deleted(job.job()),
-                                Ok(job) => jobs.observe(job.into_job()),
+                                Ok(job) if change.deleted => jobs.deleted(job),
+                                Ok(job) => jobs.observe(job),
                                 Err(e) => warn!(shared.log, "skipping an undecodable job";
                                     "error" => %e),
                             }
