@@ -324,9 +324,11 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
 /// The entries an ordinary write starts from.
 #[derive(Clone, Copy, Debug)]
 pub enum Start<'a> {
-    /// The stored entries. This module wrote them, so they are in its
-    /// form: one entry per owner, none empty, `fieldsV1` as
-    /// [`FieldSet::to_fields_v1`] writes it, in kube-apiserver's order.
+    /// Entries in this module's form: one entry per owner, none empty,
+    /// `fieldsV1` as [`FieldSet::to_fields_v1`] writes it. The stored
+    /// entries are (this module wrote them), and so are sent ones that
+    /// differ from them only in their times (a client sending back an
+    /// object it read before the last write), in whatever order.
     Stored(&'a [ManagedFieldsEntry]),
     /// Entries from a request, read afresh.
     Sent(&'a [ManagedFieldsEntry]),
@@ -360,9 +362,42 @@ pub fn managed_fields_for_update<'a>(
         Some([]) => Start::Sent(&[]),
         Some([only]) if *only == ManagedFieldsEntry::default() => Start::Sent(&[]),
         Some(sent) if sent == stored => Start::Stored(stored),
+        Some(sent) if same_but_times(sent, stored) => Start::Stored(sent),
         Some(sent) if Managed::decode(sent).is_ok() => Start::Sent(sent),
         _ => Start::Stored(stored),
     }
+}
+
+/// Whether `sent` are the `stored` entries, each with its time perhaps
+/// changed, perhaps in another order. Stored entries are distinct, so
+/// finding each in the other list, with the lengths equal, makes one a
+/// reordering of the other.
+fn same_but_times(sent: &[ManagedFieldsEntry], stored: &[ManagedFieldsEntry]) -> bool {
+    let within = |e: &ManagedFieldsEntry, list: &[ManagedFieldsEntry]| {
+        list.iter().any(|other| same_but_time(e, other))
+    };
+    sent.len() == stored.len()
+        && sent.iter().all(|e| within(e, stored))
+        && stored.iter().all(|e| within(e, sent))
+}
+
+/// Whether two entries are equal but for their time.
+fn same_but_time(a: &ManagedFieldsEntry, b: &ManagedFieldsEntry) -> bool {
+    let ManagedFieldsEntry {
+        api_version,
+        fields_type,
+        fields_v1,
+        manager,
+        operation,
+        subresource,
+        time: _,
+    } = a;
+    *api_version == b.api_version
+        && *fields_type == b.fields_type
+        && *manager == b.manager
+        && *operation == b.operation
+        && *subresource == b.subresource
+        && *fields_v1 == b.fields_v1
 }
 
 /// Puts entries in kube-apiserver's order: `Apply` before `Update`, then

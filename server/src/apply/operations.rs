@@ -334,8 +334,8 @@ fn unmoved(
     let mut entries = entries.to_vec();
     if sets_anything {
         entries[writer].time = Some(now.clone());
-        sort_entries(&mut entries);
     }
+    sort_entries(&mut entries);
     Some(entries)
 }
 

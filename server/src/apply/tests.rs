@@ -3,7 +3,7 @@
 
 use super::*;
 use chrono::{DateTime, TimeZone, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::{json, Value};
 
 /// A stored object and its managed fields.
@@ -832,4 +832,31 @@ fn a_field_taken_from_another_manager_moves_its_owner() {
         .collect();
     assert!(owned_by(&after.entries, "kubectl-edit", Operation::Update).contains(&path));
     assert!(!owned_by(&after.entries, "kubectl-create", Operation::Update).contains(&path));
+}
+
+#[test]
+fn entries_sent_back_with_older_times_give_what_the_full_walk_gives() {
+    let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
+    let mut edit = live.value.clone();
+    edit["spec"]["ttlSecondsAfterFinished"] = json!(5);
+    let edited = update_as(&live, edit, &writer("kubectl-edit", 10));
+    // What a client read before the edit's last write: older times, and
+    // so another order.
+    let mut sent = edited.entries.clone();
+    sent[1].time = Some(Time(at(-5)));
+    sent.reverse();
+    let start = managed_fields_for_update(Some(&edited.entries), Some(&sent), Subresource::Main);
+    assert!(matches!(start, Start::Stored(_)));
+    let mut again = edited.value.clone();
+    again["spec"]["ttlSecondsAfterFinished"] = json!(6);
+    let w = writer("kubectl-edit", 20);
+    let quick = update(edited.value.clone(), again.clone(), start, &w);
+    let walked = update(edited.value.clone(), again, Start::Sent(&sent), &w);
+    assert_eq!(quick, walked);
+
+    // Sent entries whose fields differ are read afresh.
+    let mut other = edited.entries.clone();
+    other[0].fields_v1 = Some(FieldsV1(json!({"f:metadata": {"f:labels": {}}})));
+    let start = managed_fields_for_update(Some(&edited.entries), Some(&other), Subresource::Main);
+    assert!(matches!(start, Start::Sent(_)));
 }

@@ -1,5 +1,6 @@
 //! `mxjob-server`: serves the MXJob API.
 
+use std::io::{IsTerminal, LineWriter};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -267,13 +268,22 @@ impl<D: Drain> Drain for RequestLinesOnly<D> {
 
 fn logger(format: LogFormat) -> Logger {
     let drain = match format {
-        LogFormat::Terminal => {
+        // A terminal gets colours; a file or pipe gets each record in one
+        // write(2) (stderr itself is unbuffered: a record in pieces would
+        // cost dozens of system calls).
+        LogFormat::Terminal if std::io::stderr().is_terminal() => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
             let drain = slog_term::FullFormat::new(decorator).build().fuse();
             RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
         }
+        LogFormat::Terminal => {
+            let decorator = slog_term::PlainDecorator::new(LineWriter::new(std::io::stderr()));
+            let drain = slog_term::FullFormat::new(decorator).build().fuse();
+            RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
+        }
         LogFormat::Json => {
-            let drain = slog_bunyan::with_name("mxjob-server", std::io::stderr())
+            let stderr = LineWriter::new(std::io::stderr());
+            let drain = slog_bunyan::with_name("mxjob-server", stderr)
                 .build()
                 .fuse();
             RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
