@@ -32,6 +32,7 @@ mod cas;
 pub mod etcd;
 mod feed;
 mod keys;
+mod latest;
 pub mod memory;
 pub mod metered;
 pub mod sqlite;

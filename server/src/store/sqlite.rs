@@ -11,7 +11,9 @@
 //! create), whether it is a delete, and the value (none for a delete).
 //! Everything reads this one log:
 //!
-//! * `get` is the key's newest row (a delete row means "absent");
+//! * `get` is the key's newest row (a delete row means "absent"); for a
+//!   key written recently the writer remembered that version after its
+//!   commit, and `get` answers from memory (`store::latest`);
 //! * a list at revision R is, for each key under the prefix, the newest row
 //!   with `id <= R`, unless that row is a delete — so lists at a past
 //!   revision and continue tokens (a revision plus the last key) are
@@ -189,6 +191,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use super::cas::{self, Change, RevisionLog};
 use super::feed::{event_bytes, follow, Batch, EventLog, EventSource, BATCH_BYTES, BATCH_EVENTS};
 use super::keys::{list_start, prefix_end, Start};
+use super::latest::Latest;
 use super::{
     lock, Durability, Event, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
     StoreError, DEFAULT_HISTORY_BYTES, WATCH_BUFFER,
@@ -302,6 +305,8 @@ impl fmt::Debug for SqliteStore {
 struct Shared {
     /// Recent events, for watchers.
     recent: Mutex<EventLog>,
+    /// The newest versions of recently written keys, for `get`.
+    latest: Latest,
     /// The compacted revision.
     compacted: AtomicU64,
     /// See [`CommitStats`].
@@ -528,6 +533,7 @@ impl Writer {
             return;
         };
         let count = events.len() as u64;
+        self.shared.latest.record(&events);
         {
             let mut recent = lock(&self.shared.recent);
             for event in events {
@@ -1119,6 +1125,7 @@ impl SqliteStore {
                 WATCH_BUFFER,
                 options.history_bytes,
             )),
+            latest: Latest::default(),
             compacted: AtomicU64::new(kept.compacted),
             commits: AtomicU64::new(0),
             committed_writes: AtomicU64::new(0),
@@ -1337,6 +1344,9 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        if let Some(kv) = self.readers.shared.latest.get(key) {
+            return Ok(Some(kv));
+        }
         let key = key.to_string();
         self.readers.run(move |conn| latest(conn, &key)).await
     }

@@ -422,7 +422,13 @@ struct Pass {
     /// wrk threads, when not `--wrk-threads`.
     threads: Option<usize>,
     reference: bool,
+    /// Arguments for mxjob-server beyond the target's.
+    extra: &'static [&'static str],
 }
+
+/// The note of the memory pass without the job controller, whose
+/// throughput beside the memory pass's shows what the controller costs.
+const WITHOUT_CONTROLLER: &str = "`--controller=false`";
 
 /// The ceiling runs first, with `--wrk-threads` and with one wrk thread
 /// (which shows whether wrk itself limits it), then every mxjob target,
@@ -435,6 +441,7 @@ fn passes(options: &Options) -> Vec<Pass> {
         note,
         threads,
         reference,
+        extra: &[],
     };
     let mut passes = vec![pass(Target::Ceiling, "first", None, true)];
     if options.wrk_threads != 1 {
@@ -442,6 +449,12 @@ fn passes(options: &Options) -> Vec<Pass> {
     }
     for &target in options.targets.iter().filter(|t| **t != Target::Ceiling) {
         passes.push(pass(target, "", None, false));
+        if target == Target::Memory {
+            passes.push(Pass {
+                extra: &["--controller=false"],
+                ..pass(target, WITHOUT_CONTROLLER, None, false)
+            });
+        }
     }
     passes.push(pass(Target::Ceiling, "again, last", None, true));
     passes
@@ -456,7 +469,7 @@ async fn replace_part(
     for (index, pass) in passes(options).iter().enumerate() {
         let target = pass.target;
         let threads = pass.threads.unwrap_or(options.wrk_threads);
-        let running = start(target, binaries, logs, "replace", &[]).await?;
+        let running = start(target, binaries, logs, "replace", pass.extra).await?;
         let mut created = 0;
         for &connections in &options.connections {
             let objects = chain_objects(target, &running, connections, &mut created).await?;
@@ -562,6 +575,26 @@ fn replace_table(rows: &[ReplaceRow]) -> String {
             100.0 * busy / total.max(f64::MIN_POSITIVE),
             row.threads,
         );
+    }
+    for row in rows
+        .iter()
+        .filter(|r| r.target == Target::Memory && r.note.is_empty())
+    {
+        let without = rows.iter().find(|r| {
+            r.target == Target::Memory
+                && r.note == WITHOUT_CONTROLLER
+                && r.connections == row.connections
+        });
+        if let Some(without) = without {
+            let (on, off) = (row.measured.per_second(), without.measured.per_second());
+            let _ = writeln!(
+                out,
+                "\nThe job controller (`--executor none`) costs {:.1}% of the memory store's \
+                 replaces at {} connections ({on:.0}/s with it, {off:.0}/s without).",
+                100.0 * (1.0 - on / off.max(f64::MIN_POSITIVE)),
+                row.connections,
+            );
+        }
     }
     out
 }
