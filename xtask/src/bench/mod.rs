@@ -367,10 +367,12 @@ const CHAINS_NAMESPACE: &str = "bench";
 
 /// The objects of `connections` chains on `running`: for mxjob the jobs as
 /// it last answered them (created first, once, and admitted by the
-/// controller); for the ceiling the seed job under the same names.
+/// controller when it runs one); for the ceiling the seed job under the
+/// same names.
 async fn chain_objects(
     target: Target,
     running: &Running,
+    controller: bool,
     connections: usize,
     created: &mut usize,
 ) -> Result<Vec<Value>> {
@@ -391,7 +393,7 @@ async fn chain_objects(
     for i in *created..connections {
         api.create(&seed, CHAINS_NAMESPACE, &name(i)).await?;
     }
-    for i in *created..connections {
+    for i in (*created..connections).filter(|_| controller) {
         api.admitted(CHAINS_NAMESPACE, &name(i)).await?;
     }
     *created = (*created).max(connections);
@@ -472,7 +474,9 @@ async fn replace_part(
         let running = start(target, binaries, logs, "replace", pass.extra).await?;
         let mut created = 0;
         for &connections in &options.connections {
-            let objects = chain_objects(target, &running, connections, &mut created).await?;
+            let controller = !pass.extra.contains(&"--controller=false");
+            let objects =
+                chain_objects(target, &running, controller, connections, &mut created).await?;
             let collection = api::collection(CHAINS_NAMESPACE);
             let chains = objects
                 .iter()

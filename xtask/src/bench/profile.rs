@@ -102,7 +102,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "stored bytes → MXJob (decode_stored; calls = decodes)",
+        "stored bytes → MXJob (decode_stored; calls = reads, most find it decoded)",
         "mxjob_server::registry::Registry::decode_stored",
     ),
     (
@@ -117,7 +117,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "validation",
-        "validate_update: validate_object, four to_value, diff",
+        "validate_update: validate_object, the immutable fields compared as typed values",
         "mxjob_server::validation::validate_update",
     ),
     (
@@ -127,12 +127,12 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "validation",
-        "diff of the two specs as Values",
+        "diff of the two specs as Values (only when they differ)",
         "mxjob_server::validation::diff",
     ),
     (
         "registry",
-        "write_update: compare, encode, store",
+        "write_update: encode, compare with the stored bytes, store",
         "mxjob_server::registry::write::<impl mxjob_server::registry::Registry>::write_update::{{closure}}",
     ),
     (
@@ -142,7 +142,17 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "managed fields",
-        "apply::operations::update: the changed fields and the managers' sets",
+        "registry::changes::scalar_changes: the fields changed, from the typed objects",
+        "mxjob_server::registry::changes::scalar_changes",
+    ),
+    (
+        "managed fields",
+        "apply::operations::update_unmoved: the entries kept, the writer's time moved",
+        "mxjob_server::apply::operations::update_unmoved",
+    ),
+    (
+        "managed fields",
+        "apply::operations::update: the JSON walk, when ownership moves",
         "mxjob_server::apply::operations::update",
     ),
     (
@@ -152,8 +162,13 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "encode_for_store: a clone and to_vec",
-        "mxjob_server::registry::Registry::encode_for_store",
+        "encode: the object's stored form (to_vec)",
+        "mxjob_server::registry::Registry::encode",
+    ),
+    (
+        "registry",
+        "Object::written: the object answered and shared, without decoding",
+        "mxjob_server::registry::object::Object::written",
     ),
     (
         "JSON encode",
@@ -162,7 +177,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "MXJobSpec serialized (in MXJob, and as Values in validate_update)",
+        "MXJobSpec serialized (in MXJob)",
         "mxjob_api::model::_::<impl serde_core::ser::Serialize for mxjob_api::model::MXJobSpec>::serialize",
     ),
     (
@@ -185,8 +200,10 @@ pub const PROBES: &[(&str, &str, &str)] = &[
         "MXJobs dropped",
         "core::ptr::drop_in_place<mxjob_api::model::MXJob>",
     ),
-    ("allocation", "malloc", "malloc"),
-    ("allocation", "free", "free"),
+    ("allocation", "mimalloc's malloc (mxjob-server)", "mi_malloc_aligned"),
+    ("allocation", "mimalloc's free (mxjob-server)", "mi_free"),
+    ("allocation", "glibc's malloc (the ceiling)", "malloc"),
+    ("allocation", "glibc's free (the ceiling)", "free"),
     (
         "store",
         "MemoryStore::update",
@@ -214,7 +231,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "logging",
-        "unbuffered writes to stderr (calls = write(2) calls)",
+        "writes to stderr, one line each (calls = write(2) calls)",
         "<&std::io::stdio::Stderr as std::io::Write>::write",
     ),
     (
