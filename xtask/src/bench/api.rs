@@ -104,6 +104,43 @@ impl Api {
         }
     }
 
+    /// Writes, through `/status` and as `mxjob-controller`, the status
+    /// the job controller writes when it admits a job under `--executor
+    /// none`, so that a server without the controller holds objects of
+    /// the same shape and size as one with it.
+    pub async fn admit_as_controller(&self, namespace: &str, name: &str) -> Result<Value> {
+        let mut object = self.get(namespace, name).await?;
+        let now = object["metadata"]["creationTimestamp"].clone();
+        object["status"] = serde_json::json!({
+            "conditions": [{
+                "lastTransitionTime": now,
+                "lastUpdateTime": now,
+                "message": format!("MXJob {name} is created."),
+                "reason": "MXJobCreated",
+                "status": "True",
+                "type": "Created",
+            }],
+            "lastReconcileTime": now,
+            "startTime": now,
+        });
+        let response = self
+            .http
+            .put(format!(
+                "{}{}/{name}/status?fieldManager=mxjob-controller",
+                self.base,
+                collection(namespace)
+            ))
+            .json(&object)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if status.as_u16() != 200 {
+            bail!("writing the status of {namespace}/{name} answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
     /// Creates `count` jobs named `PREFIX-N` from `concurrency` clients.
     pub async fn create_many(
         &self,

@@ -367,8 +367,8 @@ const CHAINS_NAMESPACE: &str = "bench";
 
 /// The objects of `connections` chains on `running`: for mxjob the jobs as
 /// it last answered them (created first, once, and admitted by the
-/// controller when it runs one); for the ceiling the seed job under the
-/// same names.
+/// controller, or without one given the status it would write); for the
+/// ceiling the seed job under the same names.
 async fn chain_objects(
     target: Target,
     running: &Running,
@@ -393,8 +393,12 @@ async fn chain_objects(
     for i in *created..connections {
         api.create(&seed, CHAINS_NAMESPACE, &name(i)).await?;
     }
-    for i in (*created..connections).filter(|_| controller) {
-        api.admitted(CHAINS_NAMESPACE, &name(i)).await?;
+    for i in *created..connections {
+        if controller {
+            api.admitted(CHAINS_NAMESPACE, &name(i)).await?;
+        } else {
+            api.admit_as_controller(CHAINS_NAMESPACE, &name(i)).await?;
+        }
     }
     *created = (*created).max(connections);
     let mut objects = Vec::new();
