@@ -780,12 +780,19 @@ fn applying_null_clears_a_field_and_conflicts_like_a_change() {
     assert_eq!(again.managed_fields, after.entries);
 }
 
-#[test]
-fn a_writer_changing_only_its_own_fields_moves_only_its_time() {
+/// A job created by `kubectl-create`, then its ttl set by `kubectl-edit`
+/// at second 10: both stored versions.
+fn created_then_edited() -> (Stored, Stored) {
     let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
     let mut edit = live.value.clone();
     edit["spec"]["ttlSecondsAfterFinished"] = json!(5);
     let edited = update_as(&live, edit, &writer("kubectl-edit", 10));
+    (live, edited)
+}
+
+#[test]
+fn a_writer_changing_only_its_own_fields_moves_only_its_time() {
+    let (_, edited) = created_then_edited();
     let mut again = edited.value.clone();
     again["spec"]["ttlSecondsAfterFinished"] = json!(6);
     again["metadata"]["generation"] = json!(3);
@@ -806,10 +813,7 @@ fn a_writer_changing_only_its_own_fields_moves_only_its_time() {
 fn a_moved_time_reorders_the_entries() {
     // The creator writes again later, only fields it owns: its entry's
     // time passes the editor's, so it now comes second.
-    let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
-    let mut edit = live.value.clone();
-    edit["spec"]["ttlSecondsAfterFinished"] = json!(5);
-    let edited = update_as(&live, edit, &writer("kubectl-edit", 10));
+    let (_, edited) = created_then_edited();
     let mut again = edited.value.clone();
     again["spec"]["backoffLimit"] = json!(2);
     let after = update_as(&edited, again, &writer("kubectl-create", 20));
@@ -836,10 +840,7 @@ fn a_field_taken_from_another_manager_moves_its_owner() {
 
 #[test]
 fn entries_sent_back_with_older_times_give_what_the_full_walk_gives() {
-    let live = create(job(json!({"backoffLimit": 1})), "kubectl-create");
-    let mut edit = live.value.clone();
-    edit["spec"]["ttlSecondsAfterFinished"] = json!(5);
-    let edited = update_as(&live, edit, &writer("kubectl-edit", 10));
+    let (_, edited) = created_then_edited();
     // What a client read before the edit's last write: older times, and
     // so another order.
     let mut sent = edited.entries.clone();

@@ -337,17 +337,16 @@ mod tests {
         let mut job = seed();
         let at =
             |nanos| Time(chrono::DateTime::from_timestamp(1_700_000_000, nanos).expect("time"));
-        let worker = job
-            .spec
-            .mx_replica_specs
-            .values_mut()
-            .next()
-            .expect("a replica");
-        worker
-            .template
-            .metadata
-            .get_or_insert_with(Default::default)
-            .creation_timestamp = Some(at(0));
+        let template_created = |job: &mut MXJob, nanos| {
+            let worker = job.spec.mx_replica_specs.values_mut().next();
+            let worker = worker.expect("a replica");
+            let meta = worker
+                .template
+                .metadata
+                .get_or_insert_with(Default::default);
+            meta.creation_timestamp = Some(at(nanos));
+        };
+        template_created(&mut job, 0);
         let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
         let written = Object::written(job.clone(), stored.clone(), 9, "/k").expect("written");
         assert_eq!(
@@ -358,15 +357,7 @@ mod tests {
         assert_eq!(written.job(), decoded.job());
 
         // A fraction of a second is not stored: the object comes from the bytes.
-        let worker = job
-            .spec
-            .mx_replica_specs
-            .values_mut()
-            .next()
-            .expect("a replica");
-        if let Some(meta) = worker.template.metadata.as_mut() {
-            meta.creation_timestamp = Some(at(500_000_000));
-        }
+        template_created(&mut job, 500_000_000);
         let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
         let written = Object::written(job.clone(), stored.clone(), 9, "/k").expect("written");
         let decoded = Object::decode(stored, 9, "/k").expect("decodes");
