@@ -14,7 +14,8 @@
 //!   as they do in kube-apiserver's messages.
 //!
 //! A body is read straight into an `MXJob` when one pass over its bytes
-//! ([`crate::json::scan`]) finds no repeated key and no misshapen status,
+//! ([`crate::json::scan_plain`], or [`crate::json::scan`] for a body with
+//! escapes) finds no repeated key and no misshapen status,
 //! and the typed decode succeeds; anything else — an error, a repeated
 //! key, an unknown field under `Strict` — goes the full way through a
 //! `Value`, which words every error and finding as described above. The
@@ -141,7 +142,8 @@ static MXJOB_SHAPE: crate::json::Shape = crate::json::Shape::Member {
 /// fields, minus serde_path_to_error (an error goes the full path, which
 /// names its place).
 fn fast_object(bytes: &[u8], validation: &FieldValidation) -> Option<Decoded<MXJob>> {
-    let scanned = crate::json::scan(bytes, &MXJOB_SHAPE).ok()?;
+    let scanned = crate::json::scan_plain(bytes, &MXJOB_SHAPE)
+        .or_else(|| crate::json::scan(bytes, &MXJOB_SHAPE).ok())?;
     if scanned.repeated_keys || scanned.not_objects {
         return None;
     }

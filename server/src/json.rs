@@ -201,6 +201,170 @@ pub fn scan(bytes: &[u8], shape: &'static Shape) -> Result<Scanned, serde_json::
     Ok(scanned)
 }
 
+/// [`scan`] of a plain document, without serde: byte by byte, numbers and
+/// strings skipped rather than parsed, keys compared as their bytes.
+/// `None` for whatever it does not take on — a string with an escape,
+/// nesting deeper than serde_json allows, anything malformed — which
+/// [`scan`] then reads. It checks only what its answer needs, so it takes
+/// some malformed documents (a number such as `1.2.3`, a control
+/// character in a string); the caller's decode refuses those anyway.
+pub fn scan_plain(bytes: &[u8], shape: &'static Shape) -> Option<Scanned> {
+    let mut plain = Plain {
+        bytes,
+        at: 0,
+        depth: 0,
+        keys: Vec::new(),
+        scanned: Scanned::default(),
+    };
+    plain.value(Some(shape), false)?;
+    plain.space();
+    (plain.at == bytes.len()).then_some(plain.scanned)
+}
+
+/// The state of [`scan_plain`].
+struct Plain<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    depth: usize,
+    /// The keys of the objects being scanned, innermost last.
+    keys: Vec<&'a [u8]>,
+    scanned: Scanned,
+}
+
+/// serde_json's default recursion limit.
+const MAX_DEPTH: usize = 128;
+
+impl<'a> Plain<'a> {
+    fn space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        self.space();
+        let byte = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(rest.len())?;
+        (self.bytes.get(self.at..end)? == rest).then(|| self.at = end)
+    }
+
+    /// A string's bytes, after its opening quote; `None` at an escape.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        let length = self.bytes[start..]
+            .iter()
+            .position(|b| matches!(b, b'"' | b'\\'))?;
+        let end = start + length;
+        if self.bytes[end] == b'\\' {
+            return None;
+        }
+        self.at = end + 1;
+        Some(&self.bytes[start..end])
+    }
+
+    fn value(&mut self, shape: Option<&'static Shape>, must_be_object: bool) -> Option<()> {
+        let first = self.next()?;
+        if first != b'{' && must_be_object {
+            self.scanned.not_objects = true;
+        }
+        match first {
+            b'{' => self.object(shape),
+            b'[' => self.array(),
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"rue"),
+            b'f' => self.literal(b"alse"),
+            b'n' => self.literal(b"ull"),
+            b'-' | b'0'..=b'9' => {
+                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') =
+                    self.bytes.get(self.at)
+                {
+                    self.at += 1;
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn nested(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    fn array(&mut self) -> Option<()> {
+        self.nested()?;
+        self.space();
+        if self.bytes.get(self.at) == Some(&b']') {
+            self.at += 1;
+        } else {
+            loop {
+                self.value(None, false)?;
+                match self.next()? {
+                    b',' => continue,
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    fn object(&mut self, shape: Option<&'static Shape>) -> Option<()> {
+        self.nested()?;
+        let start = self.keys.len();
+        self.space();
+        if self.bytes.get(self.at) == Some(&b'}') {
+            self.at += 1;
+        } else {
+            loop {
+                if self.next()? != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                if self.next()? != b':' {
+                    return None;
+                }
+                let (inner, must_be_object) = match shape {
+                    Some(Shape::Member { key: wanted, inner }) if wanted.as_bytes() == key => {
+                        (Some(*inner), true)
+                    }
+                    Some(Shape::Members) => (None, true),
+                    _ => (None, false),
+                };
+                self.keys.push(key);
+                self.value(inner, must_be_object)?;
+                match self.next()? {
+                    b',' => continue,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.scanned.repeated_keys |= repeats(&mut self.keys[start..]);
+        self.keys.truncate(start);
+        self.depth -= 1;
+        Some(())
+    }
+}
+
+/// Whether one object's `keys` name one key twice (reordering them).
+fn repeats<K: Ord>(keys: &mut [K]) -> bool {
+    if keys.len() <= 16 {
+        keys.iter()
+            .enumerate()
+            .any(|(i, key)| keys[i + 1..].contains(key))
+    } else {
+        keys.sort_unstable();
+        keys.windows(2).any(|pair| pair[0] == pair[1])
+    }
+}
+
 /// Scans one value.
 struct ScanSeed<'k, 'de> {
     /// The rule inside this value; `None` when no rule reaches it.
@@ -333,16 +497,7 @@ impl<'de> Visitor<'de> for ScanSeed<'_, 'de> {
                 scanned: &mut *self.scanned,
             })?;
         }
-        let keys = &mut self.keys[start..];
-        let repeated = if keys.len() <= 16 {
-            keys.iter()
-                .enumerate()
-                .any(|(i, key)| keys[i + 1..].contains(key))
-        } else {
-            keys.sort_unstable();
-            keys.windows(2).any(|pair| pair[0] == pair[1])
-        };
-        self.scanned.repeated_keys |= repeated;
+        self.scanned.repeated_keys |= repeats(&mut self.keys[start..]);
         self.keys.truncate(start);
         Ok(())
     }
@@ -436,5 +591,74 @@ mod tests {
         assert_eq!(encoded_len_within(&value, len), Some(len));
         assert_eq!(encoded_len_within(&value, len - 1), None);
         assert_eq!(encoded_len_within(&value, usize::MAX), Some(len));
+    }
+
+    static COUNTS: Shape = Shape::Members;
+    static STATUS: Shape = Shape::Member {
+        key: "mxReplicaStatuses",
+        inner: &COUNTS,
+    };
+    static SHAPE: Shape = Shape::Member {
+        key: "status",
+        inner: &STATUS,
+    };
+
+    /// JSON text with keys drawn from a few names, so that objects repeat
+    /// them and the shape's members appear at every depth.
+    fn document() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            (-1000_i64..1000).prop_map(|n| n.to_string()),
+            (-4000_i32..4000).prop_map(|n| format!("{:e}", f64::from(n) / 8.0)),
+            "[a-z ]{0,3}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        leaf.prop_recursive(5, 48, 4, |inner| {
+            let names = prop::sample::select(vec!["a", "b", "status", "mxReplicaStatuses"]);
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(", "))),
+                prop::collection::vec((names, inner), 0..5).prop_map(|members| {
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|(k, v)| format!("\"{k}\" : {v}"))
+                        .collect();
+                    format!("{{ {} }}", members.join(",\n"))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_plain_scan_finds_what_the_full_scan_finds(text in document()) {
+            let full = scan(text.as_bytes(), &SHAPE).expect("valid JSON");
+            proptest::prop_assert_eq!(scan_plain(text.as_bytes(), &SHAPE), Some(full));
+        }
+    }
+
+    #[test]
+    fn the_plain_scan_leaves_escapes_depth_and_malformed_text_to_the_full_scan() {
+        let escaped = br#"{"a": 1, "\u0061": 2}"#;
+        assert_eq!(scan_plain(escaped, &SHAPE), None);
+        let full = scan(escaped, &SHAPE).expect("valid JSON");
+        assert!(full.repeated_keys, "the escaped key is the same key");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(scan_plain(deep.as_bytes(), &SHAPE), None);
+        for malformed in [
+            &b"{\"a\": 1,}"[..],
+            b"{\"a\" 1}",
+            b"[1 2]",
+            b"{} x",
+            b"tru",
+            b"",
+        ] {
+            assert_eq!(scan_plain(malformed, &SHAPE), None, "{malformed:?}");
+        }
+        let shaped = br#"{"status": {"mxReplicaStatuses": {"Worker": [], "PS": {}}}}"#;
+        let found = scan_plain(shaped, &SHAPE).expect("plain");
+        assert!(found.not_objects && !found.repeated_keys);
     }
 }
