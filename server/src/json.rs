@@ -23,6 +23,7 @@
 //! the work of a JSON patch and the size of an object before it holds (or
 //! stores) one that is too large.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -201,11 +202,10 @@ pub fn scan(bytes: &[u8], shape: &'static Shape) -> Result<Scanned, serde_json::
     Ok(scanned)
 }
 
-/// [`scan`] of a plain document, without serde: byte by byte, numbers and
-/// strings skipped rather than parsed, keys compared as their bytes.
-/// `None` for whatever it does not take on — a string with an escape,
-/// nesting deeper than serde_json allows, anything malformed — which
-/// [`scan`] then reads. It checks only what its answer needs, so it takes
+/// [`scan`] without serde: byte by byte, numbers and strings skipped
+/// rather than parsed, keys compared as their bytes (decoded when they
+/// have escapes). `None` for whatever it does not take on — nesting deeper
+/// than serde_json allows, anything malformed — which [`scan`] then reads. It checks only what its answer needs, so it takes
 /// some malformed documents (a number such as `1.2.3`, a control
 /// character in a string); the caller's decode refuses those anyway.
 pub fn scan_plain(bytes: &[u8], shape: &'static Shape) -> Option<Scanned> {
@@ -227,7 +227,7 @@ struct Plain<'a> {
     at: usize,
     depth: usize,
     /// The keys of the objects being scanned, innermost last.
-    keys: Vec<&'a [u8]>,
+    keys: Vec<Cow<'a, [u8]>>,
     scanned: Scanned,
 }
 
@@ -253,18 +253,33 @@ impl<'a> Plain<'a> {
         (self.bytes.get(self.at..end)? == rest).then(|| self.at = end)
     }
 
-    /// A string's bytes, after its opening quote; `None` at an escape.
-    fn string(&mut self) -> Option<&'a [u8]> {
+    /// A string's bytes between its quotes, after its opening quote, and
+    /// whether it has escapes.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
         let start = self.at;
-        let length = self.bytes[start..]
-            .iter()
-            .position(|b| matches!(b, b'"' | b'\\'))?;
-        let end = start + length;
-        if self.bytes[end] == b'\\' {
-            return None;
+        let mut escaped = false;
+        loop {
+            let length = memchr::memchr2(b'"', b'\\', self.bytes.get(self.at..)?)?;
+            let end = self.at + length;
+            if self.bytes[end] == b'"' {
+                self.at = end + 1;
+                return Some((&self.bytes[start..end], escaped));
+            }
+            // The escaped character is skipped; `\uXXXX`'s digits need not be.
+            escaped = true;
+            self.at = end + 2;
         }
-        self.at = end + 1;
-        Some(&self.bytes[start..end])
+    }
+
+    /// An object's key, as its decoded bytes when it has escapes.
+    fn key(&mut self) -> Option<Cow<'a, [u8]>> {
+        let (raw, escaped) = self.string()?;
+        if !escaped {
+            return Some(Cow::Borrowed(raw));
+        }
+        let quoted = self.bytes.get(self.at - raw.len() - 2..self.at)?;
+        let decoded: String = serde_json::from_slice(quoted).ok()?;
+        Some(Cow::Owned(decoded.into_bytes()))
     }
 
     fn value(&mut self, shape: Option<&'static Shape>, must_be_object: bool) -> Option<()> {
@@ -326,12 +341,12 @@ impl<'a> Plain<'a> {
                 if self.next()? != b'"' {
                     return None;
                 }
-                let key = self.string()?;
+                let key = self.key()?;
                 if self.next()? != b':' {
                     return None;
                 }
                 let (inner, must_be_object) = match shape {
-                    Some(Shape::Member { key: wanted, inner }) if wanted.as_bytes() == key => {
+                    Some(Shape::Member { key: wanted, inner }) if wanted.as_bytes() == &*key => {
                         (Some(*inner), true)
                     }
                     Some(Shape::Members) => (None, true),
@@ -613,10 +628,17 @@ mod tests {
             Just("false".to_string()),
             (-1000_i64..1000).prop_map(|n| n.to_string()),
             (-4000_i32..4000).prop_map(|n| format!("{:e}", f64::from(n) / 8.0)),
-            "[a-z ]{0,3}".prop_map(|s| format!("\"{s}\"")),
+            r#"([a-z ]|\\"|\\u0061|\\\\){0,3}"#.prop_map(|s| format!("\"{s}\"")),
         ];
         leaf.prop_recursive(5, 48, 4, |inner| {
-            let names = prop::sample::select(vec!["a", "b", "status", "mxReplicaStatuses"]);
+            let names = prop::sample::select(vec![
+                "a",
+                "\\u0061",
+                "b\\\"",
+                "status",
+                "st\\u0061tus",
+                "mxReplicaStatuses",
+            ]);
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4)
                     .prop_map(|items| format!("[{}]", items.join(", "))),
@@ -640,11 +662,12 @@ mod tests {
     }
 
     #[test]
-    fn the_plain_scan_leaves_escapes_depth_and_malformed_text_to_the_full_scan() {
-        let escaped = br#"{"a": 1, "\u0061": 2}"#;
-        assert_eq!(scan_plain(escaped, &SHAPE), None);
-        let full = scan(escaped, &SHAPE).expect("valid JSON");
-        assert!(full.repeated_keys, "the escaped key is the same key");
+    fn the_plain_scan_reads_escapes_and_leaves_depth_and_malformed_text_to_the_full_scan() {
+        let escaped = br#"{"a": 1, "\u0061": 2, "k:{\"name\"}": "\\"}"#;
+        let plain = scan_plain(escaped, &SHAPE).expect("plain");
+        assert!(plain.repeated_keys, "the escaped key is the same key");
+        assert_eq!(Some(plain), scan(escaped, &SHAPE).ok());
+        assert_eq!(scan_plain(br#"{"a\"#, &SHAPE), None);
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_plain(deep.as_bytes(), &SHAPE), None);
         for malformed in [

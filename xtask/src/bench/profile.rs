@@ -97,8 +97,8 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "the body's one pass for repeated keys and misshapen status (json::scan)",
-        "mxjob_server::json::scan",
+        "the body's one pass for repeated keys and misshapen status (json::scan_plain)",
+        "mxjob_server::json::scan_plain",
     ),
     (
         "JSON decode",
