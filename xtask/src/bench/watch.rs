@@ -50,22 +50,18 @@ impl FanOut {
 /// `"resourceVersion":"`
 const MARK: &[u8] = b"\"resourceVersion\":\"";
 
-/// Every resourceVersion a chunk of complete lines names.
+/// Every resourceVersion a chunk of complete lines names. The search is
+/// memchr's: the bench runs unoptimized (`cargo xtask`), and a byte-by-byte
+/// search of every event, a thousand watchers at a time, delayed the
+/// reading of the last watchers by tens of milliseconds.
 fn resource_versions(lines: &[u8]) -> Vec<u64> {
-    let mut found = Vec::new();
-    let mut rest = lines;
-    while let Some(at) = rest.windows(MARK.len()).position(|w| w == MARK) {
-        rest = &rest[at + MARK.len()..];
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if let Some(version) = std::str::from_utf8(&rest[..digits])
-            .ok()
-            .and_then(|d| d.parse().ok())
-        {
-            found.push(version);
-        }
-        rest = &rest[digits..];
-    }
-    found
+    memchr::memmem::find_iter(lines, MARK)
+        .filter_map(|at| {
+            let rest = &lines[at + MARK.len()..];
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+        })
+        .collect()
 }
 
 /// One watcher: connects, reports when its watch is answered, then reports
@@ -115,7 +111,7 @@ async fn watcher(
     loop {
         // Lines end in '\n' (the events' own, and the chunk framing's):
         // only complete lines are searched.
-        if let Some(last) = buffer.iter().rposition(|b| *b == b'\n') {
+        if let Some(last) = memchr::memrchr(b'\n', &buffer) {
             let now = Instant::now();
             for version in resource_versions(&buffer[..=last]) {
                 if seen.send((version, now)).is_err() {
