@@ -962,3 +962,60 @@ async fn the_sqlite_event_buffer_stays_within_its_byte_bound() {
         assert_eq!(event.revision(), revision);
     }
 }
+
+/// Two stores on one etcd are two replicas of the server: watches through
+/// one (many at once, sharing its watch cache, from the revision each
+/// watcher last saw) see every write made through the other, in order,
+/// each from where it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_of_one_etcd_replica_see_the_writes_of_another() {
+    use futures::StreamExt;
+    use mxjob_server::store::Event;
+
+    let etcd = Etcd::start().await;
+    let connect = || EtcdStore::connect(EtcdOptions::new(vec![etcd.endpoint.clone()]));
+    let reader = connect().await.expect("the first replica connects");
+    let writer = connect().await.expect("the second replica connects");
+    let first = writer.create("/p/a", b"0".to_vec()).await.expect("create");
+    let mut watches = Vec::new();
+    for _ in 0..20 {
+        watches.push(
+            reader
+                .watch("/p/", first.mod_revision)
+                .await
+                .expect("watch"),
+        );
+    }
+    let mut kv = first;
+    let mut written = Vec::new();
+    for i in 1..=5 {
+        kv = writer
+            .update("/p/a", kv.mod_revision, i.to_string().into_bytes())
+            .await
+            .expect("update");
+        written.push(kv.mod_revision);
+    }
+    // A watcher that starts partway sees the rest.
+    let late = reader.watch("/p/", written[1]).await.expect("watch");
+    watches.push(late);
+    for (i, watch) in watches.iter_mut().enumerate() {
+        let expected: &[u64] = if i == 20 { &written[2..] } else { &written };
+        let mut seen = Vec::new();
+        while seen.len() < expected.len() {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), watch.next())
+                .await
+                .expect("an event within 20 s")
+                .expect("the watch goes on")
+                .expect("an event");
+            let Event::Put { kv, prev } = &next else {
+                panic!("only updates were written: {next:?}");
+            };
+            assert_eq!(
+                prev.as_ref().map(|p| p.mod_revision),
+                Some(kv.mod_revision - 1)
+            );
+            seen.push(next.revision());
+        }
+        assert_eq!(seen, expected, "watcher {i}");
+    }
+}

@@ -99,10 +99,12 @@ use etcd_client::{
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::cas::Precondition;
 use super::feed::event_bytes;
 use super::keys::{list_start, prefix_end, Start};
+use super::watch_cache::WatchCache;
 use super::{
     Blob, Durability, Event, EventStream, KeyValue, ListOptions, ListPage, Revision, Store,
     StoreError, WATCH_BUFFER,
@@ -150,6 +152,16 @@ pub struct EtcdStore {
     watch: WatchClient,
     endpoints: Vec<String>,
     request_timeout: Duration,
+    /// The watch cache (`store::watch_cache`) and what stops the etcd watch
+    /// that fills it; shared by the store's clones, opened by the first watch.
+    cache: Arc<tokio::sync::Mutex<Option<OpenCache>>>,
+}
+
+/// An open watch cache, and the token that stops the task filling it when
+/// the store goes away.
+struct OpenCache {
+    cache: Arc<WatchCache>,
+    _stop: DropGuard,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -332,6 +344,7 @@ impl EtcdStore {
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
             endpoints: options.endpoints.clone(),
             request_timeout: options.connect_timeout,
+            cache: Arc::default(),
         };
         store.current_revision().await.map_err(|e| match e {
             StoreError::Backend(message) => unreachable(message),
@@ -419,6 +432,44 @@ impl EtcdStore {
             Ok(_) | Err(Failure::Future) => Ok(()),
             Err(failure) => Err(self.explain(failure).await),
         }
+    }
+
+    /// The open watch cache, opening one (from the current revision) when
+    /// there is none or the last one closed. A cache that cannot be opened
+    /// is returned closed: its watches go to etcd directly.
+    async fn watch_cache(&self) -> Arc<WatchCache> {
+        let mut open = self.cache.lock().await;
+        if let Some(current) = open.as_ref().filter(|o| o.cache.is_open()) {
+            return Arc::clone(&current.cache);
+        }
+        *open = None;
+        let opened = async {
+            let start = self.current_revision().await?;
+            let (from, end) = key_range("", None);
+            let options = WatchOptions::new()
+                .with_range(end)
+                .with_start_revision(to_etcd(start.saturating_add(1)))
+                .with_prev_key();
+            let mut client = self.watch.clone();
+            match self.call(client.watch(from, Some(options))).await {
+                Ok(stream) => Ok((start, stream)),
+                Err(failure) => Err(self.explain(failure).await),
+            }
+        }
+        .await;
+        let Ok((start, stream)) = opened else {
+            let closed = WatchCache::new(0);
+            closed.close();
+            return closed;
+        };
+        let cache = WatchCache::new(start);
+        let stop = CancellationToken::new();
+        tokio::spawn(fill(Arc::downgrade(&cache), stream, stop.clone()));
+        *open = Some(OpenCache {
+            cache: Arc::clone(&cache),
+            _stop: stop.drop_guard(),
+        });
+        cache
     }
 
     /// Runs `then` in one transaction if `key` meets `precondition`;
@@ -575,13 +626,21 @@ impl Store for EtcdStore {
         let mut kv = self.kv.clone();
         match self.call(kv.compact(to_etcd(revision), None)).await {
             // Already compacted at or beyond `revision`: nothing to do.
-            Ok(_) | Err(Failure::Compacted) => Ok(()),
+            Ok(_) | Err(Failure::Compacted) => {
+                if let Some(open) = self.cache.lock().await.as_ref() {
+                    open.cache.trim_through(revision);
+                }
+                Ok(())
+            }
             Err(failure) => Err(self.explain(failure).await),
         }
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream, StoreError> {
         self.check_not_compacted(after).await?;
+        if let Some(followed) = self.watch_cache().await.follow(prefix, after) {
+            return Ok(followed);
+        }
         let (start, end) = key_range(prefix, None);
         let options = WatchOptions::new()
             .with_range(end)
@@ -634,6 +693,50 @@ fn convert(event: &etcd_client::Event) -> Result<Option<Event>, StoreError> {
             revision: from_etcd(kv.mod_revision()),
         }),
     })
+}
+
+/// Moves the events of the watch cache's etcd watch into the cache until
+/// the watch ends or `stop` (the store went away), then closes the cache.
+async fn fill(
+    cache: std::sync::Weak<WatchCache>,
+    mut stream: WatchStream,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => break,
+            message = stream.message() => message,
+        };
+        let Ok(Some(response)) = message else {
+            break;
+        };
+        if response.compact_revision() > 0 {
+            break;
+        }
+        let Some(open) = cache.upgrade() else {
+            return;
+        };
+        let mut events = Vec::with_capacity(response.events().len());
+        let mut complete = true;
+        for event in response.events() {
+            match convert(event) {
+                Ok(Some(event)) => events.push(event),
+                // A previous value compacted away, or a malformed event:
+                // the cache cannot go on past it.
+                Ok(None) | Err(_) => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        open.publish(events);
+        if !complete || response.canceled() {
+            break;
+        }
+    }
+    if let Some(open) = cache.upgrade() {
+        open.close();
+    }
 }
 
 /// Moves a watch's events from etcd to the consumer's buffer until the

@@ -168,7 +168,6 @@ impl EventLog {
     }
 
     /// Every event after this revision is in the log.
-    #[cfg(test)]
     pub fn start(&self) -> Revision {
         self.start
     }

@@ -36,6 +36,8 @@ mod latest;
 pub mod memory;
 pub mod metered;
 pub mod sqlite;
+#[cfg(feature = "etcd")]
+mod watch_cache;
 
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
