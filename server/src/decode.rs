@@ -25,6 +25,7 @@
 //! Kubernetes rules to it.
 
 use json_patch::PatchOperation;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 use mxjob_api::model::{MXJob, API_VERSION, KIND};
 use mxjob_api::params::{require_json, FieldValidation};
 use serde_json::Value;
@@ -118,6 +119,116 @@ pub fn object(
     }
     let (value, duplicates) = parse_json(bytes)?;
     job(value, duplicate_findings("", &duplicates), validation)
+}
+
+/// A request body as read, and the media type it declares.
+#[derive(Clone, Copy, Debug)]
+pub struct Body<'a> {
+    pub bytes: &'a [u8],
+    pub media_type: Option<&'a str>,
+}
+
+/// The stored object a replace is made over: its stored bytes and the
+/// managed fields they hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Over<'a> {
+    pub stored: &'a [u8],
+    pub managed_fields: Option<&'a [ManagedFieldsEntry]>,
+}
+
+/// An MXJob body of a replace of `over`: [`object`], but a body whose
+/// `metadata.managedFields` are the stored ones byte for byte, or but for
+/// the entries' times — what a client sends back after a read — is decoded
+/// without them, and they are the stored entries with the times sent. The
+/// decoded job is the one [`object`] gives; the managed fields, about half
+/// of a body, are not decoded again.
+pub fn replacement(
+    body: Body<'_>,
+    validation: &FieldValidation,
+    over: Option<Over<'_>>,
+) -> Result<Decoded<MXJob>, DecodeError> {
+    if let Some(decoded) = over.and_then(|over| managed_fields_as_stored(body, validation, over)) {
+        return Ok(decoded);
+    }
+    object(body.bytes, body.media_type, validation)
+}
+
+/// See [`replacement`]. `None` when the managed fields sent are not the
+/// stored ones or anything else declines (the caller then decodes the
+/// body as it came, so errors are worded from it).
+///
+/// The stored bytes are this server's encoding of the stored object, which
+/// decodes into its entries; so sent bytes equal to them but for the time
+/// strings (each a valid `Time`) decode into those entries with the sent
+/// times, and they hold no unknown field nor repeated key.
+fn managed_fields_as_stored(
+    body: Body<'_>,
+    validation: &FieldValidation,
+    over: Over<'_>,
+) -> Option<Decoded<MXJob>> {
+    const PATH: &[&str] = &["metadata", "managedFields"];
+    require_json(body.media_type).ok()?;
+    let sent = crate::json::member_span(body.bytes, PATH)?;
+    let stored = crate::json::member_span(over.stored, PATH)?;
+    let times = same_but_times(&body.bytes[sent.clone()], &over.stored[stored])?;
+    let mut entries = over.managed_fields?.to_vec();
+    let mut times = times.into_iter();
+    for entry in &mut entries {
+        if entry.time.is_some() {
+            entry.time = Some(time(times.next()?)?);
+        }
+    }
+    if times.next().is_some() {
+        return None;
+    }
+    let mut rest = Vec::with_capacity(body.bytes.len() - sent.len() + 4);
+    rest.extend_from_slice(&body.bytes[..sent.start]);
+    rest.extend_from_slice(b"null");
+    rest.extend_from_slice(&body.bytes[sent.end..]);
+    let mut decoded = fast_object(&rest, validation)?;
+    decoded.object.metadata.managed_fields = Some(entries);
+    Some(decoded)
+}
+
+/// Whether `sent` is `stored` but for the values of the `"time"` members
+/// (the contents of their strings), and if so the sent values in order.
+/// In managed fields' JSON only an entry's time is such a member:
+/// `fieldsV1` keys carry a prefix (`f:`, `k:`, ...).
+fn same_but_times<'a>(sent: &'a [u8], stored: &[u8]) -> Option<Vec<&'a [u8]>> {
+    const TIME: &[u8] = b"\"time\":\"";
+    let finder = memchr::memmem::Finder::new(TIME);
+    let mut times = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let next = finder.find(&stored[j..]).map(|n| j + n + TIME.len());
+        let upto = next.unwrap_or(stored.len());
+        let length = upto - j;
+        if sent.get(i..i + length)? != &stored[j..upto] {
+            return None;
+        }
+        i += length;
+        j = upto;
+        if next.is_none() {
+            return (i == sent.len()).then_some(times);
+        }
+        let sent_end = i + memchr::memchr(b'"', &sent[i..])?;
+        let value = &sent[i..sent_end];
+        if value.contains(&b'\\') {
+            return None;
+        }
+        times.push(value);
+        i = sent_end;
+        j += memchr::memchr(b'"', &stored[j..])?;
+    }
+}
+
+/// A managed-fields time as `Time` decodes it from JSON.
+fn time(text: &[u8]) -> Option<Time> {
+    let mut quoted = Vec::with_capacity(text.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(text);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
 /// Where a body must have objects, as [`require_objects`] checks.
@@ -475,5 +586,96 @@ mod tests {
         same(format!("{body} x").as_bytes());
         same(b"[]");
         same(b"{");
+    }
+
+    /// `replacement` over `stored` answers as `object` does for `body`.
+    fn same_over(body: &[u8], stored: &MXJob) -> Option<Decoded<MXJob>> {
+        let bytes = serde_json::to_vec(stored).expect("encodes");
+        let over = Over {
+            stored: &bytes,
+            managed_fields: stored.metadata.managed_fields.as_deref(),
+        };
+        let body = Body {
+            bytes: body,
+            media_type: Some("application/json"),
+        };
+        for validation in [
+            FieldValidation::Strict,
+            FieldValidation::Warn,
+            FieldValidation::Ignore,
+        ] {
+            let over = replacement(body, &validation, Some(over));
+            let plain = object(body.bytes, body.media_type, &validation);
+            match (over, plain) {
+                (Ok(over), Ok(plain)) => {
+                    assert_eq!(over.object, plain.object, "{validation:?}");
+                    assert_eq!(over.warnings, plain.warnings, "{validation:?}");
+                }
+                (Err(over), Err(plain)) => assert_eq!(over, plain, "{validation:?}"),
+                (over, plain) => panic!("{validation:?}: {over:?} against {plain:?}"),
+            }
+        }
+        managed_fields_as_stored(body, &FieldValidation::Strict, over)
+    }
+
+    #[test]
+    fn managed_fields_sent_back_are_taken_from_the_stored_object() {
+        let mut stored: MXJob =
+            serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example");
+        stored.metadata.managed_fields = Some(serde_json::from_value(serde_json::json!([
+            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:runPolicy": {"f:ttlSecondsAfterFinished": {}}}},
+             "manager": "bench", "operation": "Update", "time": "2026-12-05T10:00:00Z"},
+            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:status": {".": {}, "f:conditions": {}}},
+             "manager": "mxjob-controller", "operation": "Update",
+             "subresource": "status"},
+            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:time": {}}}},
+             "manager": "time", "operation": "Update", "time": "2026-12-05T11:00:00Z"}
+        ]))
+        .expect("entries"));
+        let body = serde_json::to_string(&stored).expect("encodes");
+        let taken = same_over(body.as_bytes(), &stored).expect("the stored entries, as they are");
+        assert_eq!(taken.object.metadata.managed_fields, stored.metadata.managed_fields);
+
+        let older = body
+            .replace("2026-12-05T10:00:00Z", "2026-12-01T09:00:00Z")
+            .replace("2026-12-05T11:00:00Z", "2026-12-01T09:30:00.25Z");
+        let taken = same_over(older.as_bytes(), &stored).expect("the stored entries, sent times");
+        let times: Vec<_> = taken
+            .object
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|e| e.time.as_ref().map(|t| t.0.to_rfc3339()))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                Some("2026-12-01T09:00:00+00:00".to_string()),
+                None,
+                Some("2026-12-01T09:30:00.250+00:00".to_string())
+            ]
+        );
+
+        // Everything else is decoded from the body as it came.
+        for other in [
+            body.replace("2026-12-05T10:00:00Z", "yesterday"),
+            body.replace("2026-12-05T10:00:00Z", "2026-12-05T10:00:00\\u005a"),
+            body.replace("f:ttlSecondsAfterFinished", "f:backoffLimit"),
+            body.replace("\"manager\":\"bench\"", "\"manager\":\"bench\",\"zzz\":1"),
+            body.replacen("\"managedFields\":[", "\"managedFields\":[ ", 1),
+            body.replacen("\"managedFields\":[", "\"managedFields\":7,\"x\":[", 1),
+            body.replacen("{", "{\"zzz\":1,", 1),
+        ] {
+            assert!(same_over(other.as_bytes(), &stored).is_none(), "{other}");
+        }
+        // Fields elsewhere keep their checks when the managed fields are taken.
+        let unknown = body.replacen("\"spec\":{", "\"spec\":{\"zzz\":1,", 1);
+        assert!(same_over(unknown.as_bytes(), &stored).is_none(), "strict: full path");
+        let broken = body.replacen("\"spec\":{", "\"spec\":{{", 1);
+        assert!(same_over(broken.as_bytes(), &stored).is_none());
     }
 }

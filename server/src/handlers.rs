@@ -779,10 +779,13 @@ async fn replace(
             default_manager(&mut options, agent);
             let media_type = body.media_type().map(str::to_string);
             let bytes = body.read(&context.body_limits).await?;
-            let job = decode::object(&bytes, media_type.as_deref(), &options.field_validation)?;
+            let body = decode::Body {
+                bytes: &bytes,
+                media_type: media_type.as_deref(),
+            };
             Ok(context
                 .registry
-                .replace(ns, object, job, &options, part)
+                .replace(ns, object, body, &options, part)
                 .await?)
         },
     )

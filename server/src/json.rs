@@ -368,6 +368,105 @@ impl<'a> Plain<'a> {
     }
 }
 
+/// Where the value at `path` lies in `bytes`: `path` names a member of the
+/// top-level object, then a member of that member's object, and so on; the
+/// first member of each name is taken. It reads only as far as the value's
+/// end, skipping the values before it without checking them (the caller
+/// decodes the document anyway), and keys with escapes never match. `None`
+/// when a member on the path is missing or not an object, or the bytes end
+/// or break the syntax on the way.
+pub fn member_span(bytes: &[u8], path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let mut at = 0;
+    let mut rest = path;
+    'objects: while let Some((wanted, deeper)) = rest.split_first() {
+        at = after_space(bytes, at);
+        if bytes.get(at) != Some(&b'{') {
+            return None;
+        }
+        at += 1;
+        loop {
+            at = after_space(bytes, at);
+            if bytes.get(at) != Some(&b'"') {
+                return None;
+            }
+            let quote = closing_quote(bytes, at + 1)?;
+            let key = &bytes[at + 1..quote];
+            at = after_space(bytes, quote + 1);
+            if bytes.get(at) != Some(&b':') {
+                return None;
+            }
+            at = after_space(bytes, at + 1);
+            if key == wanted.as_bytes() {
+                if deeper.is_empty() {
+                    return Some(at..value_end(bytes, at)?);
+                }
+                rest = deeper;
+                continue 'objects;
+            }
+            at = after_space(bytes, value_end(bytes, at)?);
+            if bytes.get(at) != Some(&b',') {
+                return None;
+            }
+            at += 1;
+        }
+    }
+    None
+}
+
+fn after_space(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// The index of the quote that closes the string whose content starts at
+/// `at`.
+fn closing_quote(bytes: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let end = at + memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[end] == b'"' {
+            return Some(end);
+        }
+        at = end + 2;
+    }
+}
+
+/// Just past the value that starts at `at`: a string, an object or an
+/// array (to its matching close), or a scalar (to the next delimiter).
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => Some(closing_quote(bytes, at + 1)? + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                match bytes.get(i)? {
+                    b'"' => {
+                        i = closing_quote(bytes, i + 1)?;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let length = bytes[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(bytes.len() - at);
+            Some(at + length)
+        }
+    }
+}
+
 /// Whether one object's `keys` name one key twice (reordering them).
 fn repeats<K: Ord>(keys: &mut [K]) -> bool {
     if keys.len() <= 16 {
@@ -659,6 +758,44 @@ mod tests {
             let full = scan(text.as_bytes(), &SHAPE).expect("valid JSON");
             proptest::prop_assert_eq!(scan_plain(text.as_bytes(), &SHAPE), Some(full));
         }
+    }
+
+    proptest::proptest! {
+        /// The span found is a whole JSON value; in a document without
+        /// escapes or repeated keys it is the member the path names, and it
+        /// is found whenever that member exists inside objects.
+        #[test]
+        fn a_member_span_is_the_member_the_path_names(text in document()) {
+            let path = ["status", "mxReplicaStatuses"];
+            let found = member_span(text.as_bytes(), &path);
+            if let Some(range) = &found {
+                let value: Result<Value, _> = serde_json::from_str(&text[range.clone()]);
+                proptest::prop_assert!(value.is_ok(), "{:?}", &text[range.clone()]);
+            }
+            let plain = !text.contains('\\')
+                && !scan(text.as_bytes(), &SHAPE).expect("valid JSON").repeated_keys;
+            if plain {
+                let value: Value = serde_json::from_str(&text).expect("valid JSON");
+                let expected = value
+                    .get("status")
+                    .filter(|status| status.is_object())
+                    .and_then(|status| status.get("mxReplicaStatuses"));
+                let at = found.map(|range| {
+                    serde_json::from_str::<Value>(&text[range]).expect("a value")
+                });
+                proptest::prop_assert_eq!(at.as_ref(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn member_spans_skip_strings_and_nesting_before_the_member() {
+        let text = br#"{"a": "}\"{", "b": [{"c": 1}, "]"], "m" : {"x": true, "k": [1, {"y": "z"}] }}"#;
+        let range = member_span(text, &["m", "k"]).expect("found");
+        assert_eq!(&text[range], br#"[1, {"y": "z"}]"#);
+        assert_eq!(member_span(text, &["m", "missing"]), None);
+        assert_eq!(member_span(text, &["a", "k"]), None, "not an object");
+        assert_eq!(member_span(br#"{"m": {"k": [1, 2"#, &["m", "k"]), None);
     }
 
     #[test]

@@ -244,17 +244,25 @@ impl Registry {
         &self,
         namespace: &str,
         name: &str,
-        request: Decoded<MXJob>,
+        body: decode::Body<'_>,
         options: &WriteOptions,
         part: Part,
     ) -> Result<Written, Error> {
+        // Loaded first so that the body's managed fields, when they are the
+        // stored ones, are not decoded again (`decode::replacement`); its
+        // errors still come after the body's, as the API server's do.
+        let stored = self.load(namespace, name).await;
+        let over = stored.as_ref().ok().map(|stored| decode::Over {
+            stored: stored.object.stored(),
+            managed_fields: stored.object.job().metadata.managed_fields.as_deref(),
+        });
         let Decoded {
             object: mut job,
             warnings,
-        } = request;
+        } = decode::replacement(body, &options.field_validation, over)?;
         check_namespace(&mut job.metadata, namespace)?;
         check_name(&job.metadata, name)?;
-        let stored = self.load(namespace, name).await?;
+        let stored = stored?;
         let object = self
             .update(stored, job, options, true, part, Managed::Update)
             .await?;

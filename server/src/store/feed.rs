@@ -168,6 +168,7 @@ impl EventLog {
     }
 
     /// Every event after this revision is in the log.
+    #[cfg(any(test, feature = "etcd"))]
     pub fn start(&self) -> Revision {
         self.start
     }
