@@ -622,22 +622,27 @@ mod tests {
     fn managed_fields_sent_back_are_taken_from_the_stored_object() {
         let mut stored: MXJob =
             serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example");
-        stored.metadata.managed_fields = Some(serde_json::from_value(serde_json::json!([
-            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
-             "fieldsV1": {"f:spec": {"f:runPolicy": {"f:ttlSecondsAfterFinished": {}}}},
-             "manager": "bench", "operation": "Update", "time": "2026-12-05T10:00:00Z"},
-            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
-             "fieldsV1": {"f:status": {".": {}, "f:conditions": {}}},
-             "manager": "mxjob-controller", "operation": "Update",
-             "subresource": "status"},
-            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
-             "fieldsV1": {"f:metadata": {"f:labels": {"f:time": {}}}},
-             "manager": "time", "operation": "Update", "time": "2026-12-05T11:00:00Z"}
-        ]))
-        .expect("entries"));
+        stored.metadata.managed_fields = Some(
+            serde_json::from_value(serde_json::json!([
+                {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:runPolicy": {"f:ttlSecondsAfterFinished": {}}}},
+                 "manager": "bench", "operation": "Update", "time": "2026-12-05T10:00:00Z"},
+                {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:status": {".": {}, "f:conditions": {}}},
+                 "manager": "mxjob-controller", "operation": "Update",
+                 "subresource": "status"},
+                {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:labels": {"f:time": {}}}},
+                 "manager": "time", "operation": "Update", "time": "2026-12-05T11:00:00Z"}
+            ]))
+            .expect("entries"),
+        );
         let body = serde_json::to_string(&stored).expect("encodes");
         let taken = same_over(body.as_bytes(), &stored).expect("the stored entries, as they are");
-        assert_eq!(taken.object.metadata.managed_fields, stored.metadata.managed_fields);
+        assert_eq!(
+            taken.object.metadata.managed_fields,
+            stored.metadata.managed_fields
+        );
 
         let older = body
             .replace("2026-12-05T10:00:00Z", "2026-12-01T09:00:00Z")
@@ -674,7 +679,10 @@ mod tests {
         }
         // Fields elsewhere keep their checks when the managed fields are taken.
         let unknown = body.replacen("\"spec\":{", "\"spec\":{\"zzz\":1,", 1);
-        assert!(same_over(unknown.as_bytes(), &stored).is_none(), "strict: full path");
+        assert!(
+            same_over(unknown.as_bytes(), &stored).is_none(),
+            "strict: full path"
+        );
         let broken = body.replacen("\"spec\":{", "\"spec\":{{", 1);
         assert!(same_over(broken.as_bytes(), &stored).is_none());
     }

@@ -434,25 +434,26 @@ fn closing_quote(bytes: &[u8], mut at: usize) -> Option<usize> {
 
 /// Just past the value that starts at `at`: a string, an object or an
 /// array (to its matching close), or a scalar (to the next delimiter).
+/// Only the opening bracket's kind is counted (the other kind nests in
+/// balanced pairs inside it), so the search jumps from quote to bracket.
 fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => Some(closing_quote(bytes, at + 1)? + 1),
-        b'{' | b'[' => {
+        &open @ (b'{' | b'[') => {
+            let close = if open == b'{' { b'}' } else { b']' };
             let mut depth = 0usize;
             let mut i = at;
             loop {
-                match bytes.get(i)? {
-                    b'"' => {
-                        i = closing_quote(bytes, i + 1)?;
+                i += memchr::memchr3(b'"', open, close, bytes.get(i..)?)?;
+                if bytes[i] == b'"' {
+                    i = closing_quote(bytes, i + 1)?;
+                } else if bytes[i] == open {
+                    depth += 1;
+                } else {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + 1);
                     }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
                 }
                 i += 1;
             }
@@ -790,7 +791,8 @@ mod tests {
 
     #[test]
     fn member_spans_skip_strings_and_nesting_before_the_member() {
-        let text = br#"{"a": "}\"{", "b": [{"c": 1}, "]"], "m" : {"x": true, "k": [1, {"y": "z"}] }}"#;
+        let text =
+            br#"{"a": "}\"{", "b": [{"c": 1}, "]"], "m" : {"x": true, "k": [1, {"y": "z"}] }}"#;
         let range = member_span(text, &["m", "k"]).expect("found");
         assert_eq!(&text[range], br#"[1, {"y": "z"}]"#);
         assert_eq!(member_span(text, &["m", "missing"]), None);

@@ -92,8 +92,13 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "body → MXJob (decode::object: the key scan, then straight into MXJob)",
-        "mxjob_server::decode::object",
+        "body → MXJob (decode::replacement: managed fields as stored taken from the stored object, the rest as decode::object: the key scan, then straight into MXJob)",
+        "mxjob_server::decode::replacement",
+    ),
+    (
+        "JSON decode",
+        "finding managedFields in the body and in the stored bytes (json::member_span, 2 calls)",
+        "mxjob_server::json::member_span",
     ),
     (
         "JSON decode",
