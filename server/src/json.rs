@@ -434,26 +434,32 @@ fn closing_quote(bytes: &[u8], mut at: usize) -> Option<usize> {
 
 /// Just past the value that starts at `at`: a string, an object or an
 /// array (to its matching close), or a scalar (to the next delimiter).
-/// Only the opening bracket's kind is counted (the other kind nests in
-/// balanced pairs inside it), so the search jumps from quote to bracket.
+/// A plain loop over the bytes: managed fields, the value this is for, are
+/// short keys and brackets, where searching ahead costs more than it skips.
 fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => Some(closing_quote(bytes, at + 1)? + 1),
-        &open @ (b'{' | b'[') => {
-            let close = if open == b'{' { b'}' } else { b']' };
+        b'{' | b'[' => {
             let mut depth = 0usize;
             let mut i = at;
             loop {
-                i += memchr::memchr3(b'"', open, close, bytes.get(i..)?)?;
-                if bytes[i] == b'"' {
-                    i = closing_quote(bytes, i + 1)?;
-                } else if bytes[i] == open {
-                    depth += 1;
-                } else {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Some(i + 1);
+                match bytes.get(i)? {
+                    b'"' => loop {
+                        i += 1;
+                        match bytes.get(i)? {
+                            b'"' => break,
+                            b'\\' => i += 1,
+                            _ => {}
+                        }
+                    },
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
                     }
+                    _ => {}
                 }
                 i += 1;
             }
