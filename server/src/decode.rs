@@ -139,9 +139,12 @@ pub struct Over<'a> {
 /// An MXJob body of a replace of `over`: [`object`], but a body whose
 /// `metadata.managedFields` are the stored ones byte for byte, or but for
 /// the entries' times — what a client sends back after a read — is decoded
-/// without them, and they are the stored entries with the times sent. The
-/// decoded job is the one [`object`] gives; the managed fields, about half
-/// of a body, are not decoded again.
+/// without them: the managed fields, about half of a body, are not decoded
+/// again. Sent but for their times, they are the stored entries with the
+/// times sent, so the decoded job is the one [`object`] gives. Sent as they
+/// are stored, they are left out (`None`): the update rules keep the stored
+/// entries for both (`apply::managed_fields_for_update`), and leaving them
+/// out saves copying and comparing them.
 pub fn replacement(
     body: Body<'_>,
     validation: &FieldValidation,
@@ -170,23 +173,37 @@ fn managed_fields_as_stored(
     require_json(body.media_type).ok()?;
     let sent = crate::json::member_span(body.bytes, PATH)?;
     let stored = crate::json::member_span(over.stored, PATH)?;
-    let times = same_but_times(&body.bytes[sent.clone()], &over.stored[stored])?;
-    let mut entries = over.managed_fields?.to_vec();
-    let mut times = times.into_iter();
-    for entry in &mut entries {
-        if entry.time.is_some() {
-            entry.time = Some(time(times.next()?)?);
+    let (sent_bytes, stored_bytes) = (&body.bytes[sent.clone()], &over.stored[stored]);
+    let stored_entries = over.managed_fields?;
+    let entries = if sent_bytes == stored_bytes {
+        // An empty list (or a lone empty entry) sent resets the managed
+        // fields, which leaving them out would not.
+        let resets = stored_entries
+            .iter()
+            .all(|entry| *entry == ManagedFieldsEntry::default());
+        if resets {
+            return None;
         }
-    }
-    if times.next().is_some() {
-        return None;
-    }
+        None
+    } else {
+        let mut times = same_but_times(sent_bytes, stored_bytes)?.into_iter();
+        let mut entries = stored_entries.to_vec();
+        for entry in &mut entries {
+            if entry.time.is_some() {
+                entry.time = Some(time(times.next()?)?);
+            }
+        }
+        if times.next().is_some() {
+            return None;
+        }
+        Some(entries)
+    };
     let mut rest = Vec::with_capacity(body.bytes.len() - sent.len() + 4);
     rest.extend_from_slice(&body.bytes[..sent.start]);
     rest.extend_from_slice(b"null");
     rest.extend_from_slice(&body.bytes[sent.end..]);
     let mut decoded = fast_object(&rest, validation)?;
-    decoded.object.metadata.managed_fields = Some(entries);
+    decoded.object.metadata.managed_fields = entries;
     Some(decoded)
 }
 
@@ -607,7 +624,16 @@ mod tests {
             let over = replacement(body, &validation, Some(over));
             let plain = object(body.bytes, body.media_type, &validation);
             match (over, plain) {
-                (Ok(over), Ok(plain)) => {
+                (Ok(mut over), Ok(plain)) => {
+                    if over.object.metadata.managed_fields.is_none() {
+                        // Left out: sent as stored.
+                        assert_eq!(
+                            plain.object.metadata.managed_fields,
+                            stored.metadata.managed_fields
+                        );
+                        over.object.metadata.managed_fields =
+                            plain.object.metadata.managed_fields.clone();
+                    }
                     assert_eq!(over.object, plain.object, "{validation:?}");
                     assert_eq!(over.warnings, plain.warnings, "{validation:?}");
                 }
@@ -639,10 +665,11 @@ mod tests {
         );
         let body = serde_json::to_string(&stored).expect("encodes");
         let taken = same_over(body.as_bytes(), &stored).expect("the stored entries, as they are");
-        assert_eq!(
-            taken.object.metadata.managed_fields,
-            stored.metadata.managed_fields
-        );
+        assert_eq!(taken.object.metadata.managed_fields, None, "left out");
+        let mut reset = stored.clone();
+        reset.metadata.managed_fields = Some(Vec::new());
+        let empty = serde_json::to_string(&reset).expect("encodes");
+        assert!(same_over(empty.as_bytes(), &reset).is_none(), "a reset");
 
         let older = body
             .replace("2026-12-05T10:00:00Z", "2026-12-01T09:00:00Z")

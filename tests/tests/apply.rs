@@ -286,3 +286,97 @@ async fn ordinary_writes_keep_an_update_entry_for_their_manager() {
     );
     server.stop().await;
 }
+
+/// A client that replaces an object it read sends its managed fields back:
+/// as read, or (read earlier) with older times. Either way the entries are
+/// the stored ones, the times those sent, and only the writer's entry moves;
+/// a time that is not a time is still refused.
+#[tokio::test]
+async fn managed_fields_sent_back_on_a_replace_keep_the_entries_and_the_times_sent() {
+    let server = TestServer::start().await;
+    let url = server.object_url(NS, "sent-back");
+    let response = server
+        .http
+        .post(format!("{}?fieldManager=maker", server.collection_url(NS)))
+        .json(&new_job_value(NS, "sent-back"))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status().as_u16(), 201);
+    let replace = |mut object: Value, ttl: i64| {
+        object["spec"]["ttlSecondsAfterFinished"] = json!(ttl);
+        server
+            .http
+            .put(format!("{url}?fieldManager=tuner"))
+            .json(&object)
+            .send()
+    };
+    let read: Value = server
+        .http
+        .get(&url)
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("json");
+
+    // As read.
+    let response = replace(read.clone(), 30).await.expect("replace");
+    assert_eq!(response.status().as_u16(), 200);
+    let first: Value = response.json().await.expect("json");
+    let entries = managed_fields(&first);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    // The tuner took the field it changed from the maker.
+    let maker = entry(&entries, "maker", "Update").expect("the maker's entry");
+    let read_entries = managed_fields(&read);
+    let maker_read = entry(&read_entries, "maker", "Update").expect("read");
+    assert_eq!(maker["time"], maker_read["time"]);
+    assert!(maker_read["fieldsV1"]["f:spec"]["f:ttlSecondsAfterFinished"].is_object());
+    assert!(maker["fieldsV1"]["f:spec"]["f:ttlSecondsAfterFinished"].is_null());
+    assert_eq!(
+        entry(&entries, "tuner", "Update").map(|e| &e["fieldsV1"]),
+        Some(&json!({"f:spec": {"f:ttlSecondsAfterFinished": {}}}))
+    );
+
+    // Read earlier: the stored entries but for their times.
+    let mut earlier = read.clone();
+    earlier["metadata"]["resourceVersion"] = first["metadata"]["resourceVersion"].clone();
+    earlier["metadata"]["managedFields"] = first["metadata"]["managedFields"].clone();
+    for entry in earlier["metadata"]["managedFields"]
+        .as_array_mut()
+        .expect("entries")
+    {
+        entry["time"] = json!("2020-01-02T03:04:05Z");
+    }
+    let response = replace(earlier.clone(), 40).await.expect("replace");
+    assert_eq!(response.status().as_u16(), 200);
+    let second: Value = response.json().await.expect("json");
+    let entries = managed_fields(&second);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let maker = entry(&entries, "maker", "Update").expect("the maker's entry");
+    assert_eq!(
+        maker["time"],
+        json!("2020-01-02T03:04:05Z"),
+        "the time sent"
+    );
+    assert_eq!(
+        maker["fieldsV1"],
+        entry(&managed_fields(&first), "maker", "Update").expect("first")["fieldsV1"]
+    );
+    let tuner = entry(&entries, "tuner", "Update").expect("the tuner's entry");
+    assert_ne!(
+        tuner["time"],
+        json!("2020-01-02T03:04:05Z"),
+        "the writer's time moves"
+    );
+    assert_eq!(second["spec"]["ttlSecondsAfterFinished"], json!(40));
+
+    // Not a time.
+    let mut broken = earlier;
+    broken["metadata"]["resourceVersion"] = second["metadata"]["resourceVersion"].clone();
+    broken["metadata"]["managedFields"][0]["time"] = json!("yesterday");
+    let response = replace(broken, 50).await.expect("replace");
+    assert_eq!(response.status().as_u16(), 400);
+    server.stop().await;
+}
