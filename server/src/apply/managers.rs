@@ -361,7 +361,7 @@ pub fn managed_fields_for_update<'a>(
     match sent {
         Some([]) => Start::Sent(&[]),
         Some([only]) if *only == ManagedFieldsEntry::default() => Start::Sent(&[]),
-        Some(sent) if sent == stored => Start::Stored(stored),
+        Some(sent) if same_times(sent, stored) && sent == stored => Start::Stored(stored),
         Some(sent) if same_but_times(sent, stored) => Start::Stored(sent),
         Some(sent) if Managed::decode(sent).is_ok() => Start::Sent(sent),
         _ => Start::Stored(stored),
@@ -369,16 +369,27 @@ pub fn managed_fields_for_update<'a>(
 }
 
 /// Whether `sent` are the `stored` entries, each with its time perhaps
-/// changed, perhaps in another order. Stored entries are distinct, so
-/// finding each in the other list, with the lengths equal, makes one a
-/// reordering of the other.
+/// changed, perhaps in another order: each sent entry matches a stored
+/// one not matched before, and the lengths are equal, so the matching is
+/// one to one. Each pair is compared once (`fieldsV1` last).
 fn same_but_times(sent: &[ManagedFieldsEntry], stored: &[ManagedFieldsEntry]) -> bool {
-    let within = |e: &ManagedFieldsEntry, list: &[ManagedFieldsEntry]| {
-        list.iter().any(|other| same_but_time(e, other))
-    };
-    sent.len() == stored.len()
-        && sent.iter().all(|e| within(e, stored))
-        && stored.iter().all(|e| within(e, sent))
+    if sent.len() != stored.len() {
+        return false;
+    }
+    let mut matched = vec![false; stored.len()];
+    sent.iter().all(|entry| {
+        let found = stored
+            .iter()
+            .enumerate()
+            .position(|(i, other)| !matched[i] && same_but_time(entry, other));
+        found.map(|i| matched[i] = true).is_some()
+    })
+}
+
+/// Whether the lists are as long and their entries' times equal, pair by
+/// pair: a cheap test before comparing them whole.
+fn same_times(sent: &[ManagedFieldsEntry], stored: &[ManagedFieldsEntry]) -> bool {
+    sent.len() == stored.len() && sent.iter().zip(stored).all(|(a, b)| a.time == b.time)
 }
 
 /// Whether two entries are equal but for their time.
