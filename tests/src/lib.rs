@@ -73,6 +73,18 @@ impl TestServer {
         format!("{}/{name}", self.collection_url(namespace))
     }
 
+    /// One object as JSON, read over plain HTTP.
+    pub async fn read_value(&self, namespace: &str, name: &str) -> Value {
+        self.http
+            .get(self.object_url(namespace, name))
+            .send()
+            .await
+            .expect("read")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// Stops the server.
     pub async fn stop(self) {
         self.server.close().await.expect("server stops");

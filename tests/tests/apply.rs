@@ -75,15 +75,7 @@ async fn an_apply_creates_the_job_and_owns_its_configuration() {
     );
 
     // Reading it back gives every applied field.
-    let read: Value = server
-        .http
-        .get(server.object_url(NS, "applied"))
-        .send()
-        .await
-        .expect("read")
-        .json()
-        .await
-        .expect("json");
+    let read = server.read_value(NS, "applied").await;
     assert_eq!(read["spec"]["ttlSecondsAfterFinished"], 600);
     assert_eq!(
         read["metadata"]["managedFields"],
@@ -287,6 +279,39 @@ async fn ordinary_writes_keep_an_update_entry_for_their_manager() {
     server.stop().await;
 }
 
+/// Replaces `object` with `ttl` as the manager `tuner`.
+async fn replace_as_tuner(
+    server: &TestServer,
+    url: &str,
+    mut object: Value,
+    ttl: i64,
+) -> reqwest::Response {
+    object["spec"]["ttlSecondsAfterFinished"] = json!(ttl);
+    server
+        .http
+        .put(format!("{url}?fieldManager=tuner"))
+        .json(&object)
+        .send()
+        .await
+        .expect("replace")
+}
+
+/// [`replace_as_tuner`], answered 200: the answer and its managed fields,
+/// the maker's and the tuner's.
+async fn replaced_by_tuner(
+    server: &TestServer,
+    url: &str,
+    object: Value,
+    ttl: i64,
+) -> (Value, Vec<Value>) {
+    let response = replace_as_tuner(server, url, object, ttl).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.expect("json");
+    let entries = managed_fields(&answer);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    (answer, entries)
+}
+
 /// A client that replaces an object it read sends its managed fields back:
 /// as read, or (read earlier) with older times. Either way the entries are
 /// the stored ones, the times those sent, and only the writer's entry moves;
@@ -303,31 +328,10 @@ async fn managed_fields_sent_back_on_a_replace_keep_the_entries_and_the_times_se
         .await
         .expect("create");
     assert_eq!(response.status().as_u16(), 201);
-    let replace = |mut object: Value, ttl: i64| {
-        object["spec"]["ttlSecondsAfterFinished"] = json!(ttl);
-        server
-            .http
-            .put(format!("{url}?fieldManager=tuner"))
-            .json(&object)
-            .send()
-    };
-    let read: Value = server
-        .http
-        .get(&url)
-        .send()
-        .await
-        .expect("read")
-        .json()
-        .await
-        .expect("json");
+    let read = server.read_value(NS, "sent-back").await;
 
-    // As read.
-    let response = replace(read.clone(), 30).await.expect("replace");
-    assert_eq!(response.status().as_u16(), 200);
-    let first: Value = response.json().await.expect("json");
-    let entries = managed_fields(&first);
-    assert_eq!(entries.len(), 2, "{entries:?}");
-    // The tuner took the field it changed from the maker.
+    // As read. The tuner takes the field it changes from the maker.
+    let (first, entries) = replaced_by_tuner(&server, &url, read.clone(), 30).await;
     let maker = entry(&entries, "maker", "Update").expect("the maker's entry");
     let read_entries = managed_fields(&read);
     let maker_read = entry(&read_entries, "maker", "Update").expect("read");
@@ -340,7 +344,7 @@ async fn managed_fields_sent_back_on_a_replace_keep_the_entries_and_the_times_se
     );
 
     // Read earlier: the stored entries but for their times.
-    let mut earlier = read.clone();
+    let mut earlier = read;
     earlier["metadata"]["resourceVersion"] = first["metadata"]["resourceVersion"].clone();
     earlier["metadata"]["managedFields"] = first["metadata"]["managedFields"].clone();
     for entry in earlier["metadata"]["managedFields"]
@@ -349,21 +353,16 @@ async fn managed_fields_sent_back_on_a_replace_keep_the_entries_and_the_times_se
     {
         entry["time"] = json!("2020-01-02T03:04:05Z");
     }
-    let response = replace(earlier.clone(), 40).await.expect("replace");
-    assert_eq!(response.status().as_u16(), 200);
-    let second: Value = response.json().await.expect("json");
-    let entries = managed_fields(&second);
-    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (second, entries) = replaced_by_tuner(&server, &url, earlier.clone(), 40).await;
     let maker = entry(&entries, "maker", "Update").expect("the maker's entry");
     assert_eq!(
         maker["time"],
         json!("2020-01-02T03:04:05Z"),
         "the time sent"
     );
-    assert_eq!(
-        maker["fieldsV1"],
-        entry(&managed_fields(&first), "maker", "Update").expect("first")["fieldsV1"]
-    );
+    let first_entries = managed_fields(&first);
+    let maker_first = entry(&first_entries, "maker", "Update").expect("first");
+    assert_eq!(maker["fieldsV1"], maker_first["fieldsV1"]);
     let tuner = entry(&entries, "tuner", "Update").expect("the tuner's entry");
     assert_ne!(
         tuner["time"],
@@ -376,7 +375,7 @@ async fn managed_fields_sent_back_on_a_replace_keep_the_entries_and_the_times_se
     let mut broken = earlier;
     broken["metadata"]["resourceVersion"] = second["metadata"]["resourceVersion"].clone();
     broken["metadata"]["managedFields"][0]["time"] = json!("yesterday");
-    let response = replace(broken, 50).await.expect("replace");
+    let response = replace_as_tuner(&server, &url, broken, 50).await;
     assert_eq!(response.status().as_u16(), 400);
     server.stop().await;
 }

@@ -262,18 +262,6 @@ async fn create_value(server: &TestServer, job: &Value) -> Value {
     response.json().await.expect("json")
 }
 
-async fn read_value(server: &TestServer, name: &str) -> Value {
-    server
-        .http
-        .get(server.object_url(NS, name))
-        .send()
-        .await
-        .expect("read")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// Eighteen `copy` operations, each copying `/spec` into itself, double the
 /// object eighteen times: a body under a kilobyte asks for gigabytes. The
 /// copies are measured before they are made, so the patch is refused (422,
@@ -298,7 +286,7 @@ async fn a_json_patch_that_doubles_the_object_is_refused_before_it_grows() {
         "{message}"
     );
     assert_eq!(
-        read_value(&server, "doubled").await,
+        server.read_value(NS, "doubled").await,
         created,
         "nothing changed"
     );
@@ -325,7 +313,7 @@ async fn a_json_patch_with_more_than_10000_operations_is_a_413() {
         status["message"],
         "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"
     );
-    assert_eq!(read_value(&server, "many-ops").await, created);
+    assert_eq!(server.read_value(NS, "many-ops").await, created);
     // 10000 are fine.
     let (code, status) = patch_within_bound(
         &server,
@@ -367,7 +355,11 @@ async fn patches_that_would_make_an_object_over_the_limit_are_a_413() {
             status["message"],
             "Request entity too large: the object would be larger than the limit of 65536 bytes"
         );
-        assert_eq!(read_value(&server, "grown").await, created, "{media_type}");
+        assert_eq!(
+            server.read_value(NS, "grown").await,
+            created,
+            "{media_type}"
+        );
     }
     // A dry run answers what the write would.
     let response = server

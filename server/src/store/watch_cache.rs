@@ -137,6 +137,17 @@ mod tests {
         }
     }
 
+    /// The revisions of the next `n` events of `stream`.
+    async fn next_revisions(stream: &mut EventStream, n: usize) -> Vec<Revision> {
+        let events: Vec<Event> = stream
+            .by_ref()
+            .take(n)
+            .map(|e| e.expect("event"))
+            .collect()
+            .await;
+        events.iter().map(Event::revision).collect()
+    }
+
     #[test]
     fn followers_read_what_is_published_under_their_prefix() {
         block(async {
@@ -145,23 +156,8 @@ mod tests {
             let mut one = cache.follow("/p/a/", 10).expect("covered");
             cache.publish(vec![put("/p/a/x", 11), put("/p/b/y", 12)]);
             cache.publish(vec![put("/p/a/z", 13)]);
-            let revisions = |events: Vec<Event>| -> Vec<Revision> {
-                events.iter().map(Event::revision).collect()
-            };
-            let first: Vec<Event> = all
-                .by_ref()
-                .take(3)
-                .map(|e| e.expect("event"))
-                .collect()
-                .await;
-            assert_eq!(revisions(first), vec![11, 12, 13]);
-            let second: Vec<Event> = one
-                .by_ref()
-                .take(2)
-                .map(|e| e.expect("event"))
-                .collect()
-                .await;
-            assert_eq!(revisions(second), vec![11, 13]);
+            assert_eq!(next_revisions(&mut all, 3).await, vec![11, 12, 13]);
+            assert_eq!(next_revisions(&mut one, 2).await, vec![11, 13]);
             cache.close();
             assert!(
                 all.next().await.is_none(),
