@@ -9,8 +9,9 @@
 //! `--controller=false`. One job is created (and admitted), a few replaces
 //! warm the server up, the counters are zeroed (`callgrind_control
 //! --zero`), then `--replaces N` replaces run one after another over one
-//! connection, each with the resourceVersion of the previous answer and a
-//! new `spec.ttlSecondsAfterFinished`, and the counters are dumped
+//! connection, each the previous answer (so its resourceVersion, and its
+//! managed fields as stored) with a new `spec.ttlSecondsAfterFinished`,
+//! and the counters are dumped
 //! (`callgrind_control --dump`). So the dump holds the replaces and
 //! whatever the server did meanwhile (its log thread, the controller, the
 //! controller lease), and nothing of its start.
