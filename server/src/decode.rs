@@ -21,6 +21,10 @@
 //! `Value`, which words every error and finding as described above. The
 //! two ways answer the same; the first does not build the `Value`.
 //!
+//! A replace's body is decoded over the stored object
+//! ([`replacement`]): managed fields sent back as stored are not decoded
+//! again.
+//!
 //! What is decoded is still only a request: the registry applies the
 //! Kubernetes rules to it.
 

@@ -4,8 +4,10 @@
 //! query and body, which dropshot hands over unread), **authorize** (the
 //! [`Gate`](crate::edge::Gate), then the caller's token and the policy —
 //! before anything beyond the headers is read), then parse the query
-//! ([`mxjob_api::params`]) and decode the body ([`decode`]), call the
-//! **registry**, and **respond** with a [`Reply`]. Registry errors become
+//! ([`mxjob_api::params`]) and decode the body ([`decode`]; a replace's
+//! body goes to the registry as read, which decodes it against the stored
+//! object, `decode::replacement`), call the **registry**, and **respond**
+//! with a [`Reply`]. Registry errors become
 //! `v1 Status` bodies here, through `From<registry::Error> for ApiError`.
 //! Mutating requests also leave one audit line each, whatever their
 //! outcome.
