@@ -79,8 +79,12 @@ impl Blob {
     }
 
     /// The same bytes, no longer keeping the decoded form alive.
-    pub fn forget_decoded(&mut self) {
-        self.slot = None;
+    /// Returns the slot let go of: dropping it frees the decoded form
+    /// unless another copy still holds it.
+    pub fn forget_decoded(&mut self) -> Forgotten {
+        Forgotten {
+            _slot: self.slot.take(),
+        }
     }
 
     /// A weak handle on the slot, for a holder that should see the decoded
@@ -96,6 +100,12 @@ impl Blob {
             slot: weak.0.upgrade(),
         }
     }
+}
+
+/// A slot a blob let go of (see [`Blob::forget_decoded`]).
+#[derive(Debug)]
+pub struct Forgotten {
+    _slot: Option<Arc<Slot>>,
 }
 
 /// A weak reference to a blob's slot (see [`Blob::downgrade`]).
@@ -172,7 +182,7 @@ mod tests {
         let again = Blob::with_weak_slot(blob.bytes().clone(), &weak);
         assert_eq!(again.decoded::<u8>().as_deref(), Some(&1));
         drop(again);
-        blob.forget_decoded();
+        drop(blob.forget_decoded());
         assert!(blob.decoded::<u8>().is_none());
         let cold = Blob::with_weak_slot(blob.bytes().clone(), &weak);
         assert!(

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::blob::Forgotten;
 use super::{Event, EventStream, Revision, StoreError};
 
 /// The most events one read hands a watcher.
@@ -60,15 +61,34 @@ pub(crate) fn event_bytes(event: &Event) -> usize {
 }
 
 /// Lets the values an event carries forget their decoded forms.
-fn forget_decoded(event: &mut Event) {
+fn forget_decoded(event: &mut Event, released: &mut Released) {
     match event {
         Event::Put { kv, prev } => {
-            kv.value.forget_decoded();
+            released.decoded.push(kv.value.forget_decoded());
             if let Some(prev) = prev {
-                prev.value.forget_decoded();
+                released.decoded.push(prev.value.forget_decoded());
             }
         }
-        Event::Delete { prev, .. } => prev.value.forget_decoded(),
+        Event::Delete { prev, .. } => released.decoded.push(prev.value.forget_decoded()),
+    }
+}
+
+/// What an [`EventLog`] let go of: the events it dropped and the decoded
+/// forms it forgot. A decoded job is a tree of allocations that takes far
+/// longer to free than the push that let go of it, so a caller holding a
+/// lock, or with writers waiting for their answers, frees these later
+/// ([`clear`](Self::clear), or dropping them).
+#[derive(Debug, Default)]
+pub(crate) struct Released {
+    events: Vec<Event>,
+    decoded: Vec<Forgotten>,
+}
+
+impl Released {
+    /// Frees what was let go of, keeping the room for the next time.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.decoded.clear();
     }
 }
 
@@ -181,7 +201,14 @@ impl EventLog {
     /// Appends the newest event, then drops the oldest while a bound is
     /// passed, and lets the values of events older than the hot ones
     /// forget their decoded forms.
+    #[cfg(any(test, feature = "etcd"))]
     pub fn push(&mut self, event: Event) {
+        self.push_releasing(event, &mut Released::default());
+    }
+
+    /// [`push`](Self::push), handing what the log lets go of to
+    /// `released` rather than freeing it.
+    pub fn push_releasing(&mut self, event: Event, released: &mut Released) {
         let size = event_bytes(&event);
         self.newest = self.newest.max(event.revision());
         self.bytes += size;
@@ -189,12 +216,12 @@ impl EventLog {
         self.hot += 1;
         self.hot_bytes += size;
         while self.events.len() > self.max_events || self.bytes > self.max_bytes {
-            self.pop_front();
+            released.events.extend(self.pop_front());
         }
         while self.hot > 1 && (self.hot > HOT_EVENTS || self.hot_bytes > HOT_BYTES) {
             let index = self.events.len() - self.hot;
             if let Some((event, size)) = self.events.get_mut(index) {
-                forget_decoded(event);
+                forget_decoded(event, released);
                 self.hot_bytes -= *size;
             }
             self.hot -= 1;
@@ -208,12 +235,12 @@ impl EventLog {
             .front()
             .is_some_and(|(e, _)| e.revision() <= revision)
         {
-            self.pop_front();
+            drop(self.pop_front());
         }
         self.start = self.start.max(revision);
     }
 
-    fn pop_front(&mut self) {
+    fn pop_front(&mut self) -> Option<Event> {
         if self.hot > self.events.len().saturating_sub(1) {
             // The oldest event is a hot one.
             if let Some((_, size)) = self.events.front() {
@@ -221,10 +248,10 @@ impl EventLog {
             }
             self.hot = self.hot.saturating_sub(1);
         }
-        if let Some((event, size)) = self.events.pop_front() {
-            self.bytes -= size;
-            self.start = self.start.max(event.revision());
-        }
+        let (event, size) = self.events.pop_front()?;
+        self.bytes -= size;
+        self.start = self.start.max(event.revision());
+        Some(event)
     }
 
     /// The next batch of events under `prefix` after `after`; `None` when
@@ -326,6 +353,59 @@ mod tests {
         }
         assert_eq!(log.hot, 3, "dropped events are no longer hot");
         assert_eq!(log.hot_bytes, 3 * event_bytes(&put("/a", 1, 10)));
+    }
+
+    #[test]
+    fn what_a_push_lets_go_of_lives_until_the_caller_frees_it() {
+        let mut log = EventLog::new(0, 2, usize::MAX);
+        let mut released = Released::default();
+        let first = put("/a", 1, 10);
+        let Event::Put { kv, .. } = &first else {
+            unreachable!("a put")
+        };
+        kv.value.share(Arc::new(1u32));
+        let weak = kv.value.downgrade();
+        let held = |weak| Blob::with_weak_slot(Arc::from(&b"x"[..]), weak);
+        log.push_releasing(first, &mut released);
+        for revision in 2..=HOT_EVENTS as u64 + 1 {
+            log.push_releasing(put("/a", revision, 10), &mut released);
+        }
+        assert_eq!(
+            log.start(),
+            HOT_EVENTS as u64 - 1,
+            "the oldest were dropped"
+        );
+        assert!(log.read("/", 1).is_none());
+        assert!(
+            held(&weak).decoded::<u32>().is_some(),
+            "a dropped event's decoded form lives on in what was released"
+        );
+        assert_eq!(released.events.len(), HOT_EVENTS - 1);
+        released.clear();
+        assert!(held(&weak).decoded::<u32>().is_none(), "freed by clear");
+
+        let mut log = EventLog::new(0, usize::MAX, usize::MAX);
+        let first = put("/a", 1, 10);
+        let Event::Put { kv, .. } = &first else {
+            unreachable!("a put")
+        };
+        kv.value.share(Arc::new(2u32));
+        let weak = kv.value.downgrade();
+        log.push_releasing(first, &mut released);
+        for revision in 2..=HOT_EVENTS as u64 + 1 {
+            log.push_releasing(put("/a", revision, 10), &mut released);
+        }
+        assert_eq!(
+            released.decoded.len(),
+            1,
+            "the first event left the hot end"
+        );
+        assert!(
+            held(&weak).decoded::<u32>().is_some(),
+            "a forgotten decoded form lives on in what was released"
+        );
+        drop(released);
+        assert!(held(&weak).decoded::<u32>().is_none(), "freed by a drop");
     }
 
     #[test]

@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 use super::blob::WeakSlot;
 use super::cas::{self, Change, RevisionLog};
-use super::feed::{follow, Batch, EventLog, EventSource};
+use super::feed::{follow, Batch, EventLog, EventSource, Released};
 use super::keys::{list_start, Start};
 use super::{
     lock, Blob, Durability, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
@@ -94,6 +94,9 @@ struct State {
     max_history_bytes: usize,
     /// Publishes each new revision to watchers.
     written: watch::Sender<Revision>,
+    /// What the event history let go of in a write, freed once the lock
+    /// is released (see [`MemoryStore::write`]).
+    released: Released,
 }
 
 /// Writes go through [`cas`]: the caller holds the state's lock from the
@@ -145,7 +148,8 @@ impl State {
                 bytes,
             });
         }
-        self.events.push(change.event(revision));
+        self.events
+            .push_releasing(change.event(revision), &mut self.released);
         // Published once the event is readable (see `feed::follow`).
         self.written.send_replace(revision);
         if revision - self.compacted > 2 * self.window {
@@ -283,6 +287,7 @@ impl MemoryStore {
                     window: window.max(1),
                     max_history_bytes,
                     written,
+                    released: Released::default(),
                 }),
             }),
         }
@@ -301,6 +306,18 @@ impl MemoryStore {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.state()
+    }
+
+    /// Runs `write` under the state's lock, then frees the decoded jobs
+    /// the event history let go of once the lock is released: freeing one
+    /// takes longer than the write, and other requests wait for the lock.
+    fn write<T>(&self, write: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state();
+        let written = write(&mut state);
+        let released = std::mem::take(&mut state.released);
+        drop(state);
+        drop(released);
+        written
     }
 }
 
@@ -323,7 +340,7 @@ impl Store for MemoryStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
-        cas::create(&mut *self.state(), key, value)
+        self.write(|state| cas::create(state, key, value))
     }
 
     async fn update(
@@ -332,7 +349,7 @@ impl Store for MemoryStore {
         expected: Revision,
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
-        cas::update(&mut *self.state(), key, expected, value)
+        self.write(|state| cas::update(state, key, expected, value))
     }
 
     async fn delete(
@@ -340,7 +357,7 @@ impl Store for MemoryStore {
         key: &str,
         expected: Revision,
     ) -> Result<(KeyValue, Revision), StoreError> {
-        cas::delete(&mut *self.state(), key, expected)
+        self.write(|state| cas::delete(state, key, expected))
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage, StoreError> {
