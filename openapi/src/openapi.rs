@@ -230,14 +230,18 @@ const WATCH_ERRORS: &[(u16, &str)] = &[(
 )];
 
 /// Declares the two ways to present a token — `Authorization: Bearer`
-/// (Kubernetes) and `X-Auth-Token` (CCI) — and requires one of them on
-/// every MXJob operation; discovery needs none.
+/// (Kubernetes) and `X-Auth-Token` (CCI) — on every MXJob operation, and
+/// no token (`{}`) as the third alternative: a server without a token file
+/// serves anonymous callers (on loopback, or with `--allow-anonymous`), as
+/// kube-apiserver serves `system:anonymous` when anonymous authentication
+/// is on. With a token file it still answers 401 to a request without a
+/// known token. Discovery needs none.
 fn add_security(doc: &mut Value) -> Result<(), DocumentError> {
     for (id, operation) in operations(doc)? {
         let security = if DISCOVERY.contains(&id.as_str()) {
             json!([])
         } else {
-            json!([{"BearerToken": []}, {"XAuthToken": []}])
+            json!([{"BearerToken": []}, {"XAuthToken": []}, {}])
         };
         operation
             .as_object_mut()
@@ -1078,6 +1082,29 @@ mod tests {
             generated == COMMITTED_DOCUMENT,
             "openapi/mxjob.json is out of date: run `cargo xtask openapi generate` and commit it \
              (`cargo xtask openapi check` shows the difference)"
+        );
+    }
+
+    #[test]
+    fn mxjob_operations_take_either_token_or_none_and_discovery_needs_none() {
+        let mut doc = document().expect("the document builds");
+        let mut mxjob_operations = 0;
+        for (id, operation) in operations(&mut doc).expect("operations") {
+            let security = &operation["security"];
+            if DISCOVERY.contains(&id.as_str()) {
+                assert_eq!(security, &json!([]), "{id}");
+            } else {
+                mxjob_operations += 1;
+                assert_eq!(
+                    security,
+                    &json!([{"BearerToken": []}, {"XAuthToken": []}, {}]),
+                    "{id}"
+                );
+            }
+        }
+        assert!(
+            mxjob_operations >= 7,
+            "the seven documented operations at least"
         );
     }
 }
