@@ -284,6 +284,7 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::blob::WeakSlot;
     use crate::store::{Blob, KeyValue};
 
     fn put(key: &str, revision: Revision, bytes: usize) -> Event {
@@ -296,6 +297,25 @@ mod tests {
             },
             prev: None,
         }
+    }
+
+    /// A put at revision 1 whose value holds `decoded`, and a weak handle
+    /// on its slot.
+    fn put_decoded(decoded: u32) -> (Event, WeakSlot) {
+        let event = put("/a", 1, 10);
+        let Event::Put { kv, .. } = &event else {
+            unreachable!("a put")
+        };
+        kv.value.share(Arc::new(decoded));
+        let weak = kv.value.downgrade();
+        (event, weak)
+    }
+
+    /// Whether the slot `weak` reaches still holds a decoded form.
+    fn held(weak: &WeakSlot) -> bool {
+        Blob::with_weak_slot(Arc::from(&b"x"[..]), weak)
+            .decoded::<u32>()
+            .is_some()
     }
 
     #[test]
@@ -321,30 +341,15 @@ mod tests {
     #[test]
     fn only_the_newest_events_keep_their_decoded_forms() {
         let mut log = EventLog::new(0, usize::MAX, usize::MAX);
-        let first = put("/a", 1, 10);
-        let Event::Put { kv, .. } = &first else {
-            unreachable!("a put")
-        };
-        kv.value.share(Arc::new(1u32));
-        let weak = kv.value.downgrade();
+        let (first, weak) = put_decoded(1);
         log.push(first);
-        let held = |weak| Blob::with_weak_slot(Arc::from(&b"x"[..]), weak);
-        assert!(
-            held(&weak).decoded::<u32>().is_some(),
-            "the newest event holds it"
-        );
+        assert!(held(&weak), "the newest event holds it");
         for revision in 2..=HOT_EVENTS as u64 {
             log.push(put("/a", revision, 10));
         }
-        assert!(
-            held(&weak).decoded::<u32>().is_some(),
-            "still among the hot ones"
-        );
+        assert!(held(&weak), "still among the hot ones");
         log.push(put("/a", HOT_EVENTS as u64 + 1, 10));
-        assert!(
-            held(&weak).decoded::<u32>().is_none(),
-            "forgotten past them"
-        );
+        assert!(!held(&weak), "forgotten past them");
         assert_eq!(log.hot, HOT_EVENTS);
 
         let mut log = EventLog::new(0, 3, usize::MAX);
@@ -359,13 +364,7 @@ mod tests {
     fn what_a_push_lets_go_of_lives_until_the_caller_frees_it() {
         let mut log = EventLog::new(0, 2, usize::MAX);
         let mut released = Released::default();
-        let first = put("/a", 1, 10);
-        let Event::Put { kv, .. } = &first else {
-            unreachable!("a put")
-        };
-        kv.value.share(Arc::new(1u32));
-        let weak = kv.value.downgrade();
-        let held = |weak| Blob::with_weak_slot(Arc::from(&b"x"[..]), weak);
+        let (first, weak) = put_decoded(1);
         log.push_releasing(first, &mut released);
         for revision in 2..=HOT_EVENTS as u64 + 1 {
             log.push_releasing(put("/a", revision, 10), &mut released);
@@ -377,20 +376,15 @@ mod tests {
         );
         assert!(log.read("/", 1).is_none());
         assert!(
-            held(&weak).decoded::<u32>().is_some(),
+            held(&weak),
             "a dropped event's decoded form lives on in what was released"
         );
         assert_eq!(released.events.len(), HOT_EVENTS - 1);
         released.clear();
-        assert!(held(&weak).decoded::<u32>().is_none(), "freed by clear");
+        assert!(!held(&weak), "freed by clear");
 
         let mut log = EventLog::new(0, usize::MAX, usize::MAX);
-        let first = put("/a", 1, 10);
-        let Event::Put { kv, .. } = &first else {
-            unreachable!("a put")
-        };
-        kv.value.share(Arc::new(2u32));
-        let weak = kv.value.downgrade();
+        let (first, weak) = put_decoded(2);
         log.push_releasing(first, &mut released);
         for revision in 2..=HOT_EVENTS as u64 + 1 {
             log.push_releasing(put("/a", revision, 10), &mut released);
@@ -401,11 +395,11 @@ mod tests {
             "the first event left the hot end"
         );
         assert!(
-            held(&weak).decoded::<u32>().is_some(),
+            held(&weak),
             "a forgotten decoded form lives on in what was released"
         );
         drop(released);
-        assert!(held(&weak).decoded::<u32>().is_none(), "freed by a drop");
+        assert!(!held(&weak), "freed by a drop");
     }
 
     #[test]
