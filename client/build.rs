@@ -10,6 +10,7 @@ fn main() {
     let mut document: serde_json::Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("parsing {}: {e}", spec_path.display()));
     only_json_bodies(&mut document);
+    without_admission_rules(&mut document);
     let spec: openapiv3::OpenAPI = serde_json::from_value(document)
         .unwrap_or_else(|e| panic!("reading {} as OpenAPI: {e}", spec_path.display()));
     let mut settings = progenitor::GenerationSettings::default();
@@ -48,6 +49,128 @@ fn only_json_bodies(document: &mut serde_json::Value) {
                 if content.len() > 1 {
                     content.retain(|media_type, _| media_type == "application/json");
                 }
+            }
+        }
+    }
+}
+
+/// The document states the rules of admission a schema can state
+/// (patterns and lengths of names and labels, required images, the fixed
+/// `apiVersion` and `kind`, `name` or `generateName`, ...; see
+/// `openapi/src/constraints.rs`), so that what is generated from it is
+/// what the server accepts. The Rust client keeps plain types for those
+/// fields — `String`, `ObjectMeta`, an optional image — and leaves the
+/// judging to the server, which answers a `Status` naming every field it
+/// refuses: typify would otherwise turn each rule into a newtype, and the
+/// metadata's `anyOf` into an enum of variants.
+fn without_admission_rules(document: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+
+    fn strip_bounds(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for key in ["pattern", "minLength", "maxLength", "minItems", "maxItems"] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(strip_bounds);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip_bounds),
+            _ => {}
+        }
+    }
+
+    if let Some(paths) = document.get_mut("paths") {
+        strip_bounds(paths);
+    }
+    let Some(schemas) = document.pointer_mut("/components/schemas") else {
+        return;
+    };
+    strip_bounds(schemas);
+    fn schema<'a>(
+        schemas: &'a mut Value,
+        name: &str,
+    ) -> Option<&'a mut serde_json::Map<String, Value>> {
+        schemas.get_mut(name).and_then(Value::as_object_mut)
+    }
+    if let Some(job) = schema(schemas, "MXJob") {
+        if let Some(properties) = job.get_mut("properties") {
+            for field in ["apiVersion", "kind"] {
+                if let Some(field) = properties.get_mut(field).and_then(Value::as_object_mut) {
+                    field.remove("enum");
+                }
+            }
+            if let Some(metadata) = properties
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+            {
+                metadata.remove("anyOf");
+                metadata.remove("properties");
+            }
+        }
+    }
+    if let Some(specs) = schema(schemas, "MXReplicaSpecs").and_then(|s| s.get_mut("properties")) {
+        for role in ["Scheduler", "TunerTracker", "Tuner"] {
+            if let Some(role) = specs.get_mut(role).and_then(Value::as_object_mut) {
+                role.remove("properties");
+            }
+        }
+    }
+    if let Some(container) = schema(schemas, "io.k8s.api.core.v1.Container") {
+        container.insert("required".into(), json!(["name"]));
+    }
+    if let Some(template) = schema(schemas, "io.k8s.api.core.v1.PodTemplateSpec") {
+        template.remove("required");
+    }
+    if let Some(int_or_string) = schema(schemas, "io.k8s.apimachinery.pkg.util.intstr.IntOrString")
+    {
+        int_or_string.remove("anyOf");
+    }
+    if let Some(properties) = schema(
+        schemas,
+        "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    )
+    .and_then(|s| s.get_mut("properties"))
+    {
+        if let Some(policy) = properties
+            .get_mut("propagationPolicy")
+            .and_then(Value::as_object_mut)
+        {
+            policy.remove("enum");
+        }
+        if let Some(dry_run) = properties.get_mut("dryRun") {
+            dry_run["items"] = json!({"type": "string"});
+        }
+        for field in ["kind", "apiVersion"] {
+            if let Some(field) = properties.get_mut(field).and_then(Value::as_object_mut) {
+                field.remove("enum");
+                field.remove("nullable");
+            }
+        }
+    }
+    if let Some(options) = schema(
+        schemas,
+        "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    ) {
+        options.remove("not");
+    }
+    if let Some(operation) = schema(schemas, "JsonPatchOperation") {
+        operation.remove("anyOf");
+    }
+    if let Some(statuses) = schema(schemas, "JobStatus")
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(|p| p.get_mut("mxReplicaStatuses"))
+        .and_then(Value::as_object_mut)
+    {
+        statuses.remove("properties");
+        statuses.insert(
+            "additionalProperties".into(),
+            json!({"$ref": "#/components/schemas/ReplicaStatus"}),
+        );
+    }
+    if let Some(counts) = schema(schemas, "ReplicaStatus").and_then(|s| s.get_mut("properties")) {
+        for count in ["active", "succeeded", "failed"] {
+            if let Some(count) = counts.get_mut(count) {
+                count["minimum"] = json!(i32::MIN);
             }
         }
     }

@@ -6,6 +6,7 @@
 //!   and query parameters and how those are validated.
 //! * [`params`] — path and query parameters, validated into options.
 //! * [`model`] — the MXJob wire types.
+//! * [`constraints`] — the admission rules a schema can state, in the document.
 //! * [`error`] — `v1 Status`, the body of every error.
 //! * [`wire`] — how bodies come in and responses go out.
 //! * [`discovery`] — the discovery documents (`/apis`, `/version`).
@@ -20,6 +21,7 @@
 //! what this crate describes.
 
 pub mod api;
+pub mod constraints;
 pub mod discovery;
 pub mod docs;
 pub mod error;

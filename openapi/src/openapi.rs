@@ -258,7 +258,7 @@ fn add_security(doc: &mut Value) -> Result<(), DocumentError> {
             "BearerToken": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "A token from the server's --token-auth-file, as `Authorization: Bearer <token>`."
+                "description": "A token from the server's --token-auth-file, as `Authorization: Bearer <token>`. Without a token file the server serves anonymous callers instead (only on a loopback address unless started with --allow-anonymous), which is why every operation also lists no token as an alternative; with one, a request without a known token is answered 401."
             },
             "XAuthToken": {
                 "type": "apiKey",
@@ -295,6 +295,7 @@ pub fn document() -> Result<Value, DocumentError> {
     mark_plain_text(&mut doc)?;
     mark_optional_bodies(&mut doc)?;
     declare_apply(&mut doc)?;
+    crate::constraints::add_constraints(&mut doc)?;
     add_tooling_metadata(&mut doc, &example)?;
     Ok(doc)
 }

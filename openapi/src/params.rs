@@ -145,6 +145,7 @@ pub struct ListQuery {
     /// How `resourceVersion` applies to a list.
     pub resource_version_match: Option<ResourceVersionMatch>,
     /// End a watch after this many seconds (default 1800).
+    #[schemars(range(min = 0))]
     pub timeout_seconds: Option<i64>,
     /// Stream `WatchEvent`s, one JSON document per line, instead of
     /// answering a list (see `watch_mxjobs` for the typed form).
@@ -175,6 +176,7 @@ pub struct DeleteCollectionQuery {
     /// `All` processes the request in full without deleting anything.
     pub dry_run: Option<DryRun>,
     /// Seconds before the objects are deleted; must not be negative.
+    #[schemars(range(min = 0))]
     pub grace_period_seconds: Option<i64>,
     /// Deprecated form of `propagationPolicy=Orphan`; not to be combined with it.
     pub orphan_dependents: Option<QueryBool>,
@@ -211,7 +213,12 @@ pub struct WriteQuery {
     pub pretty: Option<String>,
     /// `All` processes the request in full without storing anything.
     pub dry_run: Option<DryRun>,
-    /// Name of the actor making the change (at most 128 characters).
+    /// Name of the actor making the change (at most 128 bytes, no
+    /// control characters).
+    #[schemars(
+        length(max = 128),
+        regex(pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
+    )]
     pub field_manager: Option<String>,
     /// How unknown fields in the body are treated (default `Warn`).
     pub field_validation: Option<FieldValidation>,
@@ -225,8 +232,13 @@ pub struct PatchQuery {
     pub pretty: Option<String>,
     /// `All` processes the request in full without storing anything.
     pub dry_run: Option<DryRun>,
-    /// Name of the actor making the change (at most 128 characters);
-    /// required for a server-side apply (`application/apply-patch+yaml`).
+    /// Name of the actor making the change (at most 128 bytes, no
+    /// control characters); required for a server-side apply
+    /// (`application/apply-patch+yaml`).
+    #[schemars(
+        length(max = 128),
+        regex(pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
+    )]
     pub field_manager: Option<String>,
     /// How unknown fields in the body are treated (default `Warn`).
     pub field_validation: Option<FieldValidation>,
@@ -263,6 +275,7 @@ pub struct DeleteQuery {
     pub dry_run: Option<DryRun>,
     /// Seconds before the object is deleted; must not be negative. MXJobs
     /// have no graceful termination of their own, so they go at once.
+    #[schemars(range(min = 0))]
     pub grace_period_seconds: Option<i64>,
     /// Deprecated form of `propagationPolicy=Orphan`; not to be combined with it.
     pub orphan_dependents: Option<QueryBool>,
@@ -445,7 +458,7 @@ pub struct DeleteOptions {
 
 /// The `apiVersion`s a `DeleteOptions` body may name, as in Kubernetes:
 /// `meta.k8s.io/v1`, the legacy `v1`, and the resource's own group version.
-const DELETE_OPTIONS_VERSIONS: [&str; 3] = ["meta.k8s.io/v1", "v1", API_VERSION];
+pub(crate) const DELETE_OPTIONS_VERSIONS: [&str; 3] = ["meta.k8s.io/v1", "v1", API_VERSION];
 
 impl DeleteQuery {
     /// The options of a delete from this query and the request's body

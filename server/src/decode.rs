@@ -543,6 +543,22 @@ fn require_objects(value: &Value) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// The document states a JSON patch path as a pattern
+        /// (`mxjob_api::constraints::JSON_POINTER`): a path the schema takes
+        /// is one the server reads, and the other way round.
+        #[test]
+        fn json_pointer_pattern_takes_exactly_the_paths_a_patch_reads(
+            path in "(/|~|~0|~1|~2|a|0|-| ){0,6}"
+        ) {
+            let pattern = regex::Regex::new(mxjob_api::constraints::JSON_POINTER)
+                .expect("the document's pattern compiles");
+            let body = serde_json::json!([{ "op": "remove", "path": path }]).to_string();
+            let read = patch(body.as_bytes(), Some("application/json-patch+json")).is_ok();
+            proptest::prop_assert_eq!(pattern.is_match(&path), read);
+        }
+    }
+
     /// What the full path (through a `Value`) answers for `bytes`.
     fn full(bytes: &[u8], validation: &FieldValidation) -> Result<Decoded<MXJob>, DecodeError> {
         let (value, duplicates) = parse_json(bytes)?;

@@ -137,6 +137,40 @@ pub fn label_value(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mxjob_api::constraints::{DNS_LABEL, GENERATE_NAME, LABEL_VALUE, OPTIONAL_DNS_LABEL};
+    use proptest::prelude::*;
+
+    /// Whether the document's pattern and `maxLength` (63) take `value`.
+    fn stated(pattern: &str, value: &str) -> bool {
+        let pattern = regex::Regex::new(pattern).expect("the document's pattern compiles");
+        pattern.is_match(value) && value.chars().count() <= LABEL_MAX
+    }
+
+    proptest! {
+        /// The document states these checks as patterns and lengths
+        /// (`mxjob_api::constraints`): a value the schema takes is one the
+        /// server takes, and the other way round.
+        #[test]
+        fn document_patterns_take_exactly_what_the_name_checks_take(
+            value in prop_oneof![
+                "[a-z0-9-]{0,3}",
+                "[a-z0-9-]{60,66}",
+                "[a-z0-9.-]{0,66}",
+                "[a-zA-Z0-9._/é -]{0,66}",
+            ]
+        ) {
+            prop_assert_eq!(stated(DNS_LABEL, &value), dns1123_label(&value).is_empty());
+            prop_assert_eq!(
+                stated(OPTIONAL_DNS_LABEL, &value),
+                value.is_empty() || dns1123_label(&value).is_empty()
+            );
+            prop_assert_eq!(
+                stated(GENERATE_NAME, &value),
+                value.is_empty() || generate_name_prefix(&value).is_empty()
+            );
+            prop_assert_eq!(stated(LABEL_VALUE, &value), label_value(&value).is_empty());
+        }
+    }
 
     #[test]
     fn dns1123_label_accepts_valid_labels() {

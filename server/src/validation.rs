@@ -398,8 +398,20 @@ fn validate_replica(
         return;
     }
     let mut seen = BTreeSet::new();
-    for (i, container) in pod.containers.iter().enumerate() {
-        let at = format!("{containers_path}[{i}]");
+    // Init containers as Kubernetes validates them: a name unique among
+    // all the pod's containers, and an image.
+    let init_path = format!("{path}.template.spec.initContainers");
+    let init = pod.init_containers.iter().flatten();
+    let all = pod
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{containers_path}[{i}]"), c))
+        .chain(
+            init.enumerate()
+                .map(|(i, c)| (format!("{init_path}[{i}]"), c)),
+        );
+    for (at, container) in all {
         let name = container.name.as_str();
         if name.is_empty() {
             errors.push(FieldError::required(
@@ -430,7 +442,7 @@ fn validate_replica(
             ));
         }
     }
-    if !seen.contains(MXNET_CONTAINER) {
+    if !pod.containers.iter().any(|c| c.name == MXNET_CONTAINER) {
         errors.push(FieldError::required(
             containers_path,
             "each replica needs a container named \"mxnet\", in which MXNet runs",
@@ -1028,6 +1040,64 @@ mod tests {
             "spec.mxReplicaSpecs.Worker.template.spec.containers[1].name",
         );
         assert_eq!(errors[0].value, Some(json!("mxnet")));
+    }
+
+    #[test]
+    fn init_containers_need_a_label_name_and_an_image() {
+        let errors = object_errors(|v| {
+            let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
+            spec.insert(
+                "initContainers".into(),
+                json!([{"name": "Fetch_Data", "image": " "}]),
+            );
+        });
+        assert_eq!(
+            summary(&errors),
+            vec![
+                (
+                    Invalid,
+                    "spec.mxReplicaSpecs.Worker.template.spec.initContainers[0].name".into()
+                ),
+                (
+                    Required,
+                    "spec.mxReplicaSpecs.Worker.template.spec.initContainers[0].image".into()
+                ),
+            ],
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn init_container_named_like_a_container_is_duplicate() {
+        let errors = object_errors(|v| {
+            let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
+            spec.insert(
+                "initContainers".into(),
+                json!([{"name": "mxnet", "image": "busybox"}]),
+            );
+        });
+        one(
+            &errors,
+            Duplicate,
+            "spec.mxReplicaSpecs.Worker.template.spec.initContainers[0].name",
+        );
+    }
+
+    #[test]
+    fn init_container_named_mxnet_is_not_the_mxnet_container() {
+        let errors = object_errors(|v| {
+            *at(v, &format!("{WORKER_CONTAINERS}/0/name")) = json!("trainer");
+            let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
+            spec.insert(
+                "initContainers".into(),
+                json!([{"name": "mxnet", "image": "busybox"}]),
+            );
+        });
+        one(
+            &errors,
+            Required,
+            "spec.mxReplicaSpecs.Worker.template.spec.containers",
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 The stateful phase starts each sequence with a generated call and follows
 the document's links from its answer. A sequence that should reach read,
 replace, patch and delete must therefore start with a create that succeeds,
-and a random MXJob almost never does: the server admits only DNS-1123
-names, a replica role per job mode, a container named `mxnet` with an image,
-and so on, none of which a JSON schema can state. So in the stateful phase
+and a random MXJob almost never does: beside the rules the document states
+(DNS-1123 names, images, ...), the server admits only a body whose
+namespace matches the URL, the replica roles of its job mode and a
+container named `mxnet`, which a JSON schema cannot state. So in the stateful phase
 (and only there), a create that schemathesis means to be valid is sent as
 the document's own create example under a fresh name, in a namespace named
 `conformance`.
@@ -18,11 +19,14 @@ by design, so in the stateful phase creates and deletes go without `dryRun`
 
 Every other phase, and every invalid case, is sent exactly as generated.
 
-What the narrowings of schemathesis.toml let pass is counted: every
-schema-valid (positive) case the server answered with a status that only an
-allowance there admits (400, 410, 422), per operation and status, written
-as JSON to the file `MXJOB_CONFORMANCE_SUPPRESSED` names when the run ends;
-`cargo xtask conformance` prints it.
+The narrowings of schemathesis.toml admit 400, 410 and 422 for schema-valid
+requests; what they let pass is held to `RULES` below: every schema-valid
+(positive) case the server answered with one of those statuses must be
+explained by one of the rules, each a rule of the API that no schema of the
+document can state, with its reason. The counts per rule, and every case no
+rule explains, are written as JSON to the file `MXJOB_CONFORMANCE_SUPPRESSED`
+names when the run ends; `cargo xtask conformance` prints them and fails
+when a case is unexplained.
 """
 
 import atexit
@@ -31,6 +35,7 @@ import itertools
 import json
 import os
 import pathlib
+import re
 import threading
 
 import schemathesis
@@ -69,8 +74,128 @@ def before_call(context, case, **kwargs):
 
 # Statuses that `positive_data_acceptance` fails without the allowances.
 _ALLOWED_ONLY_BY_CONFIG = {400, 410, 422}
-_suppressed = collections.Counter()
-_suppressed_lock = threading.Lock()
+
+
+class Refusal:
+    """Which refusals a rule explains: a status and what the `Status` body
+    says (a message, or the kind of the invalid object and its causes)."""
+
+    def __init__(self, *statuses, message=None, kind=None, causes=None):
+        self.statuses = set(statuses)
+        self.message = re.compile(message) if message else None
+        self.kind = kind
+        self.causes = re.compile(causes) if causes else None
+
+    def matches(self, status, body, cause=None):
+        """Whether this is the refusal; with `cause`, whether it explains
+        that one of the body's causes."""
+        if status not in self.statuses:
+            return False
+        if self.message and not self.message.match(body.get("message") or ""):
+            return False
+        details = body.get("details") or {}
+        if self.kind and details.get("kind") != self.kind:
+            return False
+        if self.causes:
+            causes = [cause] if cause is not None else details.get("causes") or []
+            return bool(causes) and all(
+                self.causes.fullmatch(f"{c.get('reason')} {c.get('field')}") for c in causes
+            )
+        return cause is None
+
+
+class Rule:
+    """A rule of the API that no schema of the document can state: its
+    name, why no schema states it, and the refusals it explains."""
+
+    def __init__(self, name, reason, *refusals):
+        self.name = name
+        self.reason = reason
+        self.refusals = refusals
+
+    def explains(self, status, body, cause=None):
+        return any(r.matches(status, body, cause) for r in self.refusals)
+
+
+def explaining(status, body):
+    """The rules that explain a refusal: one that explains it whole, or,
+    for an invalid object, one for each of its causes. None when no rules
+    do."""
+    whole = next((r for r in RULES if r.explains(status, body)), None)
+    if whole is not None:
+        return [whole]
+    causes = (body.get("details") or {}).get("causes") or []
+    rules = [next((r for r in RULES if r.explains(status, body, c)), None) for c in causes]
+    if not rules or None in rules:
+        return None
+    return list(dict.fromkeys(rules))
+
+
+RULES = [
+    Rule("apply-needs-field-manager",
+         "an apply (media type application/apply-patch+yaml) needs the fieldManager query parameter",
+         Refusal(422, kind="PatchOptions", causes=r"FieldValueRequired fieldManager")),
+    Rule("force-only-on-apply",
+         "the force query parameter is for applies only, which the media type tells",
+         Refusal(422, kind="PatchOptions", causes=r"FieldValueForbidden force")),
+    Rule("field-manager-bytes",
+         "fieldManager is at most 128 bytes, as Kubernetes counts it; a schema's maxLength counts characters",
+         Refusal(422, causes=r"FieldValueTooLong fieldManager")),
+    Rule("patch-fits-the-object",
+         "a JSON patch's paths lead into the stored object, which only the server holds",
+         Refusal(422, message=r"the JSON patch could not be applied: ")),
+    Rule("apply-configuration",
+         "an apply's configuration (that media type only) has no managedFields and only numbers JSON holds",
+         Refusal(400, message=r"metadata\.managedFields must be nil|the applied configuration is not valid YAML")),
+    Rule("body-namespace-is-url-namespace",
+         "a body's metadata.namespace, when set, is the namespace in the URL",
+         Refusal(400, message=r"the namespace of the provided object does not match the namespace sent on the request")),
+    Rule("body-name-is-url-name",
+         "a replaced or patched body's metadata.name is the name in the URL",
+         Refusal(400, message=r"the name of the object \(.*\) does not match the name on the URL")),
+    Rule("strict-field-validation",
+         "fieldValidation=Strict (a query parameter) refuses fields the schema admits for Warn and Ignore",
+         Refusal(400, message=r"strict decoding error: ")),
+    Rule("delete-options-body-and-query",
+         "DeleteOptions given both in the body and in the query agree",
+         Refusal(400, message=r"the body's DeleteOptions and the query disagree on ")),
+    Rule("orphan-or-propagation",
+         "orphanDependents and propagationPolicy are not both given, the body and the query together",
+         Refusal(422, kind="DeleteOptions", causes=r"FieldValueInvalid propagationPolicy")),
+    Rule("list-options-together",
+         "resourceVersionMatch needs a resourceVersion (not 0 for Exact) and no continue; "
+         "sendInitialEvents is for watches with resourceVersionMatch=NotOlderThan",
+         Refusal(422, kind="ListOptions",
+                 causes=r"(FieldValueForbidden|FieldValueNotSupported) (resourceVersionMatch|sendInitialEvents)"),
+         Refusal(400, message=r"specifying resourceVersion is not allowed when using continue"
+                 r"|resourceVersionMatch is forbidden unless resourceVersion is provided"
+                 r"|resourceVersionMatch=Exact needs a resourceVersion other than 0")),
+    Rule("selector-grammar",
+         "label and field selectors follow Kubernetes' selector grammar, over the fields an MXJob has",
+         Refusal(400, message=r"unable to parse (labelSelector|fieldSelector): ")),
+    Rule("issued-continue-token",
+         "a continue token is one the server issued, within the history it keeps",
+         Refusal(400, message=r"continue key is not valid"),
+         Refusal(410, message=r"the continue token is too old")),
+    Rule("kept-resource-version",
+         "a resourceVersion names a revision of this server: decimal, and within the history it keeps",
+         Refusal(400, message=r"invalid resourceVersion "),
+         Refusal(410, message=r"too old resource version|the requested resourceVersion is too old")),
+    Rule("label-and-annotation-keys",
+         "label and annotation keys are qualified names, annotations at most 256 KiB in all: "
+         "OpenAPI 3.0 has no propertyNames, nor a bound on a map's bytes",
+         Refusal(422, kind="MXJob",
+                 causes=r"FieldValue(Invalid|TooLong) metadata\.(labels|annotations)")),
+    Rule("mxjob-admission-across-fields",
+         "a job has the replica roles of its job mode, each with a container named mxnet, in the URL's namespace",
+         Refusal(422, kind="MXJob",
+                 causes=r"FieldValue(Required|Forbidden|Invalid|NotSupported) "
+                 r"(metadata\.namespace|spec\.mxReplicaSpecs(\.\w+)?(\.template\.spec\.containers)?)")),
+]
+
+_lock = threading.Lock()
+_explained = collections.Counter()
+_unexplained = []
 
 
 @schemathesis.hook
@@ -79,17 +204,46 @@ def after_call(context, case, response):
     operation = context.operation
     if meta is None or operation is None or meta.generation.mode != GenerationMode.POSITIVE:
         return
-    if response.status_code in _ALLOWED_ONLY_BY_CONFIG:
-        key = f"{operation.definition.raw.get('operationId')} {response.status_code}"
-        with _suppressed_lock:
-            _suppressed[key] += 1
+    status = response.status_code
+    if status not in _ALLOWED_ONLY_BY_CONFIG:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    rules = explaining(status, body)
+    operation_id = operation.definition.raw.get("operationId")
+    with _lock:
+        if rules is not None:
+            for rule in rules:
+                _explained[rule.name] += 1
+        elif len(_unexplained) < 50:
+            _unexplained.append(
+                {
+                    "operation": operation_id,
+                    "status": status,
+                    "message": (body.get("message") or response.text or "")[:500],
+                }
+            )
+        else:
+            _unexplained.append(None)
 
 
 def _write_suppressed():
     path = os.environ.get("MXJOB_CONFORMANCE_SUPPRESSED")
-    if path:
-        with _suppressed_lock:
-            pathlib.Path(path).write_text(json.dumps(dict(sorted(_suppressed.items()))))
+    if not path:
+        return
+    with _lock:
+        report = {
+            "rules": [
+                {"name": r.name, "reason": r.reason, "requests": _explained[r.name]} for r in RULES
+            ],
+            "unexplained": len(_unexplained),
+            "examples": [u for u in _unexplained if u is not None],
+        }
+    pathlib.Path(path).write_text(json.dumps(report, indent=1))
 
 
 atexit.register(_write_suppressed)

@@ -1192,6 +1192,24 @@ async fn generate_name_completes_the_name_with_five_characters() {
     server.stop().await;
 }
 
+/// A generateName is judged whenever it is set, as Kubernetes judges it,
+/// even beside a name that leaves it unused (the document states its
+/// pattern, so a create that breaks it is one the schema refuses).
+#[tokio::test]
+async fn invalid_generate_name_beside_a_name_is_a_422() {
+    let server = TestServer::start().await;
+    let mut job = new_job_value(NS, "named");
+    job["metadata"]["generateName"] = json!("Not_A_Prefix-");
+    assert_raw_create_invalid(
+        &server,
+        &job,
+        "named",
+        &[("FieldValueInvalid", "metadata.generateName")],
+    )
+    .await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn creating_a_taken_name_is_a_409_already_exists() {
     let server = TestServer::start().await;

@@ -159,17 +159,22 @@ impl Registry {
         check_namespace(&mut job.metadata, namespace)?;
 
         let mut errors = Vec::new();
+        // A generateName is judged whenever it is set, as Kubernetes
+        // judges it, even beside a name that makes it unused.
+        if let Some(prefix) = job.metadata.generate_name.as_deref() {
+            errors.extend(
+                crate::names::generate_name_prefix(prefix)
+                    .into_iter()
+                    .filter(|_| !prefix.is_empty())
+                    .map(|e| FieldError::invalid("metadata.generateName", prefix, e)),
+            );
+        }
         let name = match (
             job.metadata.name.as_deref(),
             job.metadata.generate_name.as_deref(),
         ) {
             (Some(name), _) if !name.is_empty() => name.to_string(),
             (_, Some(prefix)) if !prefix.is_empty() => {
-                errors.extend(
-                    crate::names::generate_name_prefix(prefix)
-                        .into_iter()
-                        .map(|e| FieldError::invalid("metadata.generateName", prefix, e)),
-                );
                 let base: String = prefix.chars().take(58).collect();
                 format!("{base}{}", name_suffix())
             }
