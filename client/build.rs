@@ -54,15 +54,14 @@ fn only_json_bodies(document: &mut serde_json::Value) {
     }
 }
 
-/// The document states the rules of admission a schema can state
-/// (patterns and lengths of names and labels, required images, the fixed
-/// `apiVersion` and `kind`, `name` or `generateName`, ...; see
-/// `openapi/src/constraints.rs`), so that what is generated from it is
-/// what the server accepts. The Rust client keeps plain types for those
-/// fields — `String`, `ObjectMeta`, an optional image — and leaves the
-/// judging to the server, which answers a `Status` naming every field it
-/// refuses: typify would otherwise turn each rule into a newtype, and the
-/// metadata's `anyOf` into an enum of variants.
+/// The document states the rules of admission one field can state
+/// (patterns and lengths of container names, required images, the fixed
+/// `apiVersion` and `kind`, IntOrString as an int32 or a string, ...; see
+/// `openapi/src/constraints.rs`), so that what is generated from it is what
+/// the server accepts. The Rust client keeps plain types for those fields —
+/// `String`, an optional image, a free IntOrString — and leaves the judging
+/// to the server, which answers a `Status` naming every field it refuses:
+/// typify would otherwise turn each rule into a newtype.
 fn without_admission_rules(document: &mut serde_json::Value) {
     use serde_json::{json, Value};
 
@@ -78,6 +77,12 @@ fn without_admission_rules(document: &mut serde_json::Value) {
             _ => {}
         }
     }
+    fn schema<'a>(
+        schemas: &'a mut Value,
+        name: &str,
+    ) -> Option<&'a mut serde_json::Map<String, Value>> {
+        schemas.get_mut(name).and_then(Value::as_object_mut)
+    }
 
     if let Some(paths) = document.get_mut("paths") {
         strip_bounds(paths);
@@ -86,32 +91,10 @@ fn without_admission_rules(document: &mut serde_json::Value) {
         return;
     };
     strip_bounds(schemas);
-    fn schema<'a>(
-        schemas: &'a mut Value,
-        name: &str,
-    ) -> Option<&'a mut serde_json::Map<String, Value>> {
-        schemas.get_mut(name).and_then(Value::as_object_mut)
-    }
-    if let Some(job) = schema(schemas, "MXJob") {
-        if let Some(properties) = job.get_mut("properties") {
-            for field in ["apiVersion", "kind"] {
-                if let Some(field) = properties.get_mut(field).and_then(Value::as_object_mut) {
-                    field.remove("enum");
-                }
-            }
-            if let Some(metadata) = properties
-                .get_mut("metadata")
-                .and_then(Value::as_object_mut)
-            {
-                metadata.remove("anyOf");
-                metadata.remove("properties");
-            }
-        }
-    }
-    if let Some(specs) = schema(schemas, "MXReplicaSpecs").and_then(|s| s.get_mut("properties")) {
-        for role in ["Scheduler", "TunerTracker", "Tuner"] {
-            if let Some(role) = specs.get_mut(role).and_then(Value::as_object_mut) {
-                role.remove("properties");
+    if let Some(properties) = schema(schemas, "MXJob").and_then(|s| s.get_mut("properties")) {
+        for field in ["apiVersion", "kind"] {
+            if let Some(field) = properties.get_mut(field).and_then(Value::as_object_mut) {
+                field.remove("enum");
             }
         }
     }
@@ -140,32 +123,6 @@ fn without_admission_rules(document: &mut serde_json::Value) {
         if let Some(dry_run) = properties.get_mut("dryRun") {
             dry_run["items"] = json!({"type": "string"});
         }
-        for field in ["kind", "apiVersion"] {
-            if let Some(field) = properties.get_mut(field).and_then(Value::as_object_mut) {
-                field.remove("enum");
-                field.remove("nullable");
-            }
-        }
-    }
-    if let Some(options) = schema(
-        schemas,
-        "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
-    ) {
-        options.remove("not");
-    }
-    if let Some(operation) = schema(schemas, "JsonPatchOperation") {
-        operation.remove("anyOf");
-    }
-    if let Some(statuses) = schema(schemas, "JobStatus")
-        .and_then(|s| s.get_mut("properties"))
-        .and_then(|p| p.get_mut("mxReplicaStatuses"))
-        .and_then(Value::as_object_mut)
-    {
-        statuses.remove("properties");
-        statuses.insert(
-            "additionalProperties".into(),
-            json!({"$ref": "#/components/schemas/ReplicaStatus"}),
-        );
     }
     if let Some(counts) = schema(schemas, "ReplicaStatus").and_then(|s| s.get_mut("properties")) {
         for count in ["active", "succeeded", "failed"] {

@@ -5,22 +5,28 @@
 //! ones the server refuses.
 //!
 //! The MXJob types carry theirs as `schemars` attributes where they are
-//! this crate's own (`model`, `params`); the rules on Kubernetes types
-//! (`ObjectMeta`, `Container`, `IntOrString`, `DeleteOptions`, …), which
-//! this crate cannot annotate, are added here. Each is a rule the server
-//! enforces at the same place, no wider and no narrower: `metadata` is
-//! constrained where it is the MXJob's own, not in the pod template, whose
-//! metadata the server does not judge.
+//! this crate's own (`params`); the rules on Kubernetes types (`Container`,
+//! `IntOrString`, `DeleteOptions`, …), which this crate cannot annotate, are
+//! added here. Each is a rule the server enforces at the same place, no
+//! wider and no narrower, and each is added to a named schema, so that
+//! clients generated from the document keep their types.
 //!
-//! What no schema of this document can state stays in the server alone,
-//! and each such rule is listed with its reason in `RULES` of
+//! What the document does not state stays in the server alone, and each
+//! such rule is listed with its reason in `RULES` of
 //! `tests/conformance/hooks.py`, which holds the contract tests' allowances
 //! to them: rules across fields (the replica roles of a job mode, a
-//! container named `mxnet`), between the body and the URL or the query (a
-//! body's name and namespace, `fieldValidation=Strict`, DeleteOptions in
-//! both), between query parameters or the media type and the query, what
-//! only the server knows (continue tokens and the revisions it keeps), and
-//! label and annotation keys (OpenAPI 3.0 has no `propertyNames`).
+//! container named `mxnet`, name or generateName), between the body and the
+//! URL or the query, between query parameters or the media type and the
+//! query, what only the server knows (continue tokens, the revisions it
+//! keeps, the stored object a JSON patch applies to), map keys (OpenAPI
+//! 3.0 has no `propertyNames`), and the rules that would have to be stated
+//! inline, on a schema Kubernetes shares between places the server judges
+//! differently (the job's own `metadata`, but not the pod template's; the
+//! replicas of a single-replica role), or by splitting a type into
+//! variants (a JSON patch operation per `op`; DeleteOptions' kind and
+//! version, which may be null): there generators would emit new types for
+//! the same JSON, and the Go client generated from such a document does
+//! not compile.
 
 use serde_json::{json, Value};
 
@@ -28,17 +34,6 @@ use crate::openapi::DocumentError;
 
 /// A DNS-1123 label: names of objects, namespaces and containers.
 pub const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-
-/// A name or namespace in `metadata`, where empty means absent (a create
-/// takes `generateName`, and the namespace comes from the URL).
-pub const OPTIONAL_DNS_LABEL: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$";
-
-/// A `generateName` prefix: a DNS-1123 label that may end in `-`, or
-/// empty (absent).
-pub const GENERATE_NAME: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?-?)?$";
-
-/// A label value: empty, or letters and digits with `-`, `_` and `.` inside.
-pub const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 
 /// An RFC 6901 JSON pointer.
 pub const JSON_POINTER: &str = "^(/([^/~]|~[01])*)*$";
@@ -83,59 +78,6 @@ fn schema(name: &str) -> String {
 
 /// Adds the constraints of the module documentation.
 pub fn add_constraints(doc: &mut Value) -> Result<(), DocumentError> {
-    // The MXJob's own metadata (not ObjectMeta everywhere: the pod
-    // template's metadata is not judged by the server).
-    merge(
-        doc,
-        &format!("{}/properties/metadata", schema("MXJob")),
-        json!({
-            "properties": {
-                "name": {
-                    "type": "string",
-                    "nullable": true,
-                    "maxLength": 63,
-                    "pattern": OPTIONAL_DNS_LABEL,
-                },
-                "generateName": {
-                    "type": "string",
-                    "nullable": true,
-                    "maxLength": 63,
-                    "pattern": GENERATE_NAME,
-                },
-                "namespace": {
-                    "type": "string",
-                    "nullable": true,
-                    "maxLength": 63,
-                    "pattern": OPTIONAL_DNS_LABEL,
-                },
-                "labels": {
-                    "type": "object",
-                    "nullable": true,
-                    "additionalProperties": {
-                        "type": "string",
-                        "maxLength": 63,
-                        "pattern": LABEL_VALUE,
-                    },
-                },
-                "finalizers": {
-                    "type": "array",
-                    "nullable": true,
-                    "items": { "type": "string" },
-                    "maxItems": 0,
-                },
-            },
-            "anyOf": [
-                {
-                    "required": ["name"],
-                    "properties": { "name": { "type": "string", "minLength": 1 } },
-                },
-                {
-                    "required": ["generateName"],
-                    "properties": { "generateName": { "type": "string", "minLength": 1 } },
-                },
-            ],
-        }),
-    )?;
     for (property, value) in [
         ("apiVersion", crate::model::API_VERSION),
         ("kind", crate::model::KIND),
@@ -172,30 +114,7 @@ pub fn add_constraints(doc: &mut Value) -> Result<(), DocumentError> {
         ),
         json!({ "minItems": 1 }),
     )?;
-    // The roles that run as exactly one replica.
-    for role in ["Scheduler", "TunerTracker", "Tuner"] {
-        merge(
-            doc,
-            &format!("{}/properties/{role}", schema("MXReplicaSpecs")),
-            json!({ "properties": { "replicas": { "maximum": 1 } } }),
-        )?;
-    }
-    // Replica counts by role: the roles are the keys, the counts are not
-    // negative.
-    let roles: serde_json::Map<String, Value> = crate::model::ReplicaType::SUPPORTED
-        .iter()
-        .map(|role| {
-            (
-                role.to_string(),
-                json!({ "$ref": format!("#{}", schema("ReplicaStatus")) }),
-            )
-        })
-        .collect();
-    merge(
-        doc,
-        &format!("{}/properties/mxReplicaStatuses", schema("JobStatus")),
-        json!({ "properties": roles, "additionalProperties": false }),
-    )?;
+    // Replica counts are not negative.
     merge(
         doc,
         &schema("ReplicaStatus"),
@@ -218,11 +137,6 @@ pub fn add_constraints(doc: &mut Value) -> Result<(), DocumentError> {
             ],
         }),
     )?;
-    // Its own kind and a version the server reads (empty or null: none);
-    // `orphanDependents` and `propagationPolicy` not both given (null is
-    // not given).
-    let mut delete_options_versions = vec![json!(""), Value::Null];
-    delete_options_versions.extend(crate::params::DELETE_OPTIONS_VERSIONS.map(Value::from));
     merge(
         doc,
         &schema(&format!("{META}.DeleteOptions")),
@@ -231,42 +145,17 @@ pub fn add_constraints(doc: &mut Value) -> Result<(), DocumentError> {
                 "propagationPolicy": { "enum": ["Orphan", "Background", "Foreground"] },
                 "gracePeriodSeconds": { "minimum": 0 },
                 "dryRun": { "items": { "enum": ["All"] } },
-                "kind": { "nullable": true, "enum": ["", "DeleteOptions", null] },
-                "apiVersion": { "nullable": true, "enum": delete_options_versions },
-            },
-            "not": {
-                "required": ["orphanDependents", "propagationPolicy"],
-                "properties": {
-                    "orphanDependents": { "type": "boolean" },
-                    "propagationPolicy": { "type": "string" },
-                },
             },
         }),
     )?;
-    let patch = schema("JsonPatchOperation");
     merge(
         doc,
-        &patch,
+        &schema("JsonPatchOperation"),
         json!({
             "properties": {
                 "path": { "pattern": JSON_POINTER },
                 "from": { "pattern": JSON_POINTER },
             },
-            // What each operation needs beside its path (RFC 6902 section 4).
-            "anyOf": [
-                {
-                    "properties": { "op": { "enum": ["add", "replace", "test"] } },
-                    "required": ["value"],
-                },
-                { "properties": { "op": { "enum": ["remove"] } } },
-                {
-                    "properties": {
-                        "op": { "enum": ["move", "copy"] },
-                        "from": { "type": "string" },
-                    },
-                    "required": ["from"],
-                },
-            ],
         }),
     )?;
     Ok(())

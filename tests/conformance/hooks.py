@@ -141,6 +141,10 @@ RULES = [
     Rule("field-manager-bytes",
          "fieldManager is at most 128 bytes, as Kubernetes counts it; a schema's maxLength counts characters",
          Refusal(422, causes=r"FieldValueTooLong fieldManager")),
+    Rule("patch-operation-fields",
+         "a JSON patch operation has the fields its op needs (value, from): stated per op, it would split "
+         "the operation type of generated clients into variants",
+         Refusal(400, message=r"the body is not a valid JSON patch: missing field ")),
     Rule("patch-fits-the-object",
          "a JSON patch's paths lead into the stored object, which only the server holds",
          Refusal(422, message=r"the JSON patch could not be applied: ")),
@@ -156,11 +160,16 @@ RULES = [
     Rule("strict-field-validation",
          "fieldValidation=Strict (a query parameter) refuses fields the schema admits for Warn and Ignore",
          Refusal(400, message=r"strict decoding error: ")),
+    Rule("delete-options-kind-and-version",
+         "a DeleteOptions body's kind and apiVersion, when not empty or null, are DeleteOptions and one the "
+         "server reads: an enum with null would change their type in generated clients",
+         Refusal(400, message=r"decoded object cannot be converted to DeleteOptions"
+                 r"|DeleteOptions in apiVersion .* are not understood")),
     Rule("delete-options-body-and-query",
          "DeleteOptions given both in the body and in the query agree",
          Refusal(400, message=r"the body's DeleteOptions and the query disagree on ")),
     Rule("orphan-or-propagation",
-         "orphanDependents and propagationPolicy are not both given, the body and the query together",
+         "orphanDependents and propagationPolicy are not both given (two fields, of the body or the query)",
          Refusal(422, kind="DeleteOptions", causes=r"FieldValueInvalid propagationPolicy")),
     Rule("list-options-together",
          "resourceVersionMatch needs a resourceVersion (not 0 for Exact) and no continue; "
@@ -181,16 +190,22 @@ RULES = [
          "a resourceVersion names a revision of this server: decimal, and within the history it keeps",
          Refusal(400, message=r"invalid resourceVersion "),
          Refusal(410, message=r"too old resource version|the requested resourceVersion is too old")),
-    Rule("label-and-annotation-keys",
-         "label and annotation keys are qualified names, annotations at most 256 KiB in all: "
-         "OpenAPI 3.0 has no propertyNames, nor a bound on a map's bytes",
+    Rule("job-metadata",
+         "the job's own metadata: name or generateName, names as DNS-1123 labels, label keys and values, "
+         "annotation keys and size, no finalizers; Kubernetes' ObjectMeta, shared with the pod template the "
+         "server does not judge, and its maps' keys (OpenAPI 3.0 has no propertyNames)",
          Refusal(422, kind="MXJob",
-                 causes=r"FieldValue(Invalid|TooLong) metadata\.(labels|annotations)")),
+                 causes=r"FieldValue(Required|Invalid|TooLong|Forbidden) "
+                 r"metadata\.(name|namespace|generateName|labels|annotations|finalizers)")),
+    Rule("replica-status-roles",
+         "status.mxReplicaStatuses is keyed by replica role (a map's keys)",
+         Refusal(422, kind="MXJob", causes=r"FieldValueNotSupported status\.mxReplicaStatuses")),
     Rule("mxjob-admission-across-fields",
-         "a job has the replica roles of its job mode, each with a container named mxnet, in the URL's namespace",
+         "a job has the replica roles of its job mode, each with a container named mxnet (one replica "
+         "for Scheduler, TunerTracker and Tuner, whose spec all roles share)",
          Refusal(422, kind="MXJob",
                  causes=r"FieldValue(Required|Forbidden|Invalid|NotSupported) "
-                 r"(metadata\.namespace|spec\.mxReplicaSpecs(\.\w+)?(\.template\.spec\.containers)?)")),
+                 r"spec\.mxReplicaSpecs(\.\w+(\.replicas|\.template\.spec\.containers)?)?")),
 ]
 
 _lock = threading.Lock()
