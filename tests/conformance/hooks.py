@@ -3,10 +3,10 @@
 The stateful phase starts each sequence with a generated call and follows
 the document's links from its answer. A sequence that should reach read,
 replace, patch and delete must therefore start with a create that succeeds,
-and a random MXJob almost never does: beside the rules the document states
-(DNS-1123 names, images, ...), the server admits only a body whose
-namespace matches the URL, the replica roles of its job mode and a
-container named `mxnet`, which a JSON schema cannot state. So in the stateful phase
+and a random MXJob almost never does: beyond what the document states, the
+server admits only a body whose name and namespace are DNS-1123 labels, whose
+namespace matches the URL, with the replica roles of its job mode and a
+container named `mxnet` (see RULES below). So in the stateful phase
 (and only there), a create that schemathesis means to be valid is sent as
 the document's own create example under a fresh name, in a namespace named
 `conformance`.

@@ -1193,8 +1193,7 @@ async fn generate_name_completes_the_name_with_five_characters() {
 }
 
 /// A generateName is judged whenever it is set, as Kubernetes judges it,
-/// even beside a name that leaves it unused (the document states its
-/// pattern, so a create that breaks it is one the schema refuses).
+/// even beside a name that leaves it unused.
 #[tokio::test]
 async fn invalid_generate_name_beside_a_name_is_a_422() {
     let server = TestServer::start().await;
