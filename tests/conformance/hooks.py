@@ -149,8 +149,10 @@ RULES = [
          "a JSON patch's paths lead into the stored object, which only the server holds",
          Refusal(422, message=r"the JSON patch could not be applied: ")),
     Rule("apply-configuration",
-         "an apply's configuration (that media type only) has no managedFields and only numbers JSON holds",
-         Refusal(400, message=r"metadata\.managedFields must be nil|the applied configuration is not valid YAML")),
+         "an apply's configuration (that media type only) has no managedFields, no repeated items in "
+         "lists keyed by a field or kept as sets, and only numbers JSON holds",
+         Refusal(400, message=r"metadata\.managedFields must be nil|the applied configuration is not valid YAML"
+                 r"|failed to create typed patch object ")),
     Rule("body-namespace-is-url-namespace",
          "a body's metadata.namespace, when set, is the namespace in the URL",
          Refusal(400, message=r"the namespace of the provided object does not match the namespace sent on the request")),

@@ -206,6 +206,42 @@ async fn an_apply_still_follows_the_replace_rules() {
     server.stop().await;
 }
 
+/// A configuration with repeated items in a keyed list or a set is the
+/// request's fault: a 400 in kube-apiserver's words (it answers 500), and
+/// nothing is written.
+#[tokio::test]
+async fn a_configuration_with_repeated_list_items_is_a_400_and_writes_nothing() {
+    let server = TestServer::start().await;
+    let (code, created) = apply(&server, "repeated", "gitops", &config("repeated", 600)).await;
+    assert_eq!(code, 201, "{created:#}");
+    let mut repeated = config("repeated", 700);
+    repeated["metadata"]["finalizers"] = json!(["", "a", ""]);
+    let (code, refused) = apply(&server, "repeated", "gitops", &repeated).await;
+    assert_eq!(code, 400, "{refused:#}");
+    assert_eq!(refused["reason"], "BadRequest");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("failed to create typed patch object (")
+            && message.contains(".metadata.finalizers: duplicate entries for key"),
+        "{message}"
+    );
+    let stored: Value = server
+        .http
+        .get(server.object_url(NS, "repeated"))
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    assert_eq!(stored["spec"]["ttlSecondsAfterFinished"], 600);
+    assert_eq!(
+        stored["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn patch_options_are_checked_as_kubernetes_checks_them() {
     let server = TestServer::start().await;

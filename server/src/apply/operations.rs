@@ -85,23 +85,27 @@ pub enum ApplyError {
     WrongKind { api_version: String, kind: String },
     /// The configuration sets `metadata.managedFields` (400).
     ManagedFieldsInConfig,
-    /// A list of the configuration has unkeyed or repeated items
-    /// (kube-apiserver answers 500, prefixing the text with
-    /// `failed to create typed patch object (<ns>/<name>; <gvk>): `).
+    /// A list of the configuration has unkeyed or repeated items (400,
+    /// the text prefixed with `failed to create typed patch object
+    /// (<ns>/<name>; <gvk>): ` as kube-apiserver words it; kube-apiserver
+    /// answers 500, which tells a client the fault is the server's when it
+    /// is the request's).
     Invalid(InvalidConfig),
     /// The stored managed fields cannot be read (500).
     ManagedFields(ManagedFieldsError),
 }
 
 impl ApplyError {
-    /// The HTTP status kube-apiserver answers with.
+    /// The HTTP status of the answer (kube-apiserver's, but 400 for an
+    /// invalid configuration: see [`ApplyError::Invalid`]).
     pub fn code(&self) -> u16 {
         match self {
             ApplyError::Conflicts(_) => 409,
             ApplyError::NotAnObject
             | ApplyError::WrongKind { .. }
-            | ApplyError::ManagedFieldsInConfig => 400,
-            ApplyError::Invalid(_) | ApplyError::ManagedFields(_) => 500,
+            | ApplyError::ManagedFieldsInConfig
+            | ApplyError::Invalid(_) => 400,
+            ApplyError::ManagedFields(_) => 500,
         }
     }
 }

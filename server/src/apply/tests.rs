@@ -713,6 +713,7 @@ fn bad_configurations_are_refused() {
         err.to_string(),
         ".spec.mxReplicaSpecs.Worker.template.spec.containers: duplicate entries for key [name=\"a\"]"
     );
+    assert_eq!(err.code(), 400);
     assert_eq!(
         apply(&live, &json!([]), &[], &w, false).unwrap_err(),
         ApplyError::NotAnObject

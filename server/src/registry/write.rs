@@ -115,14 +115,22 @@ fn apply_error(error: ApplyError, namespace: &str, name: &str) -> Error {
         error @ (ApplyError::NotAnObject
         | ApplyError::WrongKind { .. }
         | ApplyError::ManagedFieldsInConfig) => Error::BadRequest(error.to_string()),
-        // kube-apiserver's words for a configuration it cannot type.
-        error @ (ApplyError::Invalid(_) | ApplyError::ManagedFields(_)) => {
-            Error::Internal(format!(
-                "failed to create typed patch object ({namespace}/{name}; kubeflow.org/v1, \
-             Kind=MXJob): {error}"
-            ))
+        // kube-apiserver's words for a configuration it cannot type; a
+        // 400, as the fault is the request's (see `ApplyError::Invalid`).
+        error @ ApplyError::Invalid(_) => {
+            Error::BadRequest(typed_patch_failure(namespace, name, &error))
+        }
+        error @ ApplyError::ManagedFields(_) => {
+            Error::Internal(typed_patch_failure(namespace, name, &error))
         }
     }
+}
+
+fn typed_patch_failure(namespace: &str, name: &str, error: &ApplyError) -> String {
+    format!(
+        "failed to create typed patch object ({namespace}/{name}; kubeflow.org/v1, Kind=MXJob): \
+         {error}"
+    )
 }
 
 fn invalid(name: &str, causes: Vec<FieldError>) -> Error {
