@@ -7,9 +7,13 @@
 //! The MXJob types carry theirs as `schemars` attributes where they are
 //! this crate's own (`params`); the rules on Kubernetes types (`Container`,
 //! `IntOrString`, `DeleteOptions`, …), which this crate cannot annotate, are
-//! added here. Each is a rule the server enforces at the same place, no
-//! wider and no narrower, and each is added to a named schema, so that
-//! clients generated from the document keep their types.
+//! added here, and so are the grammars of the `labelSelector` and
+//! `fieldSelector` query parameters, which `params` refers to. Each is a
+//! rule the server enforces at the same place, no wider and no narrower
+//! (the one exception, a label key prefix's length, is said at
+//! [`LABEL_SELECTOR`]), and each is added to a named schema or a
+//! parameter, so that clients generated from the document keep their
+//! types.
 //!
 //! What the document does not state stays in the server alone, and each
 //! such rule is listed with its reason in `RULES` of
@@ -28,6 +32,8 @@
 //! the same JSON, and the Go client generated from such a document does
 //! not compile.
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Value};
 
 use crate::openapi::DocumentError;
@@ -37,6 +43,74 @@ pub const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// An RFC 6901 JSON pointer.
 pub const JSON_POINTER: &str = "^(/([^/~]|~[01])*)*$";
+
+/// Whitespace as the server's selector parsers skip and trim it: Unicode's
+/// `White_Space`, Rust's `char::is_whitespace` (not `\s`, which differs
+/// between regular expression engines).
+const WHITESPACE: &str = r"[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// The `fieldSelector` query parameter: comma-separated terms
+/// `metadata.name` or `metadata.namespace`, then `=`, `==` or `!=`, then a
+/// value in which `\\`, `\,` and `\=` are the only escapes and `,` and `=`
+/// appear only escaped; whitespace around the field and the value is
+/// ignored, and blank text selects everything.
+pub static FIELD_SELECTOR: LazyLock<String> = LazyLock::new(|| {
+    let ws = WHITESPACE;
+    let term = format!(r"{ws}*metadata\.name(?:space)?{ws}*(?:!=|==|=)(?:[^\\,=]|\\[\\,=])*");
+    format!("^(?:{ws}*|{term}(?:,{term})*)$")
+});
+
+/// The `labelSelector` query parameter: Kubernetes' grammar of
+/// comma-separated requirements (`k`, `!k`, `k=v`, `k==v`, `k!=v`,
+/// `k in (v,…)`, `k notin (v,…)`, `k>n`, `k<n`) with label keys and values
+/// as the server checks them, and integers that fit an `i64`. The one bound
+/// it does not state is a key prefix's 253 characters: a regular expression
+/// without lookahead (which not every engine has) cannot bound the length
+/// of a repeated group.
+pub static LABEL_SELECTOR: LazyLock<String> = LazyLock::new(|| {
+    let ws = WHITESPACE;
+    let name = "[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?";
+    let dns = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
+    let key = format!(r"(?:{dns}(?:\.{dns})*/)?{name}");
+    let item = format!("(?:{name}{ws}*)?");
+    let set = format!(r"\({ws}*(?:{name}{ws}*(?:,{ws}*{item})*|(?:,{ws}*{item})+)\)");
+    let int = i64_digits();
+    let requirement = format!(
+        "(?:!{ws}*{key}|{key}(?:{ws}*(?:==?|!=)(?:{ws}*{name})?\
+         |{ws}+(?:in|notin){ws}*{set}|{ws}*[<>]{ws}*{int})?)"
+    );
+    format!("^{ws}*(?:{requirement}(?:{ws}*,{ws}*{requirement})*{ws}*)?$")
+});
+
+/// Decimal digits that are a label value (at most 63 characters) and whose
+/// value fits an `i64`: leading zeros, then at most 18 digits, or 19 up to
+/// `i64::MAX`.
+fn i64_digits() -> String {
+    let max = i64::MAX.to_string();
+    let last = max.len() - 1;
+    let mut nineteen = Vec::new();
+    for (i, digit) in max.bytes().enumerate() {
+        let digit = digit - b'0';
+        let lowest = u8::from(i == 0);
+        if digit > lowest {
+            let rest = last - i;
+            let tail = if rest > 0 {
+                format!("[0-9]{{{rest}}}")
+            } else {
+                String::new()
+            };
+            nineteen.push(format!("{}[{lowest}-{}]{tail}", &max[..i], digit - 1));
+        }
+    }
+    nineteen.push(max.clone());
+    let short = last;
+    let zeros = 63 - max.len();
+    format!(
+        "(?:0{{0,{}}}[0-9]{{1,{short}}}|0{{0,{zeros}}}(?:{}))",
+        zeros + 1,
+        nineteen.join("|")
+    )
+}
 
 const SCHEMAS: &str = "/components/schemas";
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";

@@ -128,9 +128,11 @@ pub struct ListQuery {
     /// If 'true', then the output is pretty printed.
     pub pretty: Option<String>,
     /// Only objects whose labels match, e.g. `team=vision,stage in (train,tune),!paused`.
+    #[schemars(regex(path = "crate::constraints::LABEL_SELECTOR"))]
     pub label_selector: Option<String>,
     /// Only objects whose fields match: `metadata.name` and
     /// `metadata.namespace` with `=`, `==` or `!=`.
+    #[schemars(regex(path = "crate::constraints::FIELD_SELECTOR"))]
     pub field_selector: Option<String>,
     /// At most this many objects; `metadata.continue` then fetches the rest.
     pub limit: Option<i64>,
@@ -170,8 +172,10 @@ pub struct DeleteCollectionQuery {
     /// If 'true', then the output is pretty printed.
     pub pretty: Option<String>,
     /// Only objects whose labels match.
+    #[schemars(regex(path = "crate::constraints::LABEL_SELECTOR"))]
     pub label_selector: Option<String>,
     /// Only objects whose fields match (`metadata.name`, `metadata.namespace`).
+    #[schemars(regex(path = "crate::constraints::FIELD_SELECTOR"))]
     pub field_selector: Option<String>,
     /// `All` processes the request in full without deleting anything.
     pub dry_run: Option<DryRun>,

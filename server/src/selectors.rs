@@ -1074,4 +1074,224 @@ mod tests {
             Box::new(FieldSelector::parse("spec.x=1").unwrap_err());
         assert_eq!(err.to_string(), "field label not supported: spec.x");
     }
+
+    /// The document's pattern for a selector (`mxjob_api::constraints`).
+    fn stated(pattern: &str) -> regex::Regex {
+        regex::Regex::new(pattern).expect("the document's pattern compiles")
+    }
+
+    /// Strings that match `pattern`, its anchors taken off (proptest's
+    /// generator takes none).
+    fn matching(pattern: &str) -> proptest::string::RegexGeneratorStrategy<String> {
+        let inner = pattern
+            .strip_prefix('^')
+            .and_then(|p| p.strip_suffix('$'))
+            .expect("an anchored pattern");
+        proptest::string::string_regex(inner).expect("the pattern generates")
+    }
+
+    /// Text made of pieces that are or border on a selector's tokens, so
+    /// that both what parses and what does not are drawn.
+    fn pieces(vocabulary: &'static [&'static str]) -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(vocabulary), 0..10)
+            .prop_map(|pieces| pieces.concat())
+    }
+
+    const LABEL_PIECES: &[&str] = &[
+        "a",
+        "B9",
+        "x.io/y",
+        "a/b/c",
+        "Example.com/n",
+        "-a",
+        "a-",
+        "a_b.c",
+        "in",
+        "notin",
+        "ain",
+        "=",
+        "==",
+        "!=",
+        "!",
+        "<",
+        ">",
+        ",",
+        "(",
+        ")",
+        " ",
+        "\t",
+        "\u{a0}",
+        "\u{2003}",
+        "\u{feff}",
+        "\u{85}",
+        "5",
+        "0",
+        "-5",
+        "+5",
+        "9223372036854775807",
+        "9223372036854775808",
+        "0000000000000000000000000000000000000000000009223372036854775807",
+        "00000000000000000000000000000000000000000000000000000000000000001",
+        "é",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ];
+
+    const FIELD_PIECES: &[&str] = &[
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.names",
+        "spec.x",
+        "=",
+        "==",
+        "!=",
+        "!",
+        ",",
+        "\\",
+        "\\,",
+        "\\=",
+        "\\\\",
+        "\\n",
+        " ",
+        "\t",
+        "\u{85}",
+        "\u{feff}",
+        "a",
+        "é",
+        "\n",
+    ];
+
+    use mxjob_api::constraints::{FIELD_SELECTOR, LABEL_SELECTOR};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The document states the label selector grammar as a pattern:
+        /// text the pattern takes is text the server parses, and the
+        /// other way round.
+        #[test]
+        fn document_label_selector_pattern_takes_exactly_what_the_parser_takes(
+            text in pieces(LABEL_PIECES)
+        ) {
+            prop_assert_eq!(
+                stated(&LABEL_SELECTOR).is_match(&text),
+                LabelSelector::parse(&text).is_ok(),
+                "{:?}", text
+            );
+        }
+
+        /// Generated from the pattern, a selector parses, unless a key's
+        /// prefix is longer than 253 characters: the one bound the
+        /// pattern leaves to the server.
+        #[test]
+        fn every_label_selector_the_document_generates_parses(
+            text in matching(&LABEL_SELECTOR)
+        ) {
+            if let Err(e) = LabelSelector::parse(&text) {
+                prop_assert!(
+                    e.message.contains("the prefix must be at most 253 characters long")
+                        && !e.message.contains("; "),
+                    "{:?}: {}", text, e
+                );
+            }
+        }
+
+        /// The same for field selectors.
+        #[test]
+        fn document_field_selector_pattern_takes_exactly_what_the_parser_takes(
+            text in pieces(FIELD_PIECES)
+        ) {
+            prop_assert_eq!(
+                stated(&FIELD_SELECTOR).is_match(&text),
+                FieldSelector::parse(&text).is_ok(),
+                "{:?}", text
+            );
+        }
+
+        #[test]
+        fn every_field_selector_the_document_generates_parses(
+            text in matching(&FIELD_SELECTOR)
+        ) {
+            prop_assert!(FieldSelector::parse(&text).is_ok(), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn document_selector_patterns_agree_with_the_parsers_on_edge_cases() {
+        let labels = [
+            "",
+            " ",
+            "a",
+            "!a",
+            "! a",
+            "a=",
+            "a= ,b",
+            "a==b",
+            "a!=b",
+            "a in (b)",
+            "a in(b,)",
+            "a in (,)",
+            "a in ()",
+            "a in ( )",
+            "ain (b)",
+            "in in (in)",
+            "a notin (b c)",
+            "a>9223372036854775807",
+            "a>9223372036854775808",
+            "a<01",
+            "a>0",
+            "a<00",
+            "a>10",
+            "a > 1000000000000000000",
+            "a>-1",
+            "a,",
+            ",a",
+            "a,,b",
+            "x.io/y=z",
+            "x..io/y",
+            "a b",
+            "a=b=c",
+        ];
+        for text in labels {
+            assert_eq!(
+                stated(&LABEL_SELECTOR).is_match(text),
+                LabelSelector::parse(text).is_ok(),
+                "{text:?}"
+            );
+        }
+        let long_value = format!("a={}", "b".repeat(63));
+        let too_long = format!("a={}", "b".repeat(64));
+        let padded = format!("a>{}1", "0".repeat(62));
+        let overlong = format!("a>{}1", "0".repeat(63));
+        for text in [&long_value, &too_long, &padded, &overlong] {
+            assert_eq!(
+                stated(&LABEL_SELECTOR).is_match(text),
+                LabelSelector::parse(text).is_ok(),
+                "{text:?}"
+            );
+        }
+        let fields = [
+            "",
+            "  ",
+            "metadata.name=a",
+            " metadata.namespace != b ",
+            "metadata.name==",
+            "metadata.name===a",
+            "metadata.name=a\\,b\\=c\\\\",
+            "metadata.name=a\\",
+            "metadata.name=a\\ ",
+            "metadata.name=a\\x",
+            "metadata.name=a,",
+            "metadata.name=a,,metadata.name=b",
+            "metadata.name!x=y",
+            "\u{feff}metadata.name=a",
+            "\u{85}metadata.name=a\u{85}",
+            "spec.x=1",
+        ];
+        for text in fields {
+            assert_eq!(
+                stated(&FIELD_SELECTOR).is_match(text),
+                FieldSelector::parse(text).is_ok(),
+                "{text:?}"
+            );
+        }
+    }
 }

@@ -183,9 +183,11 @@ RULES = [
          Refusal(400, message=r"specifying resourceVersion is not allowed when using continue"
                  r"|resourceVersionMatch is forbidden unless resourceVersion is provided"
                  r"|resourceVersionMatch=Exact needs a resourceVersion other than 0")),
-    Rule("selector-grammar",
-         "label and field selectors follow Kubernetes' selector grammar, over the fields an MXJob has",
-         Refusal(400, message=r"unable to parse (labelSelector|fieldSelector): ")),
+    Rule("selector-key-prefix-length",
+         "a label selector key's prefix is at most 253 characters (the document states the rest of the "
+         "selector grammars as patterns; a pattern without lookahead cannot bound a repeated group's length)",
+         Refusal(400, message=r"unable to parse labelSelector: invalid label key .*: "
+                 r"the prefix must be at most 253 characters long")),
     Rule("issued-continue-token",
          "a continue token is one the server issued, within the history it keeps",
          Refusal(400, message=r"continue key is not valid"),
