@@ -27,10 +27,9 @@
 //! inline, on a schema Kubernetes shares between places the server judges
 //! differently (the job's own `metadata`, but not the pod template's; the
 //! replicas of a single-replica role), or by splitting a type into
-//! variants (a JSON patch operation per `op`; DeleteOptions' kind and
-//! version, which may be null): there generators would emit new types for
-//! the same JSON, and the Go client generated from such a document does
-//! not compile.
+//! variants (a JSON patch operation per `op`): there generators would emit
+//! new types for the same JSON, and the Go client generated from such a
+//! document does not compile.
 
 use std::sync::LazyLock;
 
@@ -81,6 +80,18 @@ pub static LABEL_SELECTOR: LazyLock<String> = LazyLock::new(|| {
     );
     format!("^{ws}*(?:{requirement}(?:{ws}*,{ws}*{requirement})*{ws}*)?$")
 });
+
+/// A `DeleteOptions` body's `kind`: empty or `DeleteOptions`.
+pub const DELETE_OPTIONS_KIND: &str = "^(DeleteOptions)?$";
+
+/// A `DeleteOptions` body's `apiVersion`: empty or one the server reads.
+pub fn delete_options_versions() -> String {
+    let versions: Vec<String> = crate::params::DELETE_OPTIONS_VERSIONS
+        .iter()
+        .map(|v| v.replace('.', "\\."))
+        .collect();
+    format!("^({})?$", versions.join("|"))
+}
 
 /// Decimal digits that are a label value (at most 63 characters) and whose
 /// value fits an `i64`: leading zeros, then at most 18 digits, or 19 up to
@@ -217,6 +228,10 @@ pub fn add_constraints(doc: &mut Value) -> Result<(), DocumentError> {
         json!({
             "properties": {
                 "propagationPolicy": { "enum": ["Orphan", "Background", "Foreground"] },
+                // Patterns, not enums: empty is allowed, and a string
+                // stays a string in generated clients.
+                "kind": { "pattern": DELETE_OPTIONS_KIND },
+                "apiVersion": { "pattern": delete_options_versions() },
                 "gracePeriodSeconds": { "minimum": 0 },
                 "dryRun": { "items": { "enum": ["All"] } },
             },
@@ -233,4 +248,78 @@ pub fn add_constraints(doc: &mut Value) -> Result<(), DocumentError> {
         }),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::params::DeleteQuery;
+
+    /// Whether the server reads a `DeleteOptions` body with this `kind`
+    /// and `apiVersion`.
+    fn read(kind: &str, api_version: &str) -> bool {
+        let body = json!({ "kind": kind, "apiVersion": api_version }).to_string();
+        DeleteQuery::default()
+            .options(body.as_bytes(), Some("application/json"))
+            .is_ok()
+    }
+
+    fn stated(pattern: &str, value: &str) -> bool {
+        regex::Regex::new(pattern)
+            .expect("the document's pattern compiles")
+            .is_match(value)
+    }
+
+    const KINDS: &[&str] = &[
+        "",
+        "DeleteOptions",
+        "deleteoptions",
+        "Status",
+        "DeleteOptionsX",
+        " ",
+    ];
+    const VERSIONS: &[&str] = &[
+        "",
+        "v1",
+        "meta.k8s.io/v1",
+        "kubeflow.org/v1",
+        "metaXk8s.io/v1",
+        "v2",
+        "meta.k8s.io/v1beta1",
+        "v1 ",
+    ];
+
+    proptest! {
+        /// The document states a DeleteOptions body's `kind` and
+        /// `apiVersion` as patterns: what they take is what the server
+        /// reads, and the other way round.
+        #[test]
+        fn document_delete_options_patterns_take_exactly_what_the_server_reads(
+            kind in prop_oneof![proptest::sample::select(KINDS).prop_map(String::from), "[A-Za-z.]{0,14}"],
+            api_version in prop_oneof![
+                proptest::sample::select(VERSIONS).prop_map(String::from),
+                "[a-z0-9./]{0,16}",
+            ],
+        ) {
+            prop_assert_eq!(
+                stated(DELETE_OPTIONS_KIND, &kind) && stated(&delete_options_versions(), &api_version),
+                read(&kind, &api_version),
+                "kind {:?}, apiVersion {:?}", kind, api_version
+            );
+        }
+    }
+
+    #[test]
+    fn the_document_gives_delete_options_the_patterns_the_tests_hold() {
+        let doc = crate::openapi::document().expect("the document builds");
+        let properties =
+            &doc["components"]["schemas"][format!("{META}.DeleteOptions")]["properties"];
+        assert_eq!(properties["kind"]["pattern"], DELETE_OPTIONS_KIND);
+        assert_eq!(
+            properties["apiVersion"]["pattern"],
+            delete_options_versions()
+        );
+    }
 }

@@ -462,7 +462,7 @@ pub struct DeleteOptions {
 
 /// The `apiVersion`s a `DeleteOptions` body may name, as in Kubernetes:
 /// `meta.k8s.io/v1`, the legacy `v1`, and the resource's own group version.
-pub(crate) const DELETE_OPTIONS_VERSIONS: [&str; 3] = ["meta.k8s.io/v1", "v1", API_VERSION];
+pub const DELETE_OPTIONS_VERSIONS: [&str; 3] = ["meta.k8s.io/v1", "v1", API_VERSION];
 
 impl DeleteQuery {
     /// The options of a delete from this query and the request's body

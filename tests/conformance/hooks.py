@@ -164,11 +164,6 @@ RULES = [
     Rule("strict-field-validation",
          "fieldValidation=Strict (a query parameter) refuses fields the schema admits for Warn and Ignore",
          Refusal(400, message=r"strict decoding error: ")),
-    Rule("delete-options-kind-and-version",
-         "a DeleteOptions body's kind and apiVersion, when not empty or null, are DeleteOptions and one the "
-         "server reads: an enum with null would change their type in generated clients",
-         Refusal(400, message=r"decoded object cannot be converted to DeleteOptions"
-                 r"|DeleteOptions in apiVersion .* are not understood")),
     Rule("delete-options-body-and-query",
          "DeleteOptions given both in the body and in the query agree",
          Refusal(400, message=r"the body's DeleteOptions and the query disagree on ")),
