@@ -1042,14 +1042,16 @@ mod tests {
         assert_eq!(errors[0].value, Some(json!("mxnet")));
     }
 
+    /// Gives the Worker's pod these init containers.
+    fn worker_init_containers(v: &mut Value, containers: Value) {
+        let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
+        spec.insert("initContainers".into(), containers);
+    }
+
     #[test]
     fn init_containers_need_a_label_name_and_an_image() {
         let errors = object_errors(|v| {
-            let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
-            spec.insert(
-                "initContainers".into(),
-                json!([{"name": "Fetch_Data", "image": " "}]),
-            );
+            worker_init_containers(v, json!([{"name": "Fetch_Data", "image": " "}]));
         });
         assert_eq!(
             summary(&errors),
@@ -1070,11 +1072,7 @@ mod tests {
     #[test]
     fn init_container_named_like_a_container_is_duplicate() {
         let errors = object_errors(|v| {
-            let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
-            spec.insert(
-                "initContainers".into(),
-                json!([{"name": "mxnet", "image": "busybox"}]),
-            );
+            worker_init_containers(v, json!([{"name": "mxnet", "image": "busybox"}]));
         });
         one(
             &errors,
@@ -1087,11 +1085,7 @@ mod tests {
     fn init_container_named_mxnet_is_not_the_mxnet_container() {
         let errors = object_errors(|v| {
             *at(v, &format!("{WORKER_CONTAINERS}/0/name")) = json!("trainer");
-            let spec = obj(at(v, "/spec/mxReplicaSpecs/Worker/template/spec"));
-            spec.insert(
-                "initContainers".into(),
-                json!([{"name": "mxnet", "image": "busybox"}]),
-            );
+            worker_init_containers(v, json!([{"name": "mxnet", "image": "busybox"}]));
         });
         one(
             &errors,
