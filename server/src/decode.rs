@@ -140,24 +140,40 @@ pub struct Over<'a> {
     pub managed_fields: Option<&'a [ManagedFieldsEntry]>,
 }
 
+/// A replace's body, decoded (see [`replacement`]).
+#[derive(Debug)]
+pub struct Replacement {
+    pub decoded: Decoded<MXJob>,
+    /// When the body's managed fields were the stored entries but for
+    /// their times: the time sent for each stored entry, in the stored
+    /// order (`None` for an entry without one). The job's
+    /// `metadata.managedFields` are then `None`.
+    pub sent_times: Option<Vec<Option<Time>>>,
+}
+
 /// An MXJob body of a replace of `over`: [`object`], but a body whose
 /// `metadata.managedFields` are the stored ones byte for byte, or but for
 /// the entries' times — what a client sends back after a read — is decoded
 /// without them: the managed fields, about half of a body, are not decoded
-/// again. Sent but for their times, they are the stored entries with the
-/// times sent, so the decoded job is the one [`object`] gives. Sent as they
-/// are stored, they are left out (`None`): the update rules keep the stored
-/// entries for both (`apply::managed_fields_for_update`), and leaving them
-/// out saves copying and comparing them.
+/// again, nor copied. Sent as they are stored, they are left out (`None`):
+/// the update rules keep the stored entries (`apply::managed_fields_for_update`).
+/// Sent but for their times, the decoded job is the one [`object`] gives
+/// but for its managed fields, which are the stored entries with
+/// [`Replacement::sent_times`].
 pub fn replacement(
     body: Body<'_>,
     validation: &FieldValidation,
     over: Option<Over<'_>>,
-) -> Result<Decoded<MXJob>, DecodeError> {
-    if let Some(decoded) = over.and_then(|over| managed_fields_as_stored(body, validation, over)) {
-        return Ok(decoded);
+) -> Result<Replacement, DecodeError> {
+    if let Some(replacement) =
+        over.and_then(|over| managed_fields_as_stored(body, validation, over))
+    {
+        return Ok(replacement);
     }
-    object(body.bytes, body.media_type, validation)
+    Ok(Replacement {
+        decoded: object(body.bytes, body.media_type, validation)?,
+        sent_times: None,
+    })
 }
 
 /// See [`replacement`]. `None` when the managed fields sent are not the
@@ -172,14 +188,14 @@ fn managed_fields_as_stored(
     body: Body<'_>,
     validation: &FieldValidation,
     over: Over<'_>,
-) -> Option<Decoded<MXJob>> {
+) -> Option<Replacement> {
     const PATH: &[&str] = &["metadata", "managedFields"];
     require_json(body.media_type).ok()?;
     let sent = crate::json::member_span(body.bytes, PATH)?;
     let stored = crate::json::member_span(over.stored, PATH)?;
     let (sent_bytes, stored_bytes) = (&body.bytes[sent.clone()], &over.stored[stored]);
     let stored_entries = over.managed_fields?;
-    let entries = if sent_bytes == stored_bytes {
+    let sent_times = if sent_bytes == stored_bytes {
         // An empty list (or a lone empty entry) sent resets the managed
         // fields, which leaving them out would not.
         let resets = stored_entries
@@ -191,24 +207,26 @@ fn managed_fields_as_stored(
         None
     } else {
         let mut times = same_but_times(sent_bytes, stored_bytes)?.into_iter();
-        let mut entries = stored_entries.to_vec();
-        for entry in &mut entries {
-            if entry.time.is_some() {
-                entry.time = Some(time(times.next()?)?);
-            }
+        let mut sent_times = Vec::with_capacity(stored_entries.len());
+        for entry in stored_entries {
+            sent_times.push(match entry.time {
+                Some(_) => Some(time(times.next()?)?),
+                None => None,
+            });
         }
         if times.next().is_some() {
             return None;
         }
-        Some(entries)
+        Some(sent_times)
     };
     let mut rest = Vec::with_capacity(body.bytes.len() - sent.len() + 4);
     rest.extend_from_slice(&body.bytes[..sent.start]);
     rest.extend_from_slice(b"null");
     rest.extend_from_slice(&body.bytes[sent.end..]);
-    let mut decoded = fast_object(&rest, validation)?;
-    decoded.object.metadata.managed_fields = entries;
-    Some(decoded)
+    Some(Replacement {
+        decoded: fast_object(&rest, validation)?,
+        sent_times,
+    })
 }
 
 /// Whether `sent` is `stored` but for the values of the `"time"` members
@@ -626,7 +644,7 @@ mod tests {
     }
 
     /// `replacement` over `stored` answers as `object` does for `body`.
-    fn same_over(body: &[u8], stored: &MXJob) -> Option<Decoded<MXJob>> {
+    fn same_over(body: &[u8], stored: &MXJob) -> Option<Replacement> {
         let bytes = serde_json::to_vec(stored).expect("encodes");
         let over = Over {
             stored: &bytes,
@@ -644,7 +662,8 @@ mod tests {
             let over = replacement(body, &validation, Some(over));
             let plain = object(body.bytes, body.media_type, &validation);
             match (over, plain) {
-                (Ok(mut over), Ok(plain)) => {
+                (Ok(over), Ok(plain)) => {
+                    let mut over = over.decoded_whole(stored);
                     if over.object.metadata.managed_fields.is_none() {
                         // Left out: sent as stored.
                         assert_eq!(
@@ -662,6 +681,24 @@ mod tests {
             }
         }
         managed_fields_as_stored(body, &FieldValidation::Strict, over)
+    }
+
+    impl Replacement {
+        /// The job as [`object`] decodes it: the stored entries with the
+        /// times sent put back.
+        fn decoded_whole(self, stored: &MXJob) -> Decoded<MXJob> {
+            let mut decoded = self.decoded;
+            if let Some(times) = &self.sent_times {
+                let entries = stored
+                    .metadata
+                    .managed_fields
+                    .as_deref()
+                    .unwrap_or_default();
+                decoded.object.metadata.managed_fields =
+                    Some(crate::apply::retimed(entries, times));
+            }
+            decoded
+        }
     }
 
     #[test]
@@ -685,7 +722,11 @@ mod tests {
         );
         let body = serde_json::to_string(&stored).expect("encodes");
         let taken = same_over(body.as_bytes(), &stored).expect("the stored entries, as they are");
-        assert_eq!(taken.object.metadata.managed_fields, None, "left out");
+        assert_eq!(
+            taken.decoded.object.metadata.managed_fields, None,
+            "left out"
+        );
+        assert_eq!(taken.sent_times, None);
         let mut reset = stored.clone();
         reset.metadata.managed_fields = Some(Vec::new());
         let empty = serde_json::to_string(&reset).expect("encodes");
@@ -695,13 +736,12 @@ mod tests {
             .replace("2026-12-05T10:00:00Z", "2026-12-01T09:00:00Z")
             .replace("2026-12-05T11:00:00Z", "2026-12-01T09:30:00.25Z");
         let taken = same_over(older.as_bytes(), &stored).expect("the stored entries, sent times");
+        assert_eq!(taken.decoded.object.metadata.managed_fields, None);
         let times: Vec<_> = taken
-            .object
-            .metadata
-            .managed_fields
+            .sent_times
             .iter()
             .flatten()
-            .map(|e| e.time.as_ref().map(|t| t.0.to_rfc3339()))
+            .map(|t| t.as_ref().map(|t| t.0.to_rfc3339()))
             .collect();
         assert_eq!(
             times,

@@ -413,5 +413,34 @@ async fn managed_fields_sent_back_on_a_replace_keep_the_entries_and_the_times_se
     broken["metadata"]["managedFields"][0]["time"] = json!("yesterday");
     let response = replace_as_tuner(&server, &url, broken, 50).await;
     assert_eq!(response.status().as_u16(), 400);
+
+    // Read earlier by another manager that changes the tuner's field: the
+    // field moves to it, and the tuner's entry, left empty, goes.
+    let mut other = second;
+    for entry in other["metadata"]["managedFields"]
+        .as_array_mut()
+        .expect("entries")
+    {
+        entry["time"] = json!("2020-01-02T03:04:05Z");
+    }
+    other["spec"]["ttlSecondsAfterFinished"] = json!(60);
+    let response = server
+        .http
+        .put(format!("{url}?fieldManager=maker"))
+        .json(&other)
+        .send()
+        .await
+        .expect("replace");
+    assert_eq!(response.status().as_u16(), 200);
+    let third: Value = response.json().await.expect("json");
+    let entries = managed_fields(&third);
+    assert_eq!(entry(&entries, "tuner", "Update"), None, "{entries:?}");
+    let maker = entry(&entries, "maker", "Update").expect("the maker's entry");
+    assert!(maker["fieldsV1"]["f:spec"]["f:ttlSecondsAfterFinished"].is_object());
+    assert_ne!(
+        maker["time"],
+        json!("2020-01-02T03:04:05Z"),
+        "it took a field"
+    );
     server.stop().await;
 }

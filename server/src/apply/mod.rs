@@ -80,7 +80,8 @@ pub use managers::{
     Subresource,
 };
 pub use operations::{
-    apply, changes, update, update_unmoved, Applied, ApplyError, Changes, Writer,
+    apply, changes, retimed, update, update_unmoved, update_unmoved_retimed, Applied, ApplyError,
+    Changes, Writer,
 };
 pub use path::{Path, PathElement};
 pub use set::FieldSet;

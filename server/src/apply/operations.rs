@@ -295,6 +295,40 @@ pub fn update_unmoved(
     unmoved(entries, changes, &key, &stamp(writer.now))
 }
 
+/// [`update_unmoved`] for a replace that sent back the `stored` entries
+/// with other times, `times` (one per entry, in the stored order): what
+/// [`update_unmoved`] gives starting from those entries
+/// (`Start::Stored`), with one copy of the entries instead of two. Which
+/// entry is whose and what each holds does not depend on the times, so
+/// the stored entries answer the question; only the result carries the
+/// times sent.
+pub fn update_unmoved_retimed(
+    changes: &Changes,
+    stored: &[ManagedFieldsEntry],
+    times: &[Option<Time>],
+    writer: &Writer<'_>,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    if stored.len() != times.len() {
+        return None;
+    }
+    let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
+    let unmoved = Unmoved::of(stored, changes, &key)?;
+    Some(unmoved.entries(retimed(stored, times), &stamp(writer.now)))
+}
+
+/// The `stored` entries with the `times` sent for them (one per entry, in
+/// order).
+pub fn retimed(stored: &[ManagedFieldsEntry], times: &[Option<Time>]) -> Vec<ManagedFieldsEntry> {
+    stored
+        .iter()
+        .zip(times)
+        .map(|(entry, time)| ManagedFieldsEntry {
+            time: time.clone(),
+            ..entry.clone()
+        })
+        .collect()
+}
+
 /// The entries after an update that moves no ownership: every field it
 /// sets is already the writer's alone (identity fields, which nobody owns,
 /// aside) and no field it removes is anyone's. Then the sets stay as they
@@ -308,39 +342,63 @@ fn unmoved(
     key: &ManagerKey,
     now: &Time,
 ) -> Option<Vec<ManagedFieldsEntry>> {
-    let docs: Vec<&Value> = entries.iter().map(stored_fields).collect::<Option<_>>()?;
-    let updaters = entries
-        .iter()
-        .filter(|e| e.operation.as_deref() == Some(Operation::Update.as_str()))
-        .count();
-    if updaters > MAX_UPDATERS {
-        return None;
-    }
-    let writer = entries.iter().position(|e| is_entry_of(e, key))?;
-    let mut sets_anything = false;
-    for path in diff.added.iter().chain(&diff.modified) {
-        let mine = !stripped().contains(&path.0);
-        for (i, doc) in docs.iter().enumerate() {
-            let expected = i == writer && mine;
-            if fieldsv1::holds(doc, &path.0)? != expected {
-                return None;
+    let unmoved = Unmoved::of(entries, diff, key)?;
+    Some(unmoved.entries(entries.to_vec(), now))
+}
+
+/// An update that moves no ownership (see [`unmoved`]): the writer's
+/// entry, and whether its time moves.
+struct Unmoved {
+    writer: usize,
+    sets_anything: bool,
+}
+
+impl Unmoved {
+    /// `None` when the update moves ownership or the entries are not as
+    /// this module writes them.
+    fn of(entries: &[ManagedFieldsEntry], diff: &Changes, key: &ManagerKey) -> Option<Self> {
+        let docs: Vec<&Value> = entries.iter().map(stored_fields).collect::<Option<_>>()?;
+        let updaters = entries
+            .iter()
+            .filter(|e| e.operation.as_deref() == Some(Operation::Update.as_str()))
+            .count();
+        if updaters > MAX_UPDATERS {
+            return None;
+        }
+        let writer = entries.iter().position(|e| is_entry_of(e, key))?;
+        let mut sets_anything = false;
+        for path in diff.added.iter().chain(&diff.modified) {
+            let mine = !stripped().contains(&path.0);
+            for (i, doc) in docs.iter().enumerate() {
+                let expected = i == writer && mine;
+                if fieldsv1::holds(doc, &path.0)? != expected {
+                    return None;
+                }
+            }
+            sets_anything |= mine;
+        }
+        for path in &diff.removed {
+            for doc in &docs {
+                if fieldsv1::holds(doc, &path.0)? {
+                    return None;
+                }
             }
         }
-        sets_anything |= mine;
+        Some(Unmoved {
+            writer,
+            sets_anything,
+        })
     }
-    for path in &diff.removed {
-        for doc in &docs {
-            if fieldsv1::holds(doc, &path.0)? {
-                return None;
-            }
+
+    /// `entries` (those it was found for, or a copy with other times) after
+    /// the update, sorted.
+    fn entries(&self, mut entries: Vec<ManagedFieldsEntry>, now: &Time) -> Vec<ManagedFieldsEntry> {
+        if self.sets_anything {
+            entries[self.writer].time = Some(now.clone());
         }
+        sort_entries(&mut entries);
+        entries
     }
-    let mut entries = entries.to_vec();
-    if sets_anything {
-        entries[writer].time = Some(now.clone());
-    }
-    sort_entries(&mut entries);
-    Some(entries)
 }
 
 /// An entry's `fieldsV1` if the entry is one this module could have

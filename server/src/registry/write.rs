@@ -40,6 +40,9 @@ pub const CONTROLLER_MANAGER: &str = "mxjob-controller";
 pub(super) enum Managed {
     /// An ordinary write: the writer takes the fields it changed.
     Update,
+    /// An ordinary write whose body sent back the stored entries with other
+    /// times (`decode::Replacement::sent_times`): one per stored entry.
+    Retimed(Vec<Option<Time>>),
     /// A server-side apply: the entries the apply computed.
     Applied(Vec<ManagedFieldsEntry>),
 }
@@ -133,6 +136,72 @@ fn typed_patch_failure(namespace: &str, name: &str, error: &ApplyError) -> Strin
     )
 }
 
+/// The managed fields after an ordinary write changed `old` into `job`:
+/// the writer's `Update` entry takes what it changed, starting from the
+/// entries `sent` where Kubernetes lets the request set them.
+fn update_entries(
+    old: &MXJob,
+    job: &mut MXJob,
+    sent: Option<&[ManagedFieldsEntry]>,
+    writer: &Writer<'_>,
+    part: Part,
+) -> Result<Vec<ManagedFieldsEntry>, Error> {
+    let subresource = writer.subresource;
+    let start =
+        ssa::managed_fields_for_update(old.metadata.managed_fields.as_deref(), sent, subresource);
+    job.metadata.managed_fields = None;
+    let known = match part {
+        Part::Object => changes::scalar_changes(old, job),
+        Part::Status => None,
+    };
+    #[cfg(debug_assertions)]
+    if let Some(known) = &known {
+        let walked = ssa::changes(&to_value(old)?, &to_value(job)?, subresource);
+        debug_assert!(changes::same(known, &walked), "{known:?} != {walked:?}");
+    }
+    Ok(
+        match known.and_then(|known| ssa::update_unmoved(&known, start, writer)) {
+            Some(entries) => entries,
+            None => ssa::update(to_value(old)?, to_value(job)?, start, writer),
+        },
+    )
+}
+
+/// [`update_entries`] for a replace that sent back the stored entries with
+/// the `times` sent: the same entries, without first making the sent ones
+/// (a copy of every entry's `fieldsV1`) when the write moves no ownership.
+/// Debug builds check it against [`update_entries`] on every such write.
+fn retimed_entries(
+    old: &MXJob,
+    job: &mut MXJob,
+    times: &[Option<Time>],
+    writer: &Writer<'_>,
+    part: Part,
+) -> Result<Vec<ManagedFieldsEntry>, Error> {
+    let stored = old.metadata.managed_fields.as_deref().unwrap_or_default();
+    let unmoved = match part {
+        Part::Object => changes::scalar_changes(old, job)
+            .and_then(|known| ssa::update_unmoved_retimed(&known, stored, times, writer)),
+        // A status write keeps the stored entries whatever was sent.
+        Part::Status => return update_entries(old, job, None, writer, part),
+    };
+    let Some(entries) = unmoved else {
+        let sent = ssa::retimed(stored, times);
+        return update_entries(old, job, Some(&sent), writer, part);
+    };
+    #[cfg(debug_assertions)]
+    {
+        let sent = ssa::retimed(stored, times);
+        let walked = update_entries(old, &mut job.clone(), Some(&sent), writer, part)?;
+        debug_assert_eq!(
+            entries, walked,
+            "retimed entries differ from the sent ones'"
+        );
+    }
+    job.metadata.managed_fields = None;
+    Ok(entries)
+}
+
 fn invalid(name: &str, causes: Vec<FieldError>) -> Error {
     Error::Invalid {
         name: name.to_string(),
@@ -218,7 +287,8 @@ impl Registry {
         }
         job.metadata.managed_fields = entries(match managed {
             Managed::Applied(entries) => entries,
-            Managed::Update => {
+            // Nothing is stored yet, so no create sends stored entries back.
+            Managed::Update | Managed::Retimed(_) => {
                 let start =
                     ssa::managed_fields_for_update(None, sent.as_deref(), Subresource::Main);
                 let writer = Writer {
@@ -269,15 +339,20 @@ impl Registry {
             stored: stored.object.stored(),
             managed_fields: stored.object.job().metadata.managed_fields.as_deref(),
         });
-        let Decoded {
-            object: mut job,
-            warnings,
+        let decode::Replacement {
+            decoded:
+                Decoded {
+                    object: mut job,
+                    warnings,
+                },
+            sent_times,
         } = decode::replacement(body, &options.field_validation, over)?;
         check_namespace(&mut job.metadata, namespace)?;
         check_name(&job.metadata, name)?;
         let stored = stored?;
+        let managed = sent_times.map_or(Managed::Update, Managed::Retimed);
         let object = self
-            .update(stored, job, options, true, part, Managed::Update)
+            .update(stored, job, options, true, part, managed)
             .await?;
         Ok(Written {
             object,
@@ -609,35 +684,15 @@ impl Registry {
         part: Part,
         managed: Managed,
     ) -> Result<(), Error> {
+        let writer = Writer {
+            manager: options.field_manager.as_deref().unwrap_or_default(),
+            subresource: subresource(part),
+            now: Utc::now(),
+        };
         let computed = match managed {
             Managed::Applied(entries) => entries,
-            Managed::Update => {
-                let subresource = subresource(part);
-                let start = ssa::managed_fields_for_update(
-                    old.metadata.managed_fields.as_deref(),
-                    sent.as_deref(),
-                    subresource,
-                );
-                job.metadata.managed_fields = None;
-                let writer = Writer {
-                    manager: options.field_manager.as_deref().unwrap_or_default(),
-                    subresource,
-                    now: Utc::now(),
-                };
-                let known = match part {
-                    Part::Object => changes::scalar_changes(old, job),
-                    Part::Status => None,
-                };
-                #[cfg(debug_assertions)]
-                if let Some(known) = &known {
-                    let walked = ssa::changes(&to_value(old)?, &to_value(job)?, subresource);
-                    debug_assert!(changes::same(known, &walked), "{known:?} != {walked:?}");
-                }
-                match known.and_then(|known| ssa::update_unmoved(&known, start, &writer)) {
-                    Some(entries) => entries,
-                    None => ssa::update(to_value(old)?, to_value(job)?, start, &writer),
-                }
-            }
+            Managed::Update => update_entries(old, job, sent.as_deref(), &writer, part)?,
+            Managed::Retimed(times) => retimed_entries(old, job, &times, &writer, part)?,
         };
         job.metadata.managed_fields = entries(computed);
         Ok(())
