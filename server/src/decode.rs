@@ -132,11 +132,11 @@ pub struct Body<'a> {
     pub media_type: Option<&'a str>,
 }
 
-/// The stored object a replace is made over: its stored bytes and the
-/// managed fields they hold.
+/// The stored object a replace is made over: the stored bytes of its
+/// `metadata.managedFields`, and the entries they decode into.
 #[derive(Clone, Copy, Debug)]
 pub struct Over<'a> {
-    pub stored: &'a [u8],
+    pub stored_managed_fields: &'a [u8],
     pub managed_fields: Option<&'a [ManagedFieldsEntry]>,
 }
 
@@ -192,8 +192,7 @@ fn managed_fields_as_stored(
     const PATH: &[&str] = &["metadata", "managedFields"];
     require_json(body.media_type).ok()?;
     let sent = crate::json::member_span(body.bytes, PATH)?;
-    let stored = crate::json::member_span(over.stored, PATH)?;
-    let (sent_bytes, stored_bytes) = (&body.bytes[sent.clone()], &over.stored[stored]);
+    let (sent_bytes, stored_bytes) = (&body.bytes[sent.clone()], over.stored_managed_fields);
     let stored_entries = over.managed_fields?;
     let sent_times = if sent_bytes == stored_bytes {
         // An empty list (or a lone empty entry) sent resets the managed
@@ -646,8 +645,9 @@ mod tests {
     /// `replacement` over `stored` answers as `object` does for `body`.
     fn same_over(body: &[u8], stored: &MXJob) -> Option<Replacement> {
         let bytes = serde_json::to_vec(stored).expect("encodes");
+        let span = crate::json::member_span(&bytes, &["metadata", "managedFields"])?;
         let over = Over {
-            stored: &bytes,
+            stored_managed_fields: &bytes[span],
             managed_fields: stored.metadata.managed_fields.as_deref(),
         };
         let body = Body {

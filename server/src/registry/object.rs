@@ -46,6 +46,9 @@ pub struct Object {
     lines: [OnceLock<Bytes>; 2],
     /// The object as a DELETED event shows it: with the delete's revision.
     deleted: OnceLock<Arc<Object>>,
+    /// Where things are in `stored`; `None` when it is not as this
+    /// registry writes it.
+    layout: OnceLock<Option<Layout>>,
 }
 
 impl Object {
@@ -58,6 +61,7 @@ impl Object {
             json: OnceLock::new(),
             lines: Default::default(),
             deleted: OnceLock::new(),
+            layout: OnceLock::new(),
         }
     }
 
@@ -107,6 +111,20 @@ impl Object {
         &self.stored
     }
 
+    /// The stored bytes of `metadata.managedFields`' value; `None` when
+    /// there are none, or the stored bytes are not as this registry writes
+    /// them.
+    pub fn stored_managed_fields(&self) -> Option<&[u8]> {
+        let range = self.layout()?.managed_fields.clone()?;
+        self.stored.get(range)
+    }
+
+    fn layout(&self) -> Option<&Layout> {
+        self.layout
+            .get_or_init(|| Layout::of(&self.stored))
+            .as_ref()
+    }
+
     /// The compact JSON answer, followed by a newline (as
     /// [`mxjob_api::wire::to_json`] writes it).
     pub fn json(&self) -> Result<Bytes, Error> {
@@ -114,7 +132,11 @@ impl Object {
             return Ok(json.clone());
         }
         let version = self.job.metadata.resource_version.as_deref();
-        let json = match splice(&self.stored, version) {
+        let spliced = match version {
+            Some(version) => self.layout().and_then(|l| l.splice(&self.stored, version)),
+            None => Some(answer_bytes(&self.stored)),
+        };
+        let json = match spliced {
             Some(json) => json,
             None => mxjob_api::wire::to_json(&self.job, false)
                 .map_err(|e| Error::Internal(format!("encoding object: {e}")))?,
@@ -194,66 +216,115 @@ fn stored_prefix() -> &'static [u8] {
 /// `metadata` where `ObjectMeta`'s serializer writes it, and a newline;
 /// `None` when the bytes do not begin as this registry writes them.
 fn splice(stored: &[u8], version: Option<&str>) -> Option<Vec<u8>> {
-    let mut json = Vec::with_capacity(stored.len() + 48);
     match version {
-        None => json.extend_from_slice(stored),
-        Some(version) => {
-            let prefix = stored_prefix();
-            let rest = stored.strip_prefix(prefix)?;
-            let (at, comma_before) = version_position(rest)?;
-            let (before, after) = rest.split_at(at);
-            json.extend_from_slice(prefix);
-            json.extend_from_slice(before);
-            if comma_before {
-                json.push(b',');
-            }
-            json.extend_from_slice(b"\"resourceVersion\":");
-            serde_json::to_writer(&mut json, version).ok()?;
-            if !comma_before && !after.starts_with(b"}") {
-                json.push(b',');
-            }
-            json.extend_from_slice(after);
-        }
+        None => Some(answer_bytes(stored)),
+        Some(version) => Layout::of(stored)?.splice(stored, version),
     }
-    json.push(b'\n');
-    Some(json)
 }
 
-/// Where `"resourceVersion"` goes in `metadata`, whose compact JSON
-/// `rest` starts with (just after its `{`): before its first member whose
-/// key sorts after it, or at its end (then after a comma when it has
-/// members). `None` when the bytes end first or already hold the key.
-fn version_position(rest: &[u8]) -> Option<(usize, bool)> {
-    const KEY: &[u8] = b"resourceVersion";
-    let mut depth = 0usize;
-    let mut expect_key = true;
-    let mut i = 0;
-    while let Some(&byte) = rest.get(i) {
-        match byte {
-            b'"' => {
-                let end = string_end(rest, i)?;
-                if depth == 0 && expect_key {
-                    let key = rest.get(i + 1..end - 1)?;
-                    if key == KEY {
-                        return None;
-                    }
-                    if key > KEY {
-                        return Some((i, false));
-                    }
-                    expect_key = false;
-                }
-                i = end;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' if depth == 0 => return Some((i, i > 0)),
-            b'}' | b']' => depth -= 1,
-            b',' if depth == 0 => expect_key = true,
-            _ => {}
+/// `stored` and a newline.
+fn answer_bytes(stored: &[u8]) -> Vec<u8> {
+    let mut json = Vec::with_capacity(stored.len() + 1);
+    json.extend_from_slice(stored);
+    json.push(b'\n');
+    json
+}
+
+/// Where the answer's `resourceVersion` goes in stored bytes that begin as
+/// this registry writes them, and where their managed fields are: found by
+/// one pass over `metadata`, made once per object and used by its answer
+/// and by the replace that loads it (`decode::Over`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Layout {
+    /// Where `"resourceVersion"` goes: before the first member of
+    /// `metadata` whose key sorts after it, or at its end.
+    version_at: usize,
+    /// Whether a comma goes before it (at the end of a `metadata` with
+    /// members).
+    comma_before: bool,
+    /// The value of `metadata.managedFields`.
+    managed_fields: Option<std::ops::Range<usize>>,
+}
+
+impl Layout {
+    /// `None` when the bytes do not begin as this registry writes them,
+    /// end first, or already hold a `resourceVersion`.
+    fn of(stored: &[u8]) -> Option<Layout> {
+        const KEY: &[u8] = b"resourceVersion";
+        const MANAGED_FIELDS: &[u8] = b"managedFields";
+        let start = stored_prefix().len();
+        if !stored.starts_with(stored_prefix()) {
+            return None;
         }
-        i += 1;
+        let mut managed_start = None;
+        let mut managed_fields = None;
+        let mut depth = 0usize;
+        let mut expect_key = true;
+        let mut i = start;
+        let at = |i: usize, comma_before: bool, managed_fields| Layout {
+            version_at: i,
+            comma_before,
+            managed_fields,
+        };
+        while let Some(&byte) = stored.get(i) {
+            match byte {
+                b'"' => {
+                    let end = string_end(stored, i)?;
+                    if depth == 0 && expect_key {
+                        let key = stored.get(i + 1..end - 1)?;
+                        if key == KEY {
+                            return None;
+                        }
+                        if key > KEY {
+                            return Some(at(i, false, managed_fields));
+                        }
+                        if key == MANAGED_FIELDS && stored.get(end) == Some(&b':') {
+                            managed_start = Some(end + 1);
+                        }
+                        expect_key = false;
+                    }
+                    i = end;
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth == 0 => {
+                    if let Some(from) = managed_start.take() {
+                        managed_fields = Some(from..i);
+                    }
+                    return Some(at(i, i > start, managed_fields));
+                }
+                b'}' | b']' => depth -= 1,
+                b',' if depth == 0 => {
+                    if let Some(from) = managed_start.take() {
+                        managed_fields = Some(from..i);
+                    }
+                    expect_key = true;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        None
     }
-    None
+
+    /// The answer: `stored` with `"resourceVersion":"VERSION"` where this
+    /// layout puts it, and a newline.
+    fn splice(&self, stored: &[u8], version: &str) -> Option<Vec<u8>> {
+        let (before, after) = stored.split_at_checked(self.version_at)?;
+        let mut json = Vec::with_capacity(stored.len() + version.len() + 24);
+        json.extend_from_slice(before);
+        if self.comma_before {
+            json.push(b',');
+        }
+        json.extend_from_slice(b"\"resourceVersion\":");
+        serde_json::to_writer(&mut json, version).ok()?;
+        if !self.comma_before && !after.starts_with(b"}") {
+            json.push(b',');
+        }
+        json.extend_from_slice(after);
+        json.push(b'\n');
+        Some(json)
+    }
 }
 
 /// The index just after the string that starts at `start` (a quote).
@@ -304,6 +375,7 @@ fn whole_seconds(job: &MXJob) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     fn seed() -> MXJob {
         serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example decodes")
@@ -382,6 +454,43 @@ mod tests {
                     .to_vec()
             )
         );
+    }
+
+    #[test]
+    fn the_layout_finds_the_managed_fields_where_a_json_walk_does() {
+        let mut job = seed();
+        job.metadata.resource_version = None;
+        let entries: Vec<ManagedFieldsEntry> = serde_json::from_value(serde_json::json!([
+            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:a]},\"": {}}}},
+             "manager": "m\"}", "operation": "Update", "time": "2026-12-05T10:00:00Z"}
+        ]))
+        .expect("entries");
+        let tricky = [(
+            "managedFields".to_string(),
+            "\"managedFields\":[]".to_string(),
+        )];
+        for managed_fields in [None, Some(Vec::new()), Some(entries)] {
+            for labels in [None, Some(tricky.clone().into_iter().collect())] {
+                for uid in [None, Some("u".to_string())] {
+                    job.metadata.managed_fields = managed_fields.clone();
+                    job.metadata.labels = labels.clone();
+                    job.metadata.uid = uid;
+                    let stored = serde_json::to_vec(&job).expect("encodes");
+                    let layout = Layout::of(&stored).expect("as the registry writes it");
+                    assert_eq!(
+                        layout.managed_fields,
+                        crate::json::member_span(&stored, &["metadata", "managedFields"]),
+                        "{}",
+                        String::from_utf8_lossy(&stored)
+                    );
+                }
+            }
+        }
+        job.metadata.resource_version = Some("1".to_string());
+        let with_version = serde_json::to_vec(&job).expect("encodes");
+        assert_eq!(Layout::of(&with_version), None, "a resourceVersion already");
+        assert_eq!(Layout::of(br#"{"kind":"MXJob"}"#), None, "not as written");
     }
 
     #[test]

@@ -335,9 +335,11 @@ impl Registry {
         // stored ones, are not decoded again (`decode::replacement`); its
         // errors still come after the body's, as the API server's do.
         let stored = self.load(namespace, name).await;
-        let over = stored.as_ref().ok().map(|stored| decode::Over {
-            stored: stored.object.stored(),
-            managed_fields: stored.object.job().metadata.managed_fields.as_deref(),
+        let over = stored.as_ref().ok().and_then(|stored| {
+            Some(decode::Over {
+                stored_managed_fields: stored.object.stored_managed_fields()?,
+                managed_fields: stored.object.job().metadata.managed_fields.as_deref(),
+            })
         });
         let decode::Replacement {
             decoded:
