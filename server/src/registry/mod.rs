@@ -63,6 +63,7 @@ pub use control::Change;
 pub use error::{Conflict, Error};
 pub use namespaces::{NamespaceList, NAMESPACES_PREFIX};
 pub use object::Object;
+use object::{Encoded, Layout};
 pub use read::{Listing, Watched, INITIAL_EVENTS_END};
 pub use write::CONTROLLER_MANAGER;
 
@@ -228,26 +229,36 @@ impl Registry {
     /// the bytes (see [`Object::written`]) and shared in the value's slot,
     /// so that no other reader of this revision — the answer, the next
     /// write's `load`, the job controller, every watcher — decodes it.
-    fn written_object(kv: &KeyValue, job: MXJob) -> Result<Arc<Object>, Error> {
+    fn written_object(
+        kv: &KeyValue,
+        job: MXJob,
+        layout: Option<Layout>,
+    ) -> Result<Arc<Object>, Error> {
         if let Some(object) = kv.value.decoded::<Object>() {
             return Ok(object);
         }
-        let object = Object::written(job, kv.value.bytes().clone(), kv.mod_revision, &kv.key)?;
+        let object = Object::written(
+            job,
+            kv.value.bytes().clone(),
+            layout,
+            kv.mod_revision,
+            &kv.key,
+        )?;
         Ok(kv.value.share(Arc::new(object)))
     }
 
     /// The stored form of `job` (without its resourceVersion, which is
     /// left as it was); [`Error::TooLarge`] over the object bound.
-    fn encode_for_store(&self, job: &mut MXJob) -> Result<Vec<u8>, Error> {
-        let bytes = self.encode(job)?;
-        self.check_size(&bytes)?;
-        Ok(bytes)
+    fn encode_for_store(&self, job: &mut MXJob) -> Result<Encoded, Error> {
+        let encoded = self.encode(job)?;
+        self.check_size(&encoded.bytes)?;
+        Ok(encoded)
     }
 
     /// The stored form of `job`, whatever its size.
-    fn encode(&self, job: &mut MXJob) -> Result<Vec<u8>, Error> {
+    fn encode(&self, job: &mut MXJob) -> Result<Encoded, Error> {
         let version = job.metadata.resource_version.take();
-        let encoded = serde_json::to_vec(&*job);
+        let encoded = object::encode(job);
         job.metadata.resource_version = version;
         encoded.map_err(|e| Error::Internal(format!("encoding object: {e}")))
     }

@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::Timelike;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
 use mxjob_api::model::{MXJob, WatchEventType, API_VERSION, KIND};
 
 use super::Error;
@@ -81,11 +81,12 @@ impl Object {
     pub(crate) fn written(
         mut job: MXJob,
         stored: Arc<[u8]>,
+        layout: Option<Layout>,
         revision: Revision,
         key: &str,
     ) -> Result<Self, Error> {
         if !whole_seconds(&job) {
-            return Object::decode(stored, revision, key);
+            return Object::decode(stored, revision, key).map(|o| o.laid_out(layout));
         }
         job.metadata.resource_version = Some(revision.to_string());
         debug_assert_eq!(
@@ -93,7 +94,17 @@ impl Object {
             Ok(job.clone()),
             "a written job differs from its stored bytes decoded"
         );
-        Ok(Object::new(job, stored))
+        Ok(Object::new(job, stored).laid_out(layout))
+    }
+
+    /// This object, with the layout of its stored bytes when it is known
+    /// (see [`encode`]).
+    pub(crate) fn laid_out(self, layout: Option<Layout>) -> Self {
+        if let Some(layout) = layout {
+            debug_assert_eq!(Layout::of(&self.stored).as_ref(), Some(&layout));
+            let _ = self.layout.set(Some(layout));
+        }
+        self
     }
 
     /// The job.
@@ -235,7 +246,7 @@ fn answer_bytes(stored: &[u8]) -> Vec<u8> {
 /// one pass over `metadata`, made once per object and used by its answer
 /// and by the replace that loads it (`decode::Over`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Layout {
+pub(crate) struct Layout {
     /// Where `"resourceVersion"` goes: before the first member of
     /// `metadata` whose key sorts after it, or at its end.
     version_at: usize,
@@ -327,6 +338,170 @@ impl Layout {
     }
 }
 
+/// A job's stored form, and its layout when the encoding knows it.
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    pub layout: Option<Layout>,
+}
+
+/// `job`'s stored form: its compact JSON (it must hold no
+/// `resourceVersion`), with its [`Layout`] found while writing it instead
+/// of by a pass over the bytes. `metadata` is written in parts — the
+/// members before `managedFields`, the managed fields, the members up to
+/// where `resourceVersion` goes, the rest — in the order `ObjectMeta`'s
+/// serializer writes them, so the bytes are the same (debug builds check it
+/// on every encode). A job whose bytes would not begin as this registry
+/// writes them is encoded whole, without a layout.
+pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
+    let ObjectMeta {
+        annotations,
+        creation_timestamp,
+        deletion_grace_period_seconds,
+        deletion_timestamp,
+        finalizers,
+        generate_name,
+        generation,
+        labels,
+        managed_fields,
+        name,
+        namespace,
+        owner_references,
+        resource_version,
+        self_link,
+        uid,
+    } = std::mem::take(&mut job.metadata);
+    let before = ObjectMeta {
+        annotations,
+        creation_timestamp,
+        deletion_grace_period_seconds,
+        deletion_timestamp,
+        finalizers,
+        generate_name,
+        generation,
+        labels,
+        ..Default::default()
+    };
+    let after = ObjectMeta {
+        name,
+        namespace,
+        owner_references,
+        ..Default::default()
+    };
+    let last = ObjectMeta {
+        self_link,
+        uid,
+        ..Default::default()
+    };
+    let parts = MetadataParts {
+        before: &before,
+        managed_fields: managed_fields.as_deref(),
+        after: &after,
+        last: &last,
+    };
+    let laid_out = serde_json::to_vec(&*job).and_then(|rest| parts.write(&rest));
+    job.metadata = ObjectMeta {
+        managed_fields,
+        resource_version,
+        self_link: last.self_link,
+        uid: last.uid,
+        name: after.name,
+        namespace: after.namespace,
+        owner_references: after.owner_references,
+        ..before
+    };
+    let encoded = match laid_out? {
+        Some(encoded) => encoded,
+        None => Encoded {
+            bytes: serde_json::to_vec(&*job)?,
+            layout: None,
+        },
+    };
+    debug_assert!(job.metadata.resource_version.is_none());
+    debug_assert_eq!(
+        serde_json::to_vec(&*job).ok().as_ref(),
+        Some(&encoded.bytes),
+        "the stored form written in parts differs from the job encoded whole"
+    );
+    debug_assert_eq!(
+        encoded
+            .layout
+            .is_some()
+            .then(|| Layout::of(&encoded.bytes))
+            .flatten(),
+        encoded.layout
+    );
+    Ok(encoded)
+}
+
+/// A job's `metadata` in the parts [`encode`] writes.
+struct MetadataParts<'a> {
+    before: &'a ObjectMeta,
+    managed_fields: Option<&'a [ManagedFieldsEntry]>,
+    after: &'a ObjectMeta,
+    last: &'a ObjectMeta,
+}
+
+impl MetadataParts<'_> {
+    /// The stored form, from `rest`: the job encoded with an empty
+    /// `metadata`. `None` when `rest` does not begin as this registry
+    /// writes it.
+    fn write(&self, rest: &[u8]) -> serde_json::Result<Option<Encoded>> {
+        let prefix = stored_prefix();
+        let Some(tail) = rest.strip_prefix(prefix).and_then(|r| r.strip_prefix(b"}")) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(rest.len() + 4096);
+        out.extend_from_slice(prefix);
+        let start = out.len();
+        members(&mut out, start, self.before)?;
+        let mut managed_fields = None;
+        if let Some(entries) = self.managed_fields {
+            if out.len() > start {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"managedFields\":");
+            let from = out.len();
+            serde_json::to_writer(&mut out, entries)?;
+            managed_fields = Some(from..out.len());
+        }
+        members(&mut out, start, self.after)?;
+        let (at, comma) = (out.len(), out.len() > start);
+        members(&mut out, start, self.last)?;
+        let (version_at, comma_before) = match out.get(at) {
+            // The first of the last members: the version goes before its key.
+            Some(b',') => (at + 1, false),
+            Some(_) => (at, false),
+            None => (at, comma),
+        };
+        out.push(b'}');
+        out.extend_from_slice(tail);
+        Ok(Some(Encoded {
+            bytes: out,
+            layout: Some(Layout {
+                version_at,
+                comma_before,
+                managed_fields,
+            }),
+        }))
+    }
+}
+
+/// Appends the members of `meta` (its JSON without the braces) to `out`,
+/// after a comma when `out` has members since `start`.
+fn members(out: &mut Vec<u8>, start: usize, meta: &ObjectMeta) -> serde_json::Result<()> {
+    let at = out.len();
+    serde_json::to_writer(&mut *out, meta)?;
+    out.pop();
+    if out.len() == at + 1 {
+        out.truncate(at);
+    } else if at > start {
+        out[at] = b',';
+    } else {
+        out.remove(at);
+    }
+    Ok(())
+}
+
 /// The index just after the string that starts at `start` (a quote).
 fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
@@ -375,7 +550,6 @@ fn whole_seconds(job: &MXJob) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     fn seed() -> MXJob {
         serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example decodes")
@@ -420,7 +594,7 @@ mod tests {
         };
         template_created(&mut job, 0);
         let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
-        let written = Object::written(job.clone(), stored.clone(), 9, "/k").expect("written");
+        let written = Object::written(job.clone(), stored.clone(), None, 9, "/k").expect("written");
         assert_eq!(
             written.job().metadata.resource_version.as_deref(),
             Some("9")
@@ -431,7 +605,7 @@ mod tests {
         // A fraction of a second is not stored: the object comes from the bytes.
         template_created(&mut job, 500_000_000);
         let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
-        let written = Object::written(job.clone(), stored.clone(), 9, "/k").expect("written");
+        let written = Object::written(job.clone(), stored.clone(), None, 9, "/k").expect("written");
         let decoded = Object::decode(stored, 9, "/k").expect("decodes");
         assert_eq!(written.job(), decoded.job());
         assert_ne!(written.job(), &job);
@@ -454,6 +628,55 @@ mod tests {
                     .to_vec()
             )
         );
+    }
+
+    #[test]
+    fn a_job_encoded_in_parts_is_the_job_encoded_whole_and_knows_its_layout() {
+        let entries: Vec<ManagedFieldsEntry> = serde_json::from_value(serde_json::json!([
+            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:runPolicy": {}}}, "manager": "m",
+             "operation": "Update", "time": "2026-12-05T10:00:00Z"}
+        ]))
+        .expect("entries");
+        let mut cases = 0;
+        for before in [false, true] {
+            for managed_fields in [None, Some(Vec::new()), Some(entries.clone())] {
+                for after in [false, true] {
+                    for last in [false, true] {
+                        let mut job = seed();
+                        job.metadata = ObjectMeta {
+                            labels: before.then(|| [("a".into(), "b".into())].into()),
+                            generation: before.then_some(2),
+                            managed_fields: managed_fields.clone(),
+                            name: after.then(|| "n".into()),
+                            namespace: after.then(|| "ns".into()),
+                            uid: last.then(|| "u".into()),
+                            ..Default::default()
+                        };
+                        let whole = serde_json::to_vec(&job).expect("encodes");
+                        let expected = job.clone();
+                        let encoded = encode(&mut job).expect("encodes");
+                        assert_eq!(job, expected, "the job is left as it was");
+                        assert_eq!(encoded.bytes, whole);
+                        let layout = encoded.layout.expect("a layout");
+                        assert_eq!(Some(&layout), Layout::of(&whole).as_ref());
+                        job.metadata.resource_version = Some("5".to_string());
+                        assert_eq!(
+                            layout.splice(&whole, "5"),
+                            Some(mxjob_api::wire::to_json(&job, false).expect("encodes"))
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 24);
+        let mut other = seed();
+        other.api_version = "kubeflow.org/v2".to_string();
+        other.metadata.resource_version = None;
+        let encoded = encode(&mut other).expect("encodes");
+        assert_eq!(encoded.bytes, serde_json::to_vec(&other).expect("encodes"));
+        assert_eq!(encoded.layout, None, "not as this registry writes");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use mxjob_api::params::{DeleteOptions, Propagation, WriteOptions};
 use std::sync::Arc;
 
 use super::{
-    changes, object_key, self_link, Conflict, Error, ListParams, Object, Part, Registry, Stored,
-    Written, MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
+    changes, object_key, self_link, Conflict, Encoded, Error, ListParams, Object, Part, Registry,
+    Stored, Written, MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
 };
 use crate::apply::{self as ssa, ApplyError, Subresource, Writer};
 use crate::decode::{self, Decoded, Patch, PatchRequest};
@@ -301,21 +301,21 @@ impl Registry {
         });
         // Encoded (and measured) for a dry run too: it answers what the
         // write would.
-        let encoded = self.encode_for_store(&mut job)?;
+        let Encoded { bytes, layout } = self.encode_for_store(&mut job)?;
         if options.dry_run {
             return Ok(Written {
-                object: Arc::new(Object::new(job, encoded.into())),
+                object: Arc::new(Object::new(job, bytes.into()).laid_out(layout)),
                 warnings,
                 created: true,
             });
         }
         let kv = self
             .store
-            .create(&object_key(namespace, &name), encoded)
+            .create(&object_key(namespace, &name), bytes)
             .await
             .map_err(|e| Error::from_store(e, &name))?;
         Ok(Written {
-            object: Self::written_object(&kv, job)?,
+            object: Self::written_object(&kv, job, layout)?,
             warnings,
             created: true,
         })
@@ -712,20 +712,20 @@ impl Registry {
         options: &WriteOptions,
         name: &str,
     ) -> Result<Arc<Object>, Error> {
-        let encoded = self.encode(&mut job)?;
-        if encoded[..] == old.stored()[..] {
+        let Encoded { bytes, layout } = self.encode(&mut job)?;
+        if bytes[..] == old.stored()[..] {
             return Ok(Arc::clone(old));
         }
-        self.check_size(&encoded)?;
+        self.check_size(&bytes)?;
         if options.dry_run {
-            return Ok(Arc::new(Object::new(job, encoded.into())));
+            return Ok(Arc::new(Object::new(job, bytes.into()).laid_out(layout)));
         }
         let kv = self
             .store
-            .update(&kv.key, kv.mod_revision, encoded)
+            .update(&kv.key, kv.mod_revision, bytes)
             .await
             .map_err(|e| Error::from_store(e, name))?;
-        Self::written_object(&kv, job)
+        Self::written_object(&kv, job, layout)
     }
 
     /// Deletes one MXJob.
@@ -790,7 +790,8 @@ impl Registry {
             }
             let value = self
                 .encode_for_store(&mut job)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .bytes;
             revision = self.store.update(key, revision, value).await?.mod_revision;
         }
         self.store.delete(key, revision).await.map(|_| ())
