@@ -434,8 +434,7 @@ fn closing_quote(bytes: &[u8], mut at: usize) -> Option<usize> {
 
 /// Just past the value that starts at `at`: a string, an object or an
 /// array (to its matching close), or a scalar (to the next delimiter).
-/// A plain loop over the bytes: managed fields, the value this is for, are
-/// short keys and brackets, where searching ahead costs more than it skips.
+/// Strings are skipped with `memchr`; between them, a plain loop.
 fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => Some(closing_quote(bytes, at + 1)? + 1),
@@ -444,14 +443,7 @@ fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
             let mut i = at;
             loop {
                 match bytes.get(i)? {
-                    b'"' => loop {
-                        i += 1;
-                        match bytes.get(i)? {
-                            b'"' => break,
-                            b'\\' => i += 1,
-                            _ => {}
-                        }
-                    },
+                    b'"' => i = closing_quote(bytes, i + 1)?,
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
                         depth -= 1;
