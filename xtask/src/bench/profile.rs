@@ -100,7 +100,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "finding managedFields in the body and in the stored bytes (json::member_span, 2 calls)",
+        "finding managedFields in the body (json::member_span; the stored object's span is in its layout)",
         "mxjob_server::json::member_span",
     ),
     (
@@ -175,7 +175,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "encode: the object's stored form (to_vec)",
+        "encode: the object's stored form, metadata in parts (object::encode)",
         "mxjob_server::registry::Registry::encode",
     ),
     (
@@ -185,7 +185,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "MXJob serialized (calls = encodes of the whole object)",
+        "MXJob serialized (with an empty metadata, whose parts follow)",
         "mxjob_api::model::_::<impl serde_core::ser::Serialize for mxjob_api::model::MXJob>::serialize",
     ),
     (
@@ -195,7 +195,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "ObjectMeta serialized",
+        "ObjectMeta serialized (calls = parts)",
         "<k8s_openapi::v1_33::apimachinery::pkg::apis::meta::v1::object_meta::ObjectMeta as serde_core::ser::Serialize>::serialize",
     ),
     (
