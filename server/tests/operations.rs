@@ -9,6 +9,7 @@
 //! * under `--executor none` an idle job keeps no controller task, and a
 //!   change wakes it;
 //! * `/livez` and `/readyz` answer as kube-apiserver's do, to anyone;
+//! * no audit line is dropped when whatever reads the log lags behind;
 //! * `/metrics` and `/backup` follow the policy's `nonResourceURLs` rules;
 //! * a backup taken in the middle of a storm of writes, restored with
 //!   `mxjob-server restore` into a fresh directory and served again, holds
@@ -385,6 +386,81 @@ async fn idle_jobs_keep_no_task_until_a_change_wakes_them() {
         |samples| tasks(samples) == 2.0,
     )
     .await;
+}
+
+/// A burst of creates while nothing reads the server's stderr (a pipe
+/// whose reader starts two seconds late): every create is answered, and
+/// every one has its audit line once the reader catches up. The log waits
+/// for its reader, as kube-apiserver's audit log does in its default
+/// blocking mode, instead of dropping records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_audit_line_is_dropped_when_the_log_reader_lags() {
+    const CREATES: usize = 1500;
+    const CLIENTS: usize = 32;
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    let command = ServerCommand::new(SERVER, scratch.path().join("server.log"))
+        .args(["--store", "memory", "--executor", "none"])
+        .ready_path("/readyz")
+        .configure(move |command| {
+            command.stderr(writer.try_clone().expect("the pipe's write end"));
+        });
+    let server = command.start().await;
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let read_lines = lines.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        for line in std::io::BufRead::lines(std::io::BufReader::new(reader)) {
+            let Ok(line) = line else { break };
+            read_lines.lock().expect("lock").push(line);
+        }
+    });
+    let url = jobs_url(&server, "audited");
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = http();
+                for i in (client..CREATES).step_by(CLIENTS) {
+                    let response = http
+                        .post(&url)
+                        .json(&new_job_value("audited", &format!("job-{i}")))
+                        .send()
+                        .await
+                        .expect("create");
+                    assert_eq!(response.status(), 201);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a client");
+    }
+    let audited = || {
+        lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|line| line.contains("verb: create") && line.contains("namespace: audited"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while audited() < CREATES && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dropped: Vec<String> = lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|line| line.contains("dropped"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        audited(),
+        CREATES,
+        "audit lines of the creates; {dropped:?}"
+    );
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

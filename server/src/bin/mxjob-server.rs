@@ -286,6 +286,27 @@ impl<D: Drain> Drain for RequestLinesOnly<D> {
     }
 }
 
+/// Records are written on their own thread, from a queue of
+/// [`LOG_QUEUE`] records. When the queue is full — whatever reads stderr
+/// lags — a record waits for room instead of being dropped (slog-async's
+/// default), as kube-apiserver's audit log waits in its default `blocking`
+/// mode: an audit line is never lost to a burst.
+fn asynchronous<D>(drain: D) -> slog::Fuse<slog_async::Async>
+where
+    D: Drain<Err = slog::Never, Ok = ()> + Send + 'static,
+{
+    slog_async::Async::new(drain)
+        .chan_size(LOG_QUEUE)
+        .overflow_strategy(slog_async::OverflowStrategy::Block)
+        .thread_name("log".to_string())
+        .build()
+        .fuse()
+}
+
+/// Records the log thread may have queued: enough for a burst without
+/// making requests wait.
+const LOG_QUEUE: usize = 4096;
+
 fn logger(format: LogFormat) -> Logger {
     let drain = match format {
         // A terminal gets colours; a file or pipe gets each record in one
@@ -294,19 +315,19 @@ fn logger(format: LogFormat) -> Logger {
         LogFormat::Terminal if std::io::stderr().is_terminal() => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
             let drain = slog_term::FullFormat::new(decorator).build().fuse();
-            RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
+            RequestLinesOnly(asynchronous(drain)).fuse()
         }
         LogFormat::Terminal => {
             let decorator = slog_term::PlainDecorator::new(LineWriter::new(std::io::stderr()));
             let drain = slog_term::FullFormat::new(decorator).build().fuse();
-            RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
+            RequestLinesOnly(asynchronous(drain)).fuse()
         }
         LogFormat::Json => {
             let stderr = LineWriter::new(std::io::stderr());
             let drain = slog_bunyan::with_name("mxjob-server", stderr)
                 .build()
                 .fuse();
-            RequestLinesOnly(slog_async::Async::new(drain).build().fuse()).fuse()
+            RequestLinesOnly(asynchronous(drain)).fuse()
         }
     };
     Logger::root(drain.filter_level(slog::Level::Info).fuse(), o!())
