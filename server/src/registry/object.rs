@@ -16,8 +16,11 @@
 //! so the answer is the stored bytes with `"resourceVersion":"N"` spliced
 //! into `metadata` where the serializer would have written it (before
 //! `selfLink` and `uid`): a copy, not a serialization, and byte for byte
-//! what encoding the object would give. Bytes that do not start as this
-//! registry writes them are encoded from the decoded object instead.
+//! what encoding the object would give. Where that place is, and where the
+//! managed fields are, the encoder notes while it writes the bytes
+//! ([`encode`], [`Layout`]); for bytes read from storage one pass finds
+//! them, once per object. Bytes that do not start as this registry writes
+//! them are encoded from the decoded object instead.
 //! The answer is made once and shared ([`Object::json`]), and so is each
 //! watch event line built from it ([`Object::event_line`]): a thousand
 //! watchers of a change cost one answer and one line, not a thousand
