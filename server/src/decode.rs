@@ -28,6 +28,8 @@
 //! What is decoded is still only a request: the registry applies the
 //! Kubernetes rules to it.
 
+use std::ops::Range;
+
 use json_patch::PatchOperation;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 use mxjob_api::model::{MXJob, API_VERSION, KIND};
@@ -132,12 +134,46 @@ pub struct Body<'a> {
     pub media_type: Option<&'a str>,
 }
 
-/// The stored object a replace is made over: the stored bytes of its
-/// `metadata.managedFields`, and the entries they decode into.
+/// Where the parts of an MXJob's JSON lie that a client sending back an
+/// object it read sends byte for byte: `metadata.managedFields`,
+/// `spec.mxReplicaSpecs` and `status` (each `None` when missing or not
+/// found). Found in one pass over the top-level members and part of
+/// `metadata` and `spec` ([`crate::json::top_members`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub managed_fields: Option<Range<usize>>,
+    pub replica_specs: Option<Range<usize>>,
+    pub status: Option<Range<usize>>,
+}
+
+impl Parts {
+    pub fn of(bytes: &[u8]) -> Parts {
+        let Some([metadata, spec, status]) =
+            crate::json::top_members(bytes, ["metadata", "spec", "status"])
+        else {
+            return Parts::default();
+        };
+        let within = |outer: Option<Range<usize>>, key: &str| {
+            let outer = outer?;
+            let inner = crate::json::member_span(&bytes[outer.clone()], &[key])?;
+            Some(outer.start + inner.start..outer.start + inner.end)
+        };
+        Parts {
+            managed_fields: within(metadata, "managedFields"),
+            replica_specs: within(spec, "mxReplicaSpecs"),
+            status,
+        }
+    }
+}
+
+/// The stored object a replace is made over: the job, and the stored
+/// bytes of the [`Parts`] of its stored form.
 #[derive(Clone, Copy, Debug)]
 pub struct Over<'a> {
-    pub stored_managed_fields: &'a [u8],
-    pub managed_fields: Option<&'a [ManagedFieldsEntry]>,
+    pub job: &'a MXJob,
+    pub managed_fields: Option<&'a [u8]>,
+    pub replica_specs: Option<&'a [u8]>,
+    pub status: Option<&'a [u8]>,
 }
 
 /// A replace's body, decoded (see [`replacement`]).
@@ -151,12 +187,14 @@ pub struct Replacement {
     pub sent_times: Option<Vec<Option<Time>>>,
 }
 
-/// An MXJob body of a replace of `over`: [`object`], but a body whose
-/// `metadata.managedFields` are the stored ones byte for byte, or but for
-/// the entries' times — what a client sends back after a read — is decoded
-/// without them: the managed fields, about half of a body, are not decoded
-/// again, nor copied. Sent as they are stored, they are left out (`None`):
-/// the update rules keep the stored entries (`apply::managed_fields_for_update`).
+/// An MXJob body of a replace of `over`: [`object`], but the parts of the
+/// body that are the stored ones byte for byte — what a client sends back
+/// after a read — are not decoded again: `spec.mxReplicaSpecs` and
+/// `status` (the pod templates and the status: most of a body, and its
+/// deepest types) are copied from the stored job, and the managed fields
+/// (sent as stored, or but for the entries' times) are not decoded nor
+/// copied. Sent as they are stored, they are left out (`None`): the update
+/// rules keep the stored entries (`apply::managed_fields_for_update`).
 /// Sent but for their times, the decoded job is the one [`object`] gives
 /// but for its managed fields, which are the stored entries with
 /// [`Replacement::sent_times`].
@@ -165,9 +203,19 @@ pub fn replacement(
     validation: &FieldValidation,
     over: Option<Over<'_>>,
 ) -> Result<Replacement, DecodeError> {
-    if let Some(replacement) =
-        over.and_then(|over| managed_fields_as_stored(body, validation, over))
-    {
+    if let Some(replacement) = over.and_then(|over| parts_as_stored(body, validation, over)) {
+        #[cfg(debug_assertions)]
+        if let Ok(whole) = object(body.bytes, body.media_type, validation) {
+            let taken = &replacement.decoded;
+            assert_eq!(taken.object.spec, whole.object.spec, "spec decoded over");
+            assert_eq!(
+                taken.object.status, whole.object.status,
+                "status decoded over"
+            );
+            assert_eq!(taken.warnings, whole.warnings, "warnings decoded over");
+        } else {
+            panic!("a body decoded over the stored object fails to decode whole");
+        }
         return Ok(replacement);
     }
     Ok(Replacement {
@@ -176,56 +224,95 @@ pub fn replacement(
     })
 }
 
-/// See [`replacement`]. `None` when the managed fields sent are not the
-/// stored ones or anything else declines (the caller then decodes the
-/// body as it came, so errors are worded from it).
+/// See [`replacement`]. `None` when no part sent is the stored one or
+/// anything else declines (the caller then decodes the body as it came,
+/// so errors are worded from it).
 ///
-/// The stored bytes are this server's encoding of the stored object, which
-/// decodes into its entries; so sent bytes equal to them but for the time
-/// strings (each a valid `Time`) decode into those entries with the sent
-/// times, and they hold no unknown field nor repeated key.
-fn managed_fields_as_stored(
+/// The stored bytes are this server's encoding of the stored job, which
+/// decodes into it; so a part sent equal to its stored bytes decodes into
+/// the stored value (managed fields: but for the time strings, each a valid
+/// `Time`, into the stored entries with the sent times), and holds no
+/// unknown field nor repeated key. The body is decoded with each such part
+/// replaced by a value that decodes and holds nothing (`null` for the
+/// managed fields, `{}` for the others), then the stored values are put in.
+fn parts_as_stored(
     body: Body<'_>,
     validation: &FieldValidation,
     over: Over<'_>,
 ) -> Option<Replacement> {
-    const PATH: &[&str] = &["metadata", "managedFields"];
     require_json(body.media_type).ok()?;
-    let sent = crate::json::member_span(body.bytes, PATH)?;
-    let (sent_bytes, stored_bytes) = (&body.bytes[sent.clone()], over.stored_managed_fields);
-    let stored_entries = over.managed_fields?;
-    let sent_times = if sent_bytes == stored_bytes {
-        // An empty list (or a lone empty entry) sent resets the managed
-        // fields, which leaving them out would not.
+    let sent = Parts::of(body.bytes);
+    let same = |sent: &Option<Range<usize>>, stored: Option<&[u8]>| {
+        let sent = sent.as_ref()?;
+        (body.bytes.get(sent.clone())? == stored?).then(|| sent.clone())
+    };
+    let mut holes: Vec<(Range<usize>, &[u8])> = Vec::with_capacity(3);
+    let mut sent_times = None;
+    if let Some(span) = &sent.managed_fields {
+        if let Some(times) = managed_fields_as_stored(&body.bytes[span.clone()], over) {
+            sent_times = times;
+            holes.push((span.clone(), b"null"));
+        }
+    }
+    let replica_specs = same(&sent.replica_specs, over.replica_specs);
+    if let Some(span) = &replica_specs {
+        holes.push((span.clone(), b"{}"));
+    }
+    let status = same(&sent.status, over.status);
+    if let Some(span) = &status {
+        holes.push((span.clone(), b"{}"));
+    }
+    if holes.is_empty() {
+        return None;
+    }
+    holes.sort_by_key(|(span, _)| span.start);
+    let mut rest = Vec::with_capacity(body.bytes.len());
+    let mut from = 0;
+    for (span, filler) in &holes {
+        rest.extend_from_slice(&body.bytes[from..span.start]);
+        rest.extend_from_slice(filler);
+        from = span.end;
+    }
+    rest.extend_from_slice(&body.bytes[from..]);
+    let mut decoded = fast_object(&rest, validation)?;
+    if replica_specs.is_some() {
+        decoded.object.spec.mx_replica_specs = over.job.spec.mx_replica_specs.clone();
+    }
+    if status.is_some() {
+        decoded.object.status = over.job.status.clone();
+    }
+    Some(Replacement {
+        decoded,
+        sent_times,
+    })
+}
+
+/// Whether managed fields sent (`sent`, their value's bytes) are the
+/// stored ones: `Some(None)` byte for byte, `Some(Some(times))` but for
+/// the entries' times, `None` otherwise — and for an empty list or a lone
+/// empty entry, which resets the managed fields where leaving them out
+/// would not.
+fn managed_fields_as_stored(sent: &[u8], over: Over<'_>) -> Option<Option<Vec<Option<Time>>>> {
+    let stored_bytes = over.managed_fields?;
+    let stored_entries = over.job.metadata.managed_fields.as_deref()?;
+    if sent == stored_bytes {
         let resets = stored_entries
             .iter()
             .all(|entry| *entry == ManagedFieldsEntry::default());
-        if resets {
-            return None;
-        }
-        None
-    } else {
-        let mut times = same_but_times(sent_bytes, stored_bytes)?.into_iter();
-        let mut sent_times = Vec::with_capacity(stored_entries.len());
-        for entry in stored_entries {
-            sent_times.push(match entry.time {
-                Some(_) => Some(time(times.next()?)?),
-                None => None,
-            });
-        }
-        if times.next().is_some() {
-            return None;
-        }
-        Some(sent_times)
-    };
-    let mut rest = Vec::with_capacity(body.bytes.len() - sent.len() + 4);
-    rest.extend_from_slice(&body.bytes[..sent.start]);
-    rest.extend_from_slice(b"null");
-    rest.extend_from_slice(&body.bytes[sent.end..]);
-    Some(Replacement {
-        decoded: fast_object(&rest, validation)?,
-        sent_times,
-    })
+        return (!resets).then_some(None);
+    }
+    let mut times = same_but_times(sent, stored_bytes)?.into_iter();
+    let mut sent_times = Vec::with_capacity(stored_entries.len());
+    for entry in stored_entries {
+        sent_times.push(match entry.time {
+            Some(_) => Some(time(times.next()?)?),
+            None => None,
+        });
+    }
+    if times.next().is_some() {
+        return None;
+    }
+    Some(Some(sent_times))
 }
 
 /// Whether `sent` is `stored` but for the values of the `"time"` members
@@ -642,13 +729,18 @@ mod tests {
         same(b"{");
     }
 
-    /// `replacement` over `stored` answers as `object` does for `body`.
-    fn same_over(body: &[u8], stored: &MXJob) -> Option<Replacement> {
+    /// `replacement` over `stored` answers as `object` does for `body`;
+    /// the replacement, and which parts were taken from `stored` (managed
+    /// fields, replica specs, status).
+    fn same_over(body: &[u8], stored: &MXJob) -> (Option<Replacement>, [bool; 3]) {
         let bytes = serde_json::to_vec(stored).expect("encodes");
-        let span = crate::json::member_span(&bytes, &["metadata", "managedFields"])?;
+        let parts = Parts::of(&bytes);
+        let part = |span: &Option<Range<usize>>| span.clone().map(|span| &bytes[span]);
         let over = Over {
-            stored_managed_fields: &bytes[span],
-            managed_fields: stored.metadata.managed_fields.as_deref(),
+            job: stored,
+            managed_fields: part(&parts.managed_fields),
+            replica_specs: part(&parts.replica_specs),
+            status: part(&parts.status),
         };
         let body = Body {
             bytes: body,
@@ -680,7 +772,23 @@ mod tests {
                 (over, plain) => panic!("{validation:?}: {over:?} against {plain:?}"),
             }
         }
-        managed_fields_as_stored(body, &FieldValidation::Strict, over)
+        let taken = parts_as_stored(body, &FieldValidation::Strict, over);
+        let sent = Parts::of(body.bytes);
+        let same = |sent: &Option<Range<usize>>, stored: Option<&[u8]>| {
+            taken.is_some()
+                && sent.clone().map(|span| &body.bytes[span]) == stored
+                && stored.is_some()
+        };
+        let managed = sent.managed_fields.is_some()
+            && taken.as_ref().is_some_and(|t| {
+                t.sent_times.is_some() || t.decoded.object.metadata.managed_fields.is_none()
+            });
+        let which = [
+            managed,
+            same(&sent.replica_specs, over.replica_specs),
+            same(&sent.status, over.status),
+        ];
+        (taken, which)
     }
 
     impl Replacement {
@@ -721,7 +829,9 @@ mod tests {
             .expect("entries"),
         );
         let body = serde_json::to_string(&stored).expect("encodes");
-        let taken = same_over(body.as_bytes(), &stored).expect("the stored entries, as they are");
+        let (taken, which) = same_over(body.as_bytes(), &stored);
+        let taken = taken.expect("the stored entries, as they are");
+        assert_eq!(which, [true; 3], "everything sent back as stored");
         assert_eq!(
             taken.decoded.object.metadata.managed_fields, None,
             "left out"
@@ -730,12 +840,15 @@ mod tests {
         let mut reset = stored.clone();
         reset.metadata.managed_fields = Some(Vec::new());
         let empty = serde_json::to_string(&reset).expect("encodes");
-        assert!(same_over(empty.as_bytes(), &reset).is_none(), "a reset");
+        let (_, which) = same_over(empty.as_bytes(), &reset);
+        assert!(!which[0], "a reset");
 
         let older = body
             .replace("2026-12-05T10:00:00Z", "2026-12-01T09:00:00Z")
             .replace("2026-12-05T11:00:00Z", "2026-12-01T09:30:00.25Z");
-        let taken = same_over(older.as_bytes(), &stored).expect("the stored entries, sent times");
+        let taken = same_over(older.as_bytes(), &stored)
+            .0
+            .expect("the stored entries, sent times");
         assert_eq!(taken.decoded.object.metadata.managed_fields, None);
         let times: Vec<_> = taken
             .sent_times
@@ -762,15 +875,70 @@ mod tests {
             body.replacen("\"managedFields\":[", "\"managedFields\":7,\"x\":[", 1),
             body.replacen("{", "{\"zzz\":1,", 1),
         ] {
-            assert!(same_over(other.as_bytes(), &stored).is_none(), "{other}");
+            let (_, which) = same_over(other.as_bytes(), &stored);
+            assert!(!which[0], "{other}");
         }
         // Fields elsewhere keep their checks when the managed fields are taken.
         let unknown = body.replacen("\"spec\":{", "\"spec\":{\"zzz\":1,", 1);
         assert!(
-            same_over(unknown.as_bytes(), &stored).is_none(),
+            same_over(unknown.as_bytes(), &stored).0.is_none(),
             "strict: full path"
         );
         let broken = body.replacen("\"spec\":{", "\"spec\":{{", 1);
-        assert!(same_over(broken.as_bytes(), &stored).is_none());
+        assert!(same_over(broken.as_bytes(), &stored).0.is_none());
+    }
+
+    #[test]
+    fn replica_specs_and_status_sent_back_are_taken_from_the_stored_object() {
+        let stored: MXJob =
+            serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example");
+        let body = serde_json::to_string(&stored).expect("encodes");
+        let (taken, which) = same_over(body.as_bytes(), &stored);
+        assert!(taken.is_some());
+        assert_eq!(which, [false, true, true], "no managed fields stored");
+
+        // A changed part is decoded from the body; the others are taken.
+        let changed = body.replace("train_imagenet.py --benchmark", "train.py --benchmark");
+        assert_eq!(
+            same_over(changed.as_bytes(), &stored).1,
+            [false, false, true]
+        );
+        let changed = body.replace("\"active\":1", "\"active\":2");
+        assert_eq!(
+            same_over(changed.as_bytes(), &stored).1,
+            [false, true, false]
+        );
+        // Spacing, order and escapes are not the stored bytes.
+        let spaced = body.replacen("\"Scheduler\":{", "\"Scheduler\": {", 1);
+        assert_eq!(
+            same_over(spaced.as_bytes(), &stored).1,
+            [false, false, true]
+        );
+        let escaped = body.replacen("\"startTime\"", "\"start\\u0054ime\"", 1);
+        assert_eq!(
+            same_over(escaped.as_bytes(), &stored).1,
+            [false, true, false]
+        );
+
+        // Errors and findings elsewhere are those of the whole body.
+        for other in [
+            body.replacen("\"spec\":{", "\"spec\":{\"zzz\":1,", 1),
+            body.replacen("\"spec\":{", "\"spec\":{\"jobMode\":\"MXTune\",", 1),
+            body.replacen("\"status\":{", "\"status\":{\"startTime\":1,\"x\":{},", 1),
+            body.replacen("{", "{\"status\":{},", 1),
+            body.replacen("{", "{\"spec\":7,", 1),
+            body.replace("\"kind\":\"MXJob\"", "\"kind\":\"Job\""),
+            format!("{body} x"),
+            body.replacen("\"status\":{", "\"status\":[{", 1),
+        ] {
+            let (taken, _) = same_over(other.as_bytes(), &stored);
+            assert!(taken.is_none(), "{other}");
+        }
+        // Unknown fields under Warn: the same warnings as the whole body.
+        let unknown = body.replacen("\"jobMode\"", "\"zzz\":1,\"jobMode\"", 1);
+        assert_eq!(
+            same_over(unknown.as_bytes(), &stored).1,
+            [false, false, false]
+        );
     }
 }

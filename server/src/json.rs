@@ -413,6 +413,52 @@ pub fn member_span(bytes: &[u8], path: &[&str]) -> Option<std::ops::Range<usize>
     None
 }
 
+/// Where the values of the top-level object's members named `keys` lie
+/// (the first member of each name), in one pass that stops once all are
+/// found; skipping as [`member_span`] does. `None` when the bytes are not
+/// an object or break the syntax before the pass ends.
+pub fn top_members<const N: usize>(
+    bytes: &[u8],
+    keys: [&str; N],
+) -> Option<[Option<std::ops::Range<usize>>; N]> {
+    let mut found: [Option<std::ops::Range<usize>>; N] = std::array::from_fn(|_| None);
+    let mut missing = N;
+    let mut at = after_space(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = after_space(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return Some(found);
+    }
+    while missing > 0 {
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        let quote = closing_quote(bytes, at + 1)?;
+        let key = &bytes[at + 1..quote];
+        at = after_space(bytes, quote + 1);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        at = after_space(bytes, at + 1);
+        let end = value_end(bytes, at)?;
+        if let Some(slot) = keys.iter().position(|k| k.as_bytes() == key) {
+            if found[slot].is_none() {
+                found[slot] = Some(at..end);
+                missing -= 1;
+            }
+        }
+        at = after_space(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = after_space(bytes, at + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    Some(found)
+}
+
 fn after_space(bytes: &[u8], mut at: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(at) {
         at += 1;
@@ -785,6 +831,33 @@ mod tests {
                 proptest::prop_assert_eq!(at.as_ref(), expected);
             }
         }
+    }
+
+    proptest::proptest! {
+        /// One pass finds each top-level member where `member_span` finds it.
+        #[test]
+        fn top_members_are_the_member_spans_of_their_keys(text in document()) {
+            let keys = ["status", "a", "mxReplicaStatuses"];
+            let found = top_members(text.as_bytes(), keys);
+            proptest::prop_assert_eq!(found.is_some(), text.starts_with('{'));
+            for (i, key) in keys.iter().enumerate() {
+                let span = found.as_ref().and_then(|found| found[i].clone());
+                proptest::prop_assert_eq!(span, member_span(text.as_bytes(), &[key]));
+            }
+        }
+    }
+
+    #[test]
+    fn top_members_stop_at_broken_syntax_and_find_nothing_in_an_empty_object() {
+        let text = br#" { "a" : 1 , "b": {"a": 2}, "c": "x" } "#;
+        let [a, c, d] = top_members(text, ["a", "c", "d"]).expect("an object");
+        assert_eq!(a.map(|r| &text[r]), Some(&b"1"[..]));
+        assert_eq!(c.map(|r| &text[r]), Some(&br#""x""#[..]));
+        assert_eq!(d, None);
+        assert_eq!(top_members(b"{}", ["a"]), Some([None]));
+        assert_eq!(top_members(b"[1]", ["a"]), None);
+        assert_eq!(top_members(br#"{"a": 1 "b": 2}"#, ["b"]), None);
+        assert_eq!(top_members(br#"{"a": [1, "b": 2}"#, ["b"]), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 use mxjob_api::model::{MXJob, WatchEventType, API_VERSION, KIND};
 
 use super::Error;
+use crate::decode;
 use crate::store::{KeyValue, Revision};
 
 /// An object of one revision. See the module documentation.
@@ -52,6 +53,9 @@ pub struct Object {
     /// Where things are in `stored`; `None` when it is not as this
     /// registry writes it.
     layout: OnceLock<Option<Layout>>,
+    /// Where the parts a replace may send back as stored are in `stored`,
+    /// when this process encoded it (see [`Object::replaced`]).
+    parts: Option<OnceLock<decode::Parts>>,
 }
 
 impl Object {
@@ -65,6 +69,7 @@ impl Object {
             lines: Default::default(),
             deleted: OnceLock::new(),
             layout: OnceLock::new(),
+            parts: None,
         }
     }
 
@@ -97,7 +102,12 @@ impl Object {
             Ok(job.clone()),
             "a written job differs from its stored bytes decoded"
         );
-        Ok(Object::new(job, stored).laid_out(layout))
+        let encoded_here = layout.is_some();
+        let mut object = Object::new(job, stored).laid_out(layout);
+        if encoded_here {
+            object.parts = Some(OnceLock::new());
+        }
+        Ok(object)
     }
 
     /// This object, with the layout of its stored bytes when it is known
@@ -131,6 +141,26 @@ impl Object {
     pub fn stored_managed_fields(&self) -> Option<&[u8]> {
         let range = self.layout()?.managed_fields.clone()?;
         self.stored.get(range)
+    }
+
+    /// What a replace of this object is decoded over
+    /// ([`decode::replacement`]). The stored bytes of `spec.mxReplicaSpecs`
+    /// and `status` are given only when this process encoded them from the
+    /// job, so that they hold nothing the job lost in decoding (a field
+    /// an older version stored, a repeated key): a body sending them back
+    /// then decodes into the job's values. Found once per object.
+    pub fn replaced(&self) -> decode::Over<'_> {
+        let parts = self
+            .parts
+            .as_ref()
+            .map(|parts| parts.get_or_init(|| decode::Parts::of(&self.stored)));
+        let stored = |span: Option<&std::ops::Range<usize>>| self.stored.get(span?.clone());
+        decode::Over {
+            job: &self.job,
+            managed_fields: self.stored_managed_fields(),
+            replica_specs: parts.and_then(|p| stored(p.replica_specs.as_ref())),
+            status: parts.and_then(|p| stored(p.status.as_ref())),
+        }
     }
 
     fn layout(&self) -> Option<&Layout> {

@@ -331,16 +331,11 @@ impl Registry {
         options: &WriteOptions,
         part: Part,
     ) -> Result<Written, Error> {
-        // Loaded first so that the body's managed fields, when they are the
-        // stored ones, are not decoded again (`decode::replacement`); its
+        // Loaded first so that the parts of the body sent back as stored are
+        // not decoded again (`decode::replacement`); its
         // errors still come after the body's, as the API server's do.
         let stored = self.load(namespace, name).await;
-        let over = stored.as_ref().ok().and_then(|stored| {
-            Some(decode::Over {
-                stored_managed_fields: stored.object.stored_managed_fields()?,
-                managed_fields: stored.object.job().metadata.managed_fields.as_deref(),
-            })
-        });
+        let over = stored.as_ref().ok().map(|stored| stored.object.replaced());
         let decode::Replacement {
             decoded:
                 Decoded {
