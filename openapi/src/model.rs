@@ -12,6 +12,15 @@
 //! answer `422 Invalid` with a `FieldValueNotSupported` cause naming the
 //! field, the way the Kubernetes API server answers for a CRD enum, instead
 //! of a bare decoding error. Their schemas list only the supported values.
+//!
+//! An object's members are declared in the order of their JSON names, and
+//! enum-keyed maps order their keys by spelling, so an MXJob encodes with
+//! its keys sorted at every level (k8s-openapi's types write theirs sorted
+//! too). That is how kube-apiserver answers for a custom resource (it
+//! encodes an unstructured map), and what a client gets when it decodes an
+//! answer into a generic map and encodes it again: such a client sending
+//! back an object it read sends the stored bytes, which a replace need not
+//! decode again.
 
 use std::collections::BTreeMap;
 
@@ -40,11 +49,28 @@ macro_rules! string_enum {
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident ),+ $(,)? }
     ) => {
         $(#[$meta])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         pub enum $name {
             $( $(#[$vmeta])* $variant, )+
             /// A value outside the enum; admission rejects it.
             Unsupported(String),
+        }
+
+        /// By wire spelling, so that maps keyed by the enum encode their
+        /// keys sorted (see the module documentation).
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                let unsupported = |v: &Self| matches!(v, Self::Unsupported(_));
+                self.as_str()
+                    .cmp(other.as_str())
+                    .then_with(|| unsupported(self).cmp(&unsupported(other)))
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
         }
 
         impl $name {
@@ -238,17 +264,17 @@ pub struct MXJobSpec {
     /// `Running`. Replaceable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_pod_policy: Option<CleanPodPolicy>,
-    /// Seconds after the job finished (succeeded or failed) when it is
-    /// deleted; unset means never. Must not be negative. Replaceable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub ttl_seconds_after_finished: Option<i32>,
     /// Training (`MXTrain`) or tuning (`MXTune`).
     pub job_mode: JobMode,
     /// The replicas of the job by role. `MXTrain` needs Scheduler, Server and
     /// Worker; `MXTune` needs TunerTracker, TunerServer and Tuner.
     #[schemars(with = "ReplicaSpecs")]
     pub mx_replica_specs: BTreeMap<ReplicaType, ReplicaSpec>,
+    /// Seconds after the job finished (succeeded or failed) when it is
+    /// deleted; unset means never. Must not be negative. Replaceable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 /// The schema of `spec.mxReplicaSpecs`: one optional entry per role.
@@ -286,21 +312,27 @@ pub struct ReplicaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub replicas: Option<i32>,
-    /// The pod each replica runs. Each replica needs at least one container
-    /// with an image, and one container named `mxnet`.
-    pub template: PodTemplateSpec,
     /// When a replica's pod is restarted; overrides the template's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    /// The pod each replica runs. Each replica needs at least one container
+    /// with an image, and one container named `mxnet`.
+    pub template: PodTemplateSpec,
 }
 
 /// The observed state of a job (table 159).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
+    /// When the job finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
     /// What the job went through, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<JobCondition>,
+    /// When the job controller last reconciled the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconcile_time: Option<Time>,
     /// Replica counts by role.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "BTreeMap<String, ReplicaStatus>")]
@@ -308,36 +340,30 @@ pub struct JobStatus {
     /// When the job controller acknowledged the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// When the job finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_time: Option<Time>,
-    /// When the job controller last reconciled the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_reconcile_time: Option<Time>,
 }
 
 /// One observation about a job (table 160).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobCondition {
-    /// The kind of condition.
-    #[serde(rename = "type")]
-    pub type_: JobConditionType,
-    /// Whether the condition holds.
-    pub status: ConditionStatus,
+    /// When the condition last changed status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// When the condition was last updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    /// A human-readable account of the last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// A one-word, CamelCase reason for the last transition, such as
     /// `MXJobRunning`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// A human-readable account of the last transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// When the condition was last updated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_time: Option<Time>,
-    /// When the condition last changed status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Time>,
+    /// Whether the condition holds.
+    pub status: ConditionStatus,
+    /// The kind of condition.
+    #[serde(rename = "type")]
+    pub type_: JobConditionType,
 }
 
 /// Replica counts of one role (table 161). Zero counts are omitted.
@@ -347,12 +373,12 @@ pub struct ReplicaStatus {
     /// Replicas running now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<i32>,
-    /// Replicas that completed successfully.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub succeeded: Option<i32>,
     /// Replicas that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<i32>,
+    /// Replicas that completed successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded: Option<i32>,
 }
 
 /// A list of MXJobs (table 169).
@@ -408,4 +434,83 @@ pub struct WatchEvent {
     /// BOOKMARK an object whose only meaningful field is
     /// `metadata.resourceVersion`; for ERROR a `Status`.
     pub object: serde_json::Map<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether every object in `text` has its keys in sorted order.
+    fn keys_sorted(value: &serde_json::Value, text: &str) -> Result<(), String> {
+        // serde_json's `Value` sorts keys: equal text means sorted text.
+        let sorted = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        if sorted == text {
+            Ok(())
+        } else {
+            Err(format!("{text}\nsorted:\n{sorted}"))
+        }
+    }
+
+    #[test]
+    fn a_job_encodes_with_its_keys_sorted_at_every_level() {
+        let value = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": "j", "namespace": "n", "labels": {"b": "1", "a": "2"}},
+            "spec": {
+                "activeDeadlineSeconds": 5, "backoffLimit": 1, "cleanPodPolicy": "All",
+                "ttlSecondsAfterFinished": 3, "jobMode": "MXTune",
+                "mxReplicaSpecs": {
+                    "TunerTracker": {"replicas": 1, "restartPolicy": "Never", "template": {
+                        "metadata": {"labels": {"x": "y"}},
+                        "spec": {"restartPolicy": "Never", "containers": [{
+                            "name": "mxnet", "image": "i", "env": [{"value": "v", "name": "n"}],
+                            "ports": [{"protocol": "TCP", "containerPort": 9091}],
+                            "resources": {"requests": {"memory": "1Gi", "cpu": "1"}}}]}}},
+                    "TunerServer": {"template": {"spec": {"containers": [{"name": "mxnet", "image": "i"}]}}},
+                    "Tuner": {"replicas": 1, "template": {"spec": {"containers": [{"name": "mxnet", "image": "i"}]}}},
+                    "Extra": {"template": {"spec": {"containers": []}}}
+                }
+            },
+            "status": {
+                "startTime": "2026-12-05T10:00:00Z", "completionTime": "2026-12-05T11:00:00Z",
+                "lastReconcileTime": "2026-12-05T11:00:00Z",
+                "conditions": [{"type": "Created", "status": "True", "reason": "R", "message": "m",
+                    "lastUpdateTime": "2026-12-05T10:00:00Z", "lastTransitionTime": "2026-12-05T10:00:00Z"}],
+                "mxReplicaStatuses": {"Tuner": {"succeeded": 1, "failed": 2, "active": 3},
+                    "TunerTracker": {"active": 1}, "Other": {}}
+            }
+        });
+        let job: MXJob = serde_json::from_value(value).expect("an MXJob");
+        let text = serde_json::to_string(&job).expect("encodes");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        keys_sorted(&back, &text).expect("sorted keys");
+    }
+
+    #[test]
+    fn string_enums_order_by_spelling_and_stay_apart_from_unsupported_twins() {
+        let mut types = vec![
+            ReplicaType::TunerTracker,
+            ReplicaType::Worker,
+            ReplicaType::Unsupported("Ab".into()),
+            ReplicaType::Tuner,
+            ReplicaType::Unsupported("Tuner".into()),
+            ReplicaType::TunerServer,
+        ];
+        types.sort();
+        let spelled: Vec<_> = types.iter().map(ReplicaType::as_str).collect();
+        assert_eq!(
+            spelled,
+            [
+                "Ab",
+                "Tuner",
+                "Tuner",
+                "TunerServer",
+                "TunerTracker",
+                "Worker"
+            ]
+        );
+        assert_eq!(types[1], ReplicaType::Tuner, "the supported one first");
+        assert_ne!(types[1], types[2]);
+    }
 }
