@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn string_enums_order_by_spelling_and_stay_apart_from_unsupported_twins() {
-        let mut types = vec![
+        let mut types = [
             ReplicaType::TunerTracker,
             ReplicaType::Worker,
             ReplicaType::Unsupported("Ab".into()),
