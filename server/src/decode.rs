@@ -137,8 +137,7 @@ pub struct Body<'a> {
 /// Where the parts of an MXJob's JSON lie that a client sending back an
 /// object it read sends byte for byte: `metadata.managedFields`,
 /// `spec.mxReplicaSpecs` and `status` (each `None` when missing or not
-/// found). Found in one pass over the top-level members and part of
-/// `metadata` and `spec` ([`crate::json::top_members`]).
+/// found).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parts {
     pub managed_fields: Option<Range<usize>>,
@@ -146,23 +145,54 @@ pub struct Parts {
     pub status: Option<Range<usize>>,
 }
 
+/// The [`Parts`] as marks of the body's one pass.
+static PARTS: &[crate::json::Mark] = &[
+    crate::json::Mark {
+        key: "metadata",
+        slot: None,
+        inner: &[crate::json::Mark {
+            key: "managedFields",
+            slot: Some(0),
+            inner: &[],
+        }],
+    },
+    crate::json::Mark {
+        key: "spec",
+        slot: None,
+        inner: &[crate::json::Mark {
+            key: "mxReplicaSpecs",
+            slot: Some(1),
+            inner: &[],
+        }],
+    },
+    crate::json::Mark {
+        key: "status",
+        slot: Some(2),
+        inner: &[],
+    },
+];
+
 impl Parts {
+    /// The parts of `bytes` and what the pass found, as
+    /// [`crate::json::scan_plain_marked`] finds them.
+    fn scan(bytes: &[u8]) -> Option<(crate::json::Scanned, Parts)> {
+        let (scanned, [managed_fields, replica_specs, status]) =
+            crate::json::scan_plain_marked(bytes, &MXJOB_SHAPE, PARTS)?;
+        Some((
+            scanned,
+            Parts {
+                managed_fields,
+                replica_specs,
+                status,
+            },
+        ))
+    }
+
+    /// The parts of `bytes` (none of a document the pass does not take).
     pub fn of(bytes: &[u8]) -> Parts {
-        let Some([metadata, spec, status]) =
-            crate::json::top_members(bytes, ["metadata", "spec", "status"])
-        else {
-            return Parts::default();
-        };
-        let within = |outer: Option<Range<usize>>, key: &str| {
-            let outer = outer?;
-            let inner = crate::json::member_span(&bytes[outer.clone()], &[key])?;
-            Some(outer.start + inner.start..outer.start + inner.end)
-        };
-        Parts {
-            managed_fields: within(metadata, "managedFields"),
-            replica_specs: within(spec, "mxReplicaSpecs"),
-            status,
-        }
+        Parts::scan(bytes)
+            .map(|(_, parts)| parts)
+            .unwrap_or_default()
     }
 }
 
@@ -241,7 +271,10 @@ fn parts_as_stored(
     over: Over<'_>,
 ) -> Option<Replacement> {
     require_json(body.media_type).ok()?;
-    let sent = Parts::of(body.bytes);
+    let (scanned, sent) = Parts::scan(body.bytes)?;
+    if scanned.repeated_keys || scanned.not_objects {
+        return None;
+    }
     let same = |sent: &Option<Range<usize>>, stored: Option<&[u8]>| {
         let sent = sent.as_ref()?;
         (body.bytes.get(sent.clone())? == stored?).then(|| sent.clone())
@@ -274,7 +307,9 @@ fn parts_as_stored(
         from = span.end;
     }
     rest.extend_from_slice(&body.bytes[from..]);
-    let mut decoded = fast_object(&rest, validation)?;
+    // What the pass found holds for `rest`: a part replaced by an empty
+    // value repeats no key and leaves every object an object.
+    let mut decoded = typed(&rest, validation)?;
     if replica_specs.is_some() {
         decoded.object.spec.mx_replica_specs = over.job.spec.mx_replica_specs.clone();
     }
@@ -383,6 +418,12 @@ fn fast_object(bytes: &[u8], validation: &FieldValidation) -> Option<Decoded<MXJ
     if scanned.repeated_keys || scanned.not_objects {
         return None;
     }
+    typed(bytes, validation)
+}
+
+/// The typed decode of [`fast_object`], for bytes whose pass found no
+/// repeated key and no misshapen status.
+fn typed(bytes: &[u8], validation: &FieldValidation) -> Option<Decoded<MXJob>> {
     let mut unknown = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let job: MXJob =

@@ -26,12 +26,15 @@
 //! watchers of a change cost one answer and one line, not a thousand
 //! encodings.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::Timelike;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
-use mxjob_api::model::{MXJob, WatchEventType, API_VERSION, KIND};
+use mxjob_api::model::{
+    JobStatus, MXJob, ReplicaSpec, ReplicaType, WatchEventType, API_VERSION, KIND,
+};
 
 use super::Error;
 use crate::decode;
@@ -53,9 +56,6 @@ pub struct Object {
     /// Where things are in `stored`; `None` when it is not as this
     /// registry writes it.
     layout: OnceLock<Option<Layout>>,
-    /// Where the parts a replace may send back as stored are in `stored`,
-    /// when this process encoded it (see [`Object::replaced`]).
-    parts: Option<OnceLock<decode::Parts>>,
 }
 
 impl Object {
@@ -69,7 +69,6 @@ impl Object {
             lines: Default::default(),
             deleted: OnceLock::new(),
             layout: OnceLock::new(),
-            parts: None,
         }
     }
 
@@ -102,19 +101,17 @@ impl Object {
             Ok(job.clone()),
             "a written job differs from its stored bytes decoded"
         );
-        let encoded_here = layout.is_some();
-        let mut object = Object::new(job, stored).laid_out(layout);
-        if encoded_here {
-            object.parts = Some(OnceLock::new());
-        }
-        Ok(object)
+        Ok(Object::new(job, stored).laid_out(layout))
     }
 
     /// This object, with the layout of its stored bytes when it is known
     /// (see [`encode`]).
     pub(crate) fn laid_out(self, layout: Option<Layout>) -> Self {
         if let Some(layout) = layout {
-            debug_assert_eq!(Layout::of(&self.stored).as_ref(), Some(&layout));
+            debug_assert_eq!(
+                Layout::of(&self.stored).map(|found| found.of_metadata()),
+                Some(layout.of_metadata())
+            );
             let _ = self.layout.set(Some(layout));
         }
         self
@@ -145,21 +142,18 @@ impl Object {
 
     /// What a replace of this object is decoded over
     /// ([`decode::replacement`]). The stored bytes of `spec.mxReplicaSpecs`
-    /// and `status` are given only when this process encoded them from the
-    /// job, so that they hold nothing the job lost in decoding (a field
-    /// an older version stored, a repeated key): a body sending them back
-    /// then decodes into the job's values. Found once per object.
+    /// and `status` are given only when [`encode`] wrote them from the job
+    /// (their places are in its layout), so that they hold nothing the job
+    /// lost in decoding (a field an older version stored, a repeated key):
+    /// a body sending them back then decodes into the job's values.
     pub fn replaced(&self) -> decode::Over<'_> {
-        let parts = self
-            .parts
-            .as_ref()
-            .map(|parts| parts.get_or_init(|| decode::Parts::of(&self.stored)));
+        let layout = self.layout();
         let stored = |span: Option<&std::ops::Range<usize>>| self.stored.get(span?.clone());
         decode::Over {
             job: &self.job,
             managed_fields: self.stored_managed_fields(),
-            replica_specs: parts.and_then(|p| stored(p.replica_specs.as_ref())),
-            status: parts.and_then(|p| stored(p.status.as_ref())),
+            replica_specs: layout.and_then(|l| stored(l.replica_specs.as_ref())),
+            status: layout.and_then(|l| stored(l.status.as_ref())),
         }
     }
 
@@ -288,6 +282,11 @@ pub(crate) struct Layout {
     comma_before: bool,
     /// The value of `metadata.managedFields`.
     managed_fields: Option<std::ops::Range<usize>>,
+    /// The values of `spec.mxReplicaSpecs` and `status`: known when
+    /// [`encode`] wrote the bytes, `None` from [`Layout::of`] (see
+    /// [`Object::replaced`]).
+    replica_specs: Option<std::ops::Range<usize>>,
+    status: Option<std::ops::Range<usize>>,
 }
 
 impl Layout {
@@ -309,6 +308,8 @@ impl Layout {
             version_at: i,
             comma_before,
             managed_fields,
+            replica_specs: None,
+            status: None,
         };
         while let Some(&byte) = stored.get(i) {
             match byte {
@@ -351,6 +352,15 @@ impl Layout {
         None
     }
 
+    /// What [`Layout::of`] finds too: the places in `metadata`.
+    fn of_metadata(&self) -> (usize, bool, Option<std::ops::Range<usize>>) {
+        (
+            self.version_at,
+            self.comma_before,
+            self.managed_fields.clone(),
+        )
+    }
+
     /// The answer: `stored` with `"resourceVersion":"VERSION"` where this
     /// layout puts it, and a newline.
     fn splice(&self, stored: &[u8], version: &str) -> Option<Vec<u8>> {
@@ -382,9 +392,10 @@ pub(crate) struct Encoded {
 /// of by a pass over the bytes. `metadata` is written in parts — the
 /// members before `managedFields`, the managed fields, the members up to
 /// where `resourceVersion` goes, the rest — in the order `ObjectMeta`'s
-/// serializer writes them, so the bytes are the same (debug builds check it
-/// on every encode). A job whose bytes would not begin as this registry
-/// writes them is encoded whole, without a layout.
+/// serializer writes them — and the replica specs and the status apart, where
+/// `MXJob`'s serializer writes them; so the bytes are the same (debug builds
+/// check it on every encode). A job whose bytes would not begin as this
+/// registry writes them is encoded whole, without a layout.
 pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
     let ObjectMeta {
         annotations,
@@ -425,13 +436,19 @@ pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
         uid,
         ..Default::default()
     };
-    let parts = MetadataParts {
+    let replica_specs = std::mem::take(&mut job.spec.mx_replica_specs);
+    let status = std::mem::take(&mut job.status);
+    let parts = InParts {
         before: &before,
         managed_fields: managed_fields.as_deref(),
         after: &after,
         last: &last,
+        replica_specs: &replica_specs,
+        status: &status,
     };
     let laid_out = serde_json::to_vec(&*job).and_then(|rest| parts.write(&rest));
+    job.spec.mx_replica_specs = replica_specs;
+    job.status = status;
     job.metadata = ObjectMeta {
         managed_fields,
         resource_version,
@@ -455,32 +472,56 @@ pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
         Some(&encoded.bytes),
         "the stored form written in parts differs from the job encoded whole"
     );
-    debug_assert_eq!(
-        encoded
-            .layout
-            .is_some()
-            .then(|| Layout::of(&encoded.bytes))
-            .flatten(),
-        encoded.layout
-    );
+    if let Some(layout) = &encoded.layout {
+        debug_assert_eq!(
+            Layout::of(&encoded.bytes).map(|found| found.of_metadata()),
+            Some(layout.of_metadata())
+        );
+        let parts = decode::Parts::of(&encoded.bytes);
+        debug_assert_eq!(
+            (&parts.replica_specs, &parts.status),
+            (&layout.replica_specs, &layout.status)
+        );
+    }
     Ok(encoded)
 }
 
-/// A job's `metadata` in the parts [`encode`] writes.
-struct MetadataParts<'a> {
+/// A job in the parts [`encode`] writes: its `metadata` in four, its
+/// replica specs and its status.
+struct InParts<'a> {
     before: &'a ObjectMeta,
     managed_fields: Option<&'a [ManagedFieldsEntry]>,
     after: &'a ObjectMeta,
     last: &'a ObjectMeta,
+    replica_specs: &'a BTreeMap<ReplicaType, ReplicaSpec>,
+    status: &'a JobStatus,
 }
 
-impl MetadataParts<'_> {
+impl InParts<'_> {
     /// The stored form, from `rest`: the job encoded with an empty
-    /// `metadata`. `None` when `rest` does not begin as this registry
-    /// writes it.
+    /// `metadata`, no replica specs and an empty status. `None` when `rest`
+    /// does not begin and end as this registry writes it.
+    ///
+    /// `rest` ends `"mxReplicaSpecs":{}` and the rest of `spec` (numbers),
+    /// then `,"status":{}}`: `MXJob` writes `status` last, always, and the
+    /// members of `spec` before `mxReplicaSpecs` are numbers and strings,
+    /// in which that text cannot occur (their quotes are escaped).
     fn write(&self, rest: &[u8]) -> serde_json::Result<Option<Encoded>> {
+        const REPLICA_SPECS: &[u8] = b"\"mxReplicaSpecs\":";
+        const STATUS: &[u8] = b",\"status\":{}}";
         let prefix = stored_prefix();
         let Some(tail) = rest.strip_prefix(prefix).and_then(|r| r.strip_prefix(b"}")) else {
+            return Ok(None);
+        };
+        let Some(spec) = tail.strip_suffix(STATUS) else {
+            return Ok(None);
+        };
+        let Some(specs_at) =
+            memchr::memmem::find(spec, REPLICA_SPECS).map(|at| at + REPLICA_SPECS.len())
+        else {
+            return Ok(None);
+        };
+        let Some(after_specs) = spec[specs_at..].strip_prefix(b"{}") else {
             return Ok(None);
         };
         let mut out = Vec::with_capacity(rest.len() + 4096);
@@ -507,13 +548,24 @@ impl MetadataParts<'_> {
             None => (at, comma),
         };
         out.push(b'}');
-        out.extend_from_slice(tail);
+        out.extend_from_slice(&spec[..specs_at]);
+        let from = out.len();
+        serde_json::to_writer(&mut out, self.replica_specs)?;
+        let replica_specs = from..out.len();
+        out.extend_from_slice(after_specs);
+        out.extend_from_slice(&STATUS[..STATUS.len() - 3]);
+        let from = out.len();
+        serde_json::to_writer(&mut out, self.status)?;
+        let status = from..out.len();
+        out.push(b'}');
         Ok(Some(Encoded {
             bytes: out,
             layout: Some(Layout {
                 version_at,
                 comma_before,
                 managed_fields,
+                replica_specs: Some(replica_specs),
+                status: Some(status),
             }),
         }))
     }
@@ -692,7 +744,18 @@ mod tests {
                         assert_eq!(job, expected, "the job is left as it was");
                         assert_eq!(encoded.bytes, whole);
                         let layout = encoded.layout.expect("a layout");
-                        assert_eq!(Some(&layout), Layout::of(&whole).as_ref());
+                        assert_eq!(
+                            Some(layout.of_metadata()),
+                            Layout::of(&whole).map(|found| found.of_metadata())
+                        );
+                        let part = |span: &Option<std::ops::Range<usize>>| {
+                            span.clone().map(|span| whole[span].to_vec())
+                        };
+                        assert_eq!(
+                            part(&layout.replica_specs),
+                            serde_json::to_vec(&job.spec.mx_replica_specs).ok()
+                        );
+                        assert_eq!(part(&layout.status), serde_json::to_vec(&job.status).ok());
                         job.metadata.resource_version = Some("5".to_string());
                         assert_eq!(
                             layout.splice(&whole, "5"),
@@ -710,6 +773,26 @@ mod tests {
         let encoded = encode(&mut other).expect("encodes");
         assert_eq!(encoded.bytes, serde_json::to_vec(&other).expect("encodes"));
         assert_eq!(encoded.layout, None, "not as this registry writes");
+    }
+
+    #[test]
+    fn the_replica_specs_are_found_past_spec_members_that_spell_them() {
+        let mut job = seed();
+        job.metadata.resource_version = None;
+        for mode in ["\"mxReplicaSpecs\":{}", "\\\"mxReplicaSpecs\":{}"] {
+            job.spec.job_mode = mxjob_api::model::JobMode::Unsupported(mode.to_string());
+            job.spec.clean_pod_policy = Some(mxjob_api::model::CleanPodPolicy::Unsupported(
+                mode.to_string(),
+            ));
+            let whole = serde_json::to_vec(&job).expect("encodes");
+            let encoded = encode(&mut job).expect("encodes");
+            assert_eq!(encoded.bytes, whole);
+            let span = encoded.layout.and_then(|l| l.replica_specs).expect("found");
+            assert_eq!(
+                whole[span].to_vec(),
+                serde_json::to_vec(&job.spec.mx_replica_specs).expect("encodes")
+            );
+        }
     }
 
     #[test]
