@@ -174,10 +174,14 @@ static PARTS: &[crate::json::Mark] = &[
 
 impl Parts {
     /// The parts of `bytes` and what the pass found, as
-    /// [`crate::json::scan_plain_marked`] finds them.
-    fn scan(bytes: &[u8]) -> Option<(crate::json::Scanned, Parts)> {
+    /// [`crate::json::scan_plain_marked`] finds them: the parts are passed
+    /// over, as the `expected` bytes when they begin with them.
+    fn scan<'a>(
+        bytes: &'a [u8],
+        expected: [Option<&'a [u8]>; 3],
+    ) -> Option<(crate::json::Scanned, Parts)> {
         let (scanned, [managed_fields, replica_specs, status]) =
-            crate::json::scan_plain_marked(bytes, &MXJOB_SHAPE, PARTS)?;
+            crate::json::scan_plain_marked(bytes, &MXJOB_SHAPE, PARTS, expected)?;
         Some((
             scanned,
             Parts {
@@ -190,7 +194,7 @@ impl Parts {
 
     /// The parts of `bytes` (none of a document the pass does not take).
     pub fn of(bytes: &[u8]) -> Parts {
-        Parts::scan(bytes)
+        Parts::scan(bytes, [None; 3])
             .map(|(_, parts)| parts)
             .unwrap_or_default()
     }
@@ -271,7 +275,8 @@ fn parts_as_stored(
     over: Over<'_>,
 ) -> Option<Replacement> {
     require_json(body.media_type).ok()?;
-    let (scanned, sent) = Parts::scan(body.bytes)?;
+    let expected = [over.managed_fields, over.replica_specs, over.status];
+    let (scanned, sent) = Parts::scan(body.bytes, expected)?;
     if scanned.repeated_keys || scanned.not_objects {
         return None;
     }
@@ -298,6 +303,22 @@ fn parts_as_stored(
     if holes.is_empty() {
         return None;
     }
+    // The pass skipped the parts: those not taken are scanned now.
+    let parts = [
+        (&sent.managed_fields, &crate::json::Shape::Any),
+        (&sent.replica_specs, &crate::json::Shape::Any),
+        (&sent.status, &STATUS_SHAPE),
+    ];
+    for (span, shape) in parts {
+        let Some(span) = span else { continue };
+        if holes.iter().any(|(hole, _)| hole == span) {
+            continue;
+        }
+        let part = crate::json::scan_plain(&body.bytes[span.clone()], shape)?;
+        if part.repeated_keys || part.not_objects {
+            return None;
+        }
+    }
     holes.sort_by_key(|(span, _)| span.start);
     let mut rest = Vec::with_capacity(body.bytes.len());
     let mut from = 0;
@@ -307,7 +328,7 @@ fn parts_as_stored(
         from = span.end;
     }
     rest.extend_from_slice(&body.bytes[from..]);
-    // What the pass found holds for `rest`: a part replaced by an empty
+    // What the passes found holds for `rest`: a part replaced by an empty
     // value repeats no key and leaves every object an object.
     let mut decoded = typed(&rest, validation)?;
     if replica_specs.is_some() {
@@ -915,6 +936,10 @@ mod tests {
             body.replacen("\"managedFields\":[", "\"managedFields\":[ ", 1),
             body.replacen("\"managedFields\":[", "\"managedFields\":7,\"x\":[", 1),
             body.replacen("{", "{\"zzz\":1,", 1),
+            body.replace(
+                "\"manager\":\"bench\"",
+                "\"manager\":\"bench\",\"manager\":\"x\"",
+            ),
         ] {
             let (_, which) = same_over(other.as_bytes(), &stored);
             assert!(!which[0], "{other}");
@@ -971,6 +996,8 @@ mod tests {
             body.replace("\"kind\":\"MXJob\"", "\"kind\":\"Job\""),
             format!("{body} x"),
             body.replacen("\"status\":{", "\"status\":[{", 1),
+            body.replacen("{\"active\":1}", "7", 1),
+            body.replacen("\"replicas\":1", "\"replicas\":1,\"replicas\":2", 1),
         ] {
             let (taken, _) = same_over(other.as_bytes(), &stored);
             assert!(taken.is_none(), "{other}");

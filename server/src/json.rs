@@ -209,12 +209,12 @@ pub fn scan(bytes: &[u8], shape: &'static Shape) -> Result<Scanned, serde_json::
 /// some malformed documents (a number such as `1.2.3`, a control
 /// character in a string); the caller's decode refuses those anyway.
 pub fn scan_plain(bytes: &[u8], shape: &'static Shape) -> Option<Scanned> {
-    scan_plain_marked::<0>(bytes, shape, &[]).map(|(scanned, _)| scanned)
+    scan_plain_marked::<0>(bytes, shape, &[], []).map(|(scanned, _)| scanned)
 }
 
-/// A member whose value's span [`scan_plain_marked`] notes: the member
-/// `key` of the object it applies to, noted in `slot` when there is one,
-/// and the marks that apply inside its value.
+/// A member [`scan_plain_marked`] looks for: the member `key` of the object
+/// it applies to, whose value is noted in `slot` when there is one, and
+/// the marks that apply inside its value.
 #[derive(Clone, Copy, Debug)]
 pub struct Mark {
     pub key: &'static str,
@@ -222,12 +222,17 @@ pub struct Mark {
     pub inner: &'static [Mark],
 }
 
-/// [`scan_plain`], noting where the values of the members `marks` name lie
-/// (the first member of each name; keys compared decoded), by slot.
-pub fn scan_plain_marked<const N: usize>(
-    bytes: &[u8],
+/// [`scan_plain`], noting where the values of the members `marks` give a
+/// slot lie (the first member of each name; keys compared decoded) — and
+/// skipping them: such a value is not scanned (whether it must be an
+/// object is still checked), but passed over as the `expected` bytes of
+/// its slot when it begins with them, else to its end as [`member_span`]
+/// finds it. The caller scans whatever of them it needs.
+pub fn scan_plain_marked<'a, const N: usize>(
+    bytes: &'a [u8],
     shape: &'static Shape,
     marks: &'static [Mark],
+    expected: [Option<&'a [u8]>; N],
 ) -> Option<(Scanned, [Option<std::ops::Range<usize>>; N])> {
     let mut plain = Plain {
         bytes,
@@ -236,6 +241,7 @@ pub fn scan_plain_marked<const N: usize>(
         keys: Vec::new(),
         scanned: Scanned::default(),
         spans: [const { None }; N],
+        expected,
     };
     plain.value(Some(shape), marks, false)?;
     plain.space();
@@ -251,6 +257,7 @@ struct Plain<'a, const N: usize> {
     keys: Vec<Cow<'a, [u8]>>,
     scanned: Scanned,
     spans: [Option<std::ops::Range<usize>>; N],
+    expected: [Option<&'a [u8]>; N],
 }
 
 /// serde_json's default recursion limit.
@@ -333,6 +340,26 @@ impl<'a, const N: usize> Plain<'a, N> {
         }
     }
 
+    /// Passes over the value of a marked member, noting it in `slot`.
+    fn skip(&mut self, slot: usize, must_be_object: bool) -> Option<()> {
+        self.space();
+        let start = self.at;
+        if must_be_object && self.bytes.get(start) != Some(&b'{') {
+            self.scanned.not_objects = true;
+        }
+        let expected = self.expected.get(slot).copied().flatten();
+        self.at = match expected {
+            Some(expected) if self.bytes.get(start..)?.starts_with(expected) => {
+                start + expected.len()
+            }
+            _ => value_end(self.bytes, start)?,
+        };
+        if let Some(span @ None) = self.spans.get_mut(slot) {
+            *span = Some(start..self.at);
+        }
+        Some(())
+    }
+
     fn nested(&mut self) -> Option<()> {
         self.depth += 1;
         (self.depth <= MAX_DEPTH).then_some(())
@@ -381,12 +408,10 @@ impl<'a, const N: usize> Plain<'a, N> {
                 };
                 let mark = marks.iter().find(|mark| mark.key.as_bytes() == &*key);
                 self.keys.push(key);
-                self.space();
-                let start = self.at;
-                self.value(inner, mark.map_or(&[], |mark| mark.inner), must_be_object)?;
-                if let Some(slot) = mark.and_then(|mark| mark.slot) {
-                    if let Some(span @ None) = self.spans.get_mut(slot) {
-                        *span = Some(start..self.at);
+                match mark.and_then(|mark| mark.slot) {
+                    Some(slot) => self.skip(slot, must_be_object)?,
+                    None => {
+                        self.value(inner, mark.map_or(&[], |mark| mark.inner), must_be_object)?
                     }
                 }
                 match self.next()? {
@@ -844,22 +869,55 @@ mod tests {
     ];
 
     proptest::proptest! {
-        /// The marked scan finds what the plain scan finds, and in a
-        /// document without escapes or repeated keys each marked member
-        /// where `member_span` finds it.
+        /// The marked scan finds no more than the plain scan (it passes over
+        /// marked values); in a document without escapes or repeated keys
+        /// it notes each marked member where `member_span` finds it, with or
+        /// without its bytes expected.
         #[test]
         fn marked_members_are_where_member_span_finds_them(text in document()) {
+            let bytes = text.as_bytes();
+            let full = scan_plain(bytes, &SHAPE).expect("plain");
+            let paths: [&[&str]; 3] =
+                [&["status"], &["status", "mxReplicaStatuses"], &["a", "a"]];
+            let found = paths.map(|path| member_span(bytes, path));
             let (scanned, spans) =
-                scan_plain_marked::<3>(text.as_bytes(), &SHAPE, MARKS).expect("plain");
-            proptest::prop_assert_eq!(Some(scanned), scan_plain(text.as_bytes(), &SHAPE));
-            if !text.contains('\\') && !scanned.repeated_keys {
-                let paths: [&[&str]; 3] =
-                    [&["status"], &["status", "mxReplicaStatuses"], &["a", "a"]];
-                for (path, span) in paths.iter().zip(spans) {
-                    proptest::prop_assert_eq!(span, member_span(text.as_bytes(), path));
-                }
+                scan_plain_marked::<3>(bytes, &SHAPE, MARKS, [None; 3]).expect("plain");
+            proptest::prop_assert!(full.repeated_keys || !scanned.repeated_keys);
+            proptest::prop_assert!(full.not_objects || !scanned.not_objects);
+            proptest::prop_assert_eq!(&spans[1], &None, "passed over");
+            if !text.contains('\\') && !full.repeated_keys {
+                proptest::prop_assert_eq!([&spans[0], &spans[2]], [&found[0], &found[2]]);
+                let expected = spans.clone().map(|span| span.map(|span| &bytes[span]));
+                let again = scan_plain_marked::<3>(bytes, &SHAPE, MARKS, expected);
+                proptest::prop_assert_eq!(again, Some((scanned, spans)));
             }
         }
+    }
+
+    #[test]
+    fn marked_members_are_passed_over_and_noted() {
+        let text =
+            br#"{"a": {"b": [1], "a": {"a": 1, "a": 2}}, "status": [{"mxReplicaStatuses": 1}]}"#;
+        let (scanned, spans) =
+            scan_plain_marked::<3>(text, &SHAPE, MARKS, [None; 3]).expect("plain");
+        let at = |s: &Option<std::ops::Range<usize>>| s.clone().map(|s| &text[s]);
+        assert_eq!(at(&spans[0]), Some(&br#"[{"mxReplicaStatuses": 1}]"#[..]));
+        assert_eq!(at(&spans[1]), None, "inside a passed-over value");
+        assert_eq!(at(&spans[2]), Some(&br#"{"a": 1, "a": 2}"#[..]));
+        assert!(!scanned.repeated_keys, "not scanned inside");
+        assert!(scanned.not_objects, "status must still be an object");
+        let full = scan_plain(text, &SHAPE).expect("plain");
+        assert!(full.repeated_keys);
+        // Expected bytes are passed over as such; others to the value's end.
+        let expected = [
+            Some(&br#"[{"mxReplicaStatuses": 1}]"#[..]),
+            None,
+            Some(&b"{}"[..]),
+        ];
+        let (_, again) = scan_plain_marked::<3>(text, &SHAPE, MARKS, expected).expect("plain");
+        assert_eq!(again, spans);
+        let prefix = [Some(&br#"[{"mxReplicaStatuses": 1}"#[..]), None, None];
+        assert_eq!(scan_plain_marked::<3>(text, &SHAPE, MARKS, prefix), None);
     }
 
     #[test]

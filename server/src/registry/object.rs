@@ -472,13 +472,14 @@ pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
         Some(&encoded.bytes),
         "the stored form written in parts differs from the job encoded whole"
     );
+    #[cfg(debug_assertions)]
     if let Some(layout) = &encoded.layout {
-        debug_assert_eq!(
+        assert_eq!(
             Layout::of(&encoded.bytes).map(|found| found.of_metadata()),
             Some(layout.of_metadata())
         );
         let parts = decode::Parts::of(&encoded.bytes);
-        debug_assert_eq!(
+        assert_eq!(
             (&parts.replica_specs, &parts.status),
             (&layout.replica_specs, &layout.status)
         );
