@@ -23,6 +23,7 @@
 //! decode again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time};
@@ -268,13 +269,36 @@ pub struct MXJobSpec {
     pub job_mode: JobMode,
     /// The replicas of the job by role. `MXTrain` needs Scheduler, Server and
     /// Worker; `MXTune` needs TunerTracker, TunerServer and Tuner.
+    // Shared: a write that keeps them (a replace sending them back as
+    // stored) shares the stored revision's instead of copying them.
     #[schemars(with = "ReplicaSpecs")]
-    pub mx_replica_specs: BTreeMap<ReplicaType, ReplicaSpec>,
+    pub mx_replica_specs: Arc<BTreeMap<ReplicaType, ReplicaSpec>>,
     /// Seconds after the job finished (succeeded or failed) when it is
     /// deleted; unset means never. Must not be negative. Replaceable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
+}
+
+impl MXJobSpec {
+    /// `==`, without comparing replica specs both share (`Arc::ptr_eq`).
+    pub fn same(&self, other: &MXJobSpec) -> bool {
+        let MXJobSpec {
+            active_deadline_seconds,
+            backoff_limit,
+            clean_pod_policy,
+            job_mode,
+            mx_replica_specs,
+            ttl_seconds_after_finished,
+        } = self;
+        *active_deadline_seconds == other.active_deadline_seconds
+            && *backoff_limit == other.backoff_limit
+            && *clean_pod_policy == other.clean_pod_policy
+            && *job_mode == other.job_mode
+            && *ttl_seconds_after_finished == other.ttl_seconds_after_finished
+            && (Arc::ptr_eq(mx_replica_specs, &other.mx_replica_specs)
+                || *mx_replica_specs == other.mx_replica_specs)
+    }
 }
 
 /// The schema of `spec.mxReplicaSpecs`: one optional entry per role.

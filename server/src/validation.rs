@@ -22,6 +22,7 @@
 //!   both sides are still objects.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -124,7 +125,8 @@ fn immutable_spec_equal(new: &MXJobSpec, old: &MXJobSpec) -> bool {
     } = new;
     *backoff_limit == old.backoff_limit
         && *job_mode == old.job_mode
-        && *mx_replica_specs == old.mx_replica_specs
+        && (Arc::ptr_eq(mx_replica_specs, &old.mx_replica_specs)
+            || *mx_replica_specs == old.mx_replica_specs)
 }
 
 fn immutable_spec_errors(new: &MXJob, old: &MXJob, errors: &mut Vec<FieldError>) {
@@ -330,7 +332,7 @@ fn validate_spec(job: &MXJob, errors: &mut Vec<FieldError>) {
             ));
         }
     }
-    for (replica_type, replica) in specs {
+    for (replica_type, replica) in specs.iter() {
         let path = format!("spec.mxReplicaSpecs.{replica_type}");
         if let ReplicaType::Unsupported(v) = replica_type {
             errors.push(FieldError::not_supported(

@@ -46,7 +46,7 @@ pub fn mx_config(
 ) -> serde_json::Value {
     let mut cluster = serde_json::Map::new();
     let mut labels = serde_json::Map::new();
-    for (rt, spec) in &job.spec.mx_replica_specs {
+    for (rt, spec) in job.spec.mx_replica_specs.iter() {
         let list: Vec<_> = (0..replicas(job, rt))
             .map(|i| {
                 let (url, port) = addresses.address(rt, i);

@@ -34,7 +34,9 @@ pub(super) fn scalar_changes(old: &MXJob, new: &MXJob) -> Option<Changes> {
         mx_replica_specs,
     } = &new.spec;
     let was = &old.spec;
-    if *job_mode != was.job_mode || *mx_replica_specs != was.mx_replica_specs {
+    let same_replicas = std::sync::Arc::ptr_eq(mx_replica_specs, &was.mx_replica_specs)
+        || *mx_replica_specs == was.mx_replica_specs;
+    if *job_mode != was.job_mode || !same_replicas {
         return None;
     }
     let mut changes = Changes::default();
@@ -185,7 +187,10 @@ mod tests {
             .insert("team".into(), "a".into());
         assert_eq!(scalar_changes(&old, &labelled), None);
         let mut replicas = old.clone();
-        if let Some(replica) = replicas.spec.mx_replica_specs.values_mut().next() {
+        if let Some(replica) = std::sync::Arc::make_mut(&mut replicas.spec.mx_replica_specs)
+            .values_mut()
+            .next()
+        {
             replica.replicas = Some(replica.replicas.unwrap_or(1) + 1);
         }
         assert_eq!(scalar_changes(&old, &replicas), None);

@@ -250,15 +250,18 @@ impl Registry {
     /// The stored form of `job` (without its resourceVersion, which is
     /// left as it was); [`Error::TooLarge`] over the object bound.
     fn encode_for_store(&self, job: &mut MXJob) -> Result<Encoded, Error> {
-        let encoded = self.encode(job)?;
+        let encoded = self.encode(job, None)?;
         self.check_size(&encoded.bytes)?;
         Ok(encoded)
     }
 
-    /// The stored form of `job`, whatever its size.
-    fn encode(&self, job: &mut MXJob) -> Result<Encoded, Error> {
+    /// The stored form of `job`, whatever its size; over the stored
+    /// object `over`, whose stored replica specs are copied when `job`
+    /// shares them ([`Object::kept_replica_specs`]).
+    fn encode(&self, job: &mut MXJob, over: Option<&Object>) -> Result<Encoded, Error> {
         let version = job.metadata.resource_version.take();
-        let encoded = object::encode(job);
+        let kept = over.and_then(|over| over.kept_replica_specs(job));
+        let encoded = object::encode(job, kept);
         job.metadata.resource_version = version;
         encoded.map_err(|e| Error::Internal(format!("encoding object: {e}")))
     }

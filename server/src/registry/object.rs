@@ -157,6 +157,16 @@ impl Object {
         }
     }
 
+    /// The stored bytes of this object's replica specs, when `job` shares
+    /// them (a write that kept them) and [`encode`] wrote them.
+    pub(crate) fn kept_replica_specs(&self, job: &MXJob) -> Option<&[u8]> {
+        if !Arc::ptr_eq(&job.spec.mx_replica_specs, &self.job.spec.mx_replica_specs) {
+            return None;
+        }
+        let span = self.layout()?.replica_specs.clone()?;
+        self.stored.get(span)
+    }
+
     fn layout(&self) -> Option<&Layout> {
         self.layout
             .get_or_init(|| Layout::of(&self.stored))
@@ -396,7 +406,7 @@ pub(crate) struct Encoded {
 /// `MXJob`'s serializer writes them; so the bytes are the same (debug builds
 /// check it on every encode). A job whose bytes would not begin as this
 /// registry writes them is encoded whole, without a layout.
-pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
+pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result<Encoded> {
     let ObjectMeta {
         annotations,
         creation_timestamp,
@@ -444,6 +454,7 @@ pub(crate) fn encode(job: &mut MXJob) -> serde_json::Result<Encoded> {
         after: &after,
         last: &last,
         replica_specs: &replica_specs,
+        kept,
         status: &status,
     };
     let laid_out = serde_json::to_vec(&*job).and_then(|rest| parts.write(&rest));
@@ -495,6 +506,8 @@ struct InParts<'a> {
     after: &'a ObjectMeta,
     last: &'a ObjectMeta,
     replica_specs: &'a BTreeMap<ReplicaType, ReplicaSpec>,
+    /// The replica specs' encoding, when known.
+    kept: Option<&'a [u8]>,
     status: &'a JobStatus,
 }
 
@@ -551,7 +564,10 @@ impl InParts<'_> {
         out.push(b'}');
         out.extend_from_slice(&spec[..specs_at]);
         let from = out.len();
-        serde_json::to_writer(&mut out, self.replica_specs)?;
+        match self.kept {
+            Some(kept) => out.extend_from_slice(kept),
+            None => serde_json::to_writer(&mut out, self.replica_specs)?,
+        }
         let replica_specs = from..out.len();
         out.extend_from_slice(after_specs);
         out.extend_from_slice(&STATUS[..STATUS.len() - 3]);
@@ -670,7 +686,9 @@ mod tests {
         let at =
             |nanos| Time(chrono::DateTime::from_timestamp(1_700_000_000, nanos).expect("time"));
         let template_created = |job: &mut MXJob, nanos| {
-            let worker = job.spec.mx_replica_specs.values_mut().next();
+            let worker = Arc::make_mut(&mut job.spec.mx_replica_specs)
+                .values_mut()
+                .next();
             let worker = worker.expect("a replica");
             let meta = worker
                 .template
@@ -741,7 +759,7 @@ mod tests {
                         };
                         let whole = serde_json::to_vec(&job).expect("encodes");
                         let expected = job.clone();
-                        let encoded = encode(&mut job).expect("encodes");
+                        let encoded = encode(&mut job, None).expect("encodes");
                         assert_eq!(job, expected, "the job is left as it was");
                         assert_eq!(encoded.bytes, whole);
                         let layout = encoded.layout.expect("a layout");
@@ -771,9 +789,48 @@ mod tests {
         let mut other = seed();
         other.api_version = "kubeflow.org/v2".to_string();
         other.metadata.resource_version = None;
-        let encoded = encode(&mut other).expect("encodes");
+        let encoded = encode(&mut other, None).expect("encodes");
         assert_eq!(encoded.bytes, serde_json::to_vec(&other).expect("encodes"));
         assert_eq!(encoded.layout, None, "not as this registry writes");
+    }
+
+    #[test]
+    fn replica_specs_a_write_shares_are_copied_from_the_stored_bytes() {
+        let mut job = seed();
+        job.metadata.resource_version = None;
+        let encoded = encode(&mut job, None).expect("encodes");
+        let stored = Object::written(
+            job.clone(),
+            encoded.bytes.clone().into(),
+            encoded.layout,
+            7,
+            "k",
+        )
+        .expect("written");
+        let mut next = stored.job().clone();
+        next.metadata.resource_version = None;
+        next.spec.ttl_seconds_after_finished = Some(99);
+        let kept = stored.kept_replica_specs(&next).expect("shared");
+        let encoded = encode(&mut next, Some(kept)).expect("encodes");
+        assert_eq!(encoded.bytes, serde_json::to_vec(&next).expect("encodes"));
+        assert!(next.spec.same(&stored.job().spec) == (next.spec == stored.job().spec));
+
+        let mut copied = next.clone();
+        copied.spec.mx_replica_specs = Arc::new((*next.spec.mx_replica_specs).clone());
+        assert_eq!(
+            stored.kept_replica_specs(&copied),
+            None,
+            "equal, not shared"
+        );
+        assert!(copied.spec.same(&next.spec));
+        Arc::make_mut(&mut copied.spec.mx_replica_specs).clear();
+        assert!(!copied.spec.same(&next.spec));
+        let decoded = Object::decode(encoded.bytes.into(), 8, "k").expect("decodes");
+        assert_eq!(
+            decoded.kept_replica_specs(decoded.job()),
+            None,
+            "no layout known"
+        );
     }
 
     #[test]
@@ -786,7 +843,7 @@ mod tests {
                 mode.to_string(),
             ));
             let whole = serde_json::to_vec(&job).expect("encodes");
-            let encoded = encode(&mut job).expect("encodes");
+            let encoded = encode(&mut job, None).expect("encodes");
             assert_eq!(encoded.bytes, whole);
             let span = encoded.layout.and_then(|l| l.replica_specs).expect("found");
             assert_eq!(

@@ -662,7 +662,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(invalid(&name, errors));
         }
-        if job.spec != old.spec {
+        if !job.spec.same(&old.spec) {
             job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
         }
         self.set_managed_fields(old, &mut job, sent_managed_fields, options, part, managed)?;
@@ -707,7 +707,7 @@ impl Registry {
         options: &WriteOptions,
         name: &str,
     ) -> Result<Arc<Object>, Error> {
-        let Encoded { bytes, layout } = self.encode(&mut job)?;
+        let Encoded { bytes, layout } = self.encode(&mut job, Some(old))?;
         if bytes[..] == old.stored()[..] {
             return Ok(Arc::clone(old));
         }

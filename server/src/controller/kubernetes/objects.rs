@@ -346,9 +346,7 @@ mod tests {
             serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the seed decodes");
         job.metadata.uid = Some("u-1".to_string());
         job.metadata.namespace = Some("team".to_string());
-        let worker = job
-            .spec
-            .mx_replica_specs
+        let worker = std::sync::Arc::make_mut(&mut job.spec.mx_replica_specs)
             .get_mut(&ReplicaType::Worker)
             .expect("the seed has workers");
         worker.replicas = Some(2);
