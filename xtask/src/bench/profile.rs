@@ -95,17 +95,22 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "body → MXJob (decode::replacement: managed fields as stored taken from the stored object, the rest as decode::object: the key scan, then straight into MXJob)",
+        "body → MXJob (decode::replacement: the parts sent back as stored taken from the stored object, the rest decoded straight into MXJob)",
         "mxjob_server::decode::replacement",
     ),
     (
         "JSON decode",
-        "finding managedFields in the body (json::member_span; the stored object's span is in its layout)",
-        "mxjob_server::json::member_span",
+        "the body's one pass: repeated keys, misshapen status, where the parts are (json::scan_plain_marked, which passes over them)",
+        "mxjob_server::json::scan_plain_marked",
     ),
     (
         "JSON decode",
-        "the body's one pass for repeated keys and misshapen status (json::scan_plain)",
+        "the rest of the body (the parts replaced by empty values) decoded through serde_ignored (decode::typed)",
+        "mxjob_server::decode::typed",
+    ),
+    (
+        "JSON decode",
+        "parts not taken from the stored object scanned (json::scan_plain; calls = parts)",
         "mxjob_server::json::scan_plain",
     ),
     (
@@ -175,7 +180,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "encode: the object's stored form, metadata in parts (object::encode)",
+        "encode: the object's stored form, in parts (object::encode; replica specs the job shares with the stored object copied from its bytes)",
         "mxjob_server::registry::Registry::encode",
     ),
     (
@@ -185,7 +190,7 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON encode",
-        "MXJob serialized (with an empty metadata, whose parts follow)",
+        "MXJob serialized (with an empty metadata, no replica specs and an empty status, whose parts follow)",
         "mxjob_api::model::_::<impl serde_core::ser::Serialize for mxjob_api::model::MXJob>::serialize",
     ),
     (
@@ -202,6 +207,11 @@ pub const PROBES: &[(&str, &str, &str)] = &[
         "clones",
         "MXJob cloned",
         "<mxjob_api::model::MXJob as core::clone::Clone>::clone",
+    ),
+    (
+        "clones",
+        "JobStatus cloned (the stored status, taken for the one sent)",
+        "<mxjob_api::model::JobStatus as core::clone::Clone>::clone",
     ),
     (
         "drops",
