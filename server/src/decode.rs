@@ -276,6 +276,9 @@ fn parts_as_stored(
 ) -> Option<Replacement> {
     require_json(body.media_type).ok()?;
     let expected = [over.managed_fields, over.replica_specs, over.status];
+    if expected.iter().all(Option::is_none) {
+        return None;
+    }
     let (scanned, sent) = Parts::scan(body.bytes, expected)?;
     if scanned.repeated_keys || scanned.not_objects {
         return None;
@@ -300,9 +303,6 @@ fn parts_as_stored(
     if let Some(span) = &status {
         holes.push((span.clone(), b"{}"));
     }
-    if holes.is_empty() {
-        return None;
-    }
     // The pass skipped the parts: those not taken are scanned now.
     let parts = [
         (&sent.managed_fields, &crate::json::Shape::Any),
@@ -318,6 +318,13 @@ fn parts_as_stored(
         if part.repeated_keys || part.not_objects {
             return None;
         }
+    }
+    if holes.is_empty() {
+        // Nothing taken: the body, scanned in all, is decoded as it came.
+        return Some(Replacement {
+            decoded: typed(body.bytes, validation)?,
+            sent_times: None,
+        });
     }
     holes.sort_by_key(|(span, _)| span.start);
     let mut rest = Vec::with_capacity(body.bytes.len());
