@@ -22,8 +22,8 @@
 //! two ways answer the same; the first does not build the `Value`.
 //!
 //! A replace's body is decoded over the stored object
-//! ([`replacement`]): managed fields sent back as stored are not decoded
-//! again.
+//! ([`replacement`]): the managed fields, replica specs and status it sends
+//! back as stored are not decoded again.
 //!
 //! What is decoded is still only a request: the registry applies the
 //! Kubernetes rules to it.

@@ -17,9 +17,9 @@
 //! into `metadata` where the serializer would have written it (before
 //! `selfLink` and `uid`): a copy, not a serialization, and byte for byte
 //! what encoding the object would give. Where that place is, and where the
-//! managed fields are, the encoder notes while it writes the bytes
-//! ([`encode`], [`Layout`]); for bytes read from storage one pass finds
-//! them, once per object. Bytes that do not start as this registry writes
+//! managed fields, the replica specs and the status are, the encoder notes
+//! while it writes the bytes ([`encode`], [`Layout`]); for bytes read from
+//! storage one pass finds the first two, once per object. Bytes that do not start as this registry writes
 //! them are encoded from the decoded object instead.
 //! The answer is made once and shared ([`Object::json`]), and so is each
 //! watch event line built from it ([`Object::event_line`]): a thousand
@@ -279,9 +279,10 @@ fn answer_bytes(stored: &[u8]) -> Vec<u8> {
 }
 
 /// Where the answer's `resourceVersion` goes in stored bytes that begin as
-/// this registry writes them, and where their managed fields are: found by
-/// one pass over `metadata`, made once per object and used by its answer
-/// and by the replace that loads it (`decode::Over`).
+/// this registry writes them, and where their managed fields, replica
+/// specs and status are: noted by [`encode`], or found by one pass over
+/// `metadata` (without the replica specs and status), made once per object
+/// and used by its answer and by the replace that loads it (`decode::Over`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     /// Where `"resourceVersion"` goes: before the first member of
