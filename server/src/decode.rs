@@ -36,6 +36,8 @@ use mxjob_api::model::{MXJob, API_VERSION, KIND};
 use mxjob_api::params::{require_json, FieldValidation};
 use serde_json::Value;
 
+use crate::apply::SharedEntries;
+
 /// Why a body could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -200,11 +202,13 @@ impl Parts {
     }
 }
 
-/// The stored object a replace is made over: the job, and the stored
-/// bytes of the [`Parts`] of its stored form.
+/// The stored object a replace is made over: the job (without its managed
+/// fields), its managed fields, and the stored bytes of the [`Parts`] of
+/// its stored form.
 #[derive(Clone, Copy, Debug)]
 pub struct Over<'a> {
     pub job: &'a MXJob,
+    pub entries: Option<&'a SharedEntries>,
     pub managed_fields: Option<&'a [u8]>,
     pub replica_specs: Option<&'a [u8]>,
     pub status: Option<&'a [u8]>,
@@ -357,17 +361,17 @@ fn parts_as_stored(
 /// would not.
 fn managed_fields_as_stored(sent: &[u8], over: Over<'_>) -> Option<Option<Vec<Option<Time>>>> {
     let stored_bytes = over.managed_fields?;
-    let stored_entries = over.job.metadata.managed_fields.as_deref()?;
+    let stored_entries = over.entries?;
     if sent == stored_bytes {
         let resets = stored_entries
             .iter()
-            .all(|entry| *entry == ManagedFieldsEntry::default());
+            .all(|s| s.fields.is_none() && s.entry == ManagedFieldsEntry::default());
         return (!resets).then_some(None);
     }
     let mut times = same_but_times(sent, stored_bytes)?.into_iter();
     let mut sent_times = Vec::with_capacity(stored_entries.len());
-    for entry in stored_entries {
-        sent_times.push(match entry.time {
+    for shared in stored_entries.iter() {
+        sent_times.push(match shared.entry.time {
             Some(_) => Some(time(times.next()?)?),
             None => None,
         });
@@ -805,8 +809,14 @@ mod tests {
         let bytes = serde_json::to_vec(stored).expect("encodes");
         let parts = Parts::of(&bytes);
         let part = |span: &Option<Range<usize>>| span.clone().map(|span| &bytes[span]);
+        let entries = stored
+            .metadata
+            .managed_fields
+            .clone()
+            .map(SharedEntries::from_entries);
         let over = Over {
             job: stored,
+            entries: entries.as_ref(),
             managed_fields: part(&parts.managed_fields),
             replica_specs: part(&parts.replica_specs),
             status: part(&parts.status),
@@ -871,8 +881,9 @@ mod tests {
                     .managed_fields
                     .as_deref()
                     .unwrap_or_default();
+                let entries = SharedEntries::from_entries(entries.to_vec());
                 decoded.object.metadata.managed_fields =
-                    Some(crate::apply::retimed(entries, times));
+                    Some(crate::apply::retimed(&entries, times));
             }
             decoded
         }

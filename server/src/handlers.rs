@@ -266,7 +266,7 @@ impl MxjobApi for MxjobServer {
         let object = context.registry.get(&namespace, &name).await?;
         let log = logs::open(
             &context.replica_logs,
-            object.job(),
+            object.job_without_managed_fields(),
             &query.replica_type,
             query.index,
         )
@@ -605,7 +605,7 @@ trait Audited {
 
 impl Audited for Written {
     fn audit_fields(&self) -> (Option<String>, Option<String>) {
-        let metadata = &self.object.job().metadata;
+        let metadata = &self.object.job_without_managed_fields().metadata;
         (metadata.name.clone(), metadata.resource_version.clone())
     }
 

@@ -414,10 +414,16 @@ fn same_but_time(a: &ManagedFieldsEntry, b: &ManagedFieldsEntry) -> bool {
 /// Puts entries in kube-apiserver's order: `Apply` before `Update`, then
 /// by time (whole seconds), manager, API version and subresource.
 pub(crate) fn sort_entries(entries: &mut [ManagedFieldsEntry]) {
+    sort_entries_by(entries, |e| e);
+}
+
+/// [`sort_entries`] of items that each hold an entry.
+pub(crate) fn sort_entries_by<T>(items: &mut [T], entry: impl Fn(&T) -> &ManagedFieldsEntry) {
     fn text(v: &Option<String>) -> &str {
         v.as_deref().unwrap_or_default()
     }
-    entries.sort_by(|p, q| {
+    items.sort_by(|p, q| {
+        let (p, q) = (entry(p), entry(q));
         let operation = |e: &ManagedFieldsEntry| text(&e.operation) != Operation::Apply.as_str();
         operation(p)
             .cmp(&operation(q))

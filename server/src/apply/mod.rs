@@ -64,6 +64,7 @@ mod path;
 mod remove;
 mod schema;
 mod set;
+mod shared;
 mod typed;
 mod untracked;
 mod value;
@@ -85,6 +86,7 @@ pub use operations::{
 };
 pub use path::{Path, PathElement};
 pub use set::FieldSet;
+pub use shared::{SharedEntries, SharedEntry};
 pub use typed::{InvalidConfig, ItemProblem};
 
 /// The fields an MXJob value holds, as its applier would own them (before

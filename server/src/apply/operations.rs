@@ -20,19 +20,20 @@ use super::compare::{compare, Comparison};
 use super::conflict::{Conflict, Conflicts};
 use super::fieldsv1;
 use super::managers::{
-    sort_entries, stamp, Managed, ManagedFieldsError, ManagerKey, Operation, Owner, Start,
-    Subresource, API_VERSION,
+    sort_entries, sort_entries_by, stamp, Managed, ManagedFieldsError, ManagerKey, Operation,
+    Owner, Start, Subresource, API_VERSION,
 };
 use super::merge::merge;
 use super::path::Path;
 use super::remove::remove;
 use super::schema::MXJOB;
 use super::set::FieldSet;
+use super::shared::{SharedEntries, SharedEntry};
 use super::typed::{drop_nulls, fields_of, validate_config, with_named_fields, InvalidConfig};
 use super::untracked::{reset, stripped};
 use super::value;
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -298,33 +299,53 @@ pub fn update_unmoved(
 /// [`update_unmoved`] for a replace that sent back the `stored` entries
 /// with other times, `times` (one per entry, in the stored order): what
 /// [`update_unmoved`] gives starting from those entries
-/// (`Start::Stored`), with one copy of the entries instead of two. Which
-/// entry is whose and what each holds does not depend on the times, so
-/// the stored entries answer the question; only the result carries the
-/// times sent.
+/// (`Start::Stored`), the field sets shared with the stored entries, not
+/// copied. Which entry is whose and what each holds does not depend on the
+/// times, so the stored entries answer the question; only the result
+/// carries the times sent.
 pub fn update_unmoved_retimed(
     changes: &Changes,
-    stored: &[ManagedFieldsEntry],
+    stored: &SharedEntries,
     times: &[Option<Time>],
     writer: &Writer<'_>,
-) -> Option<Vec<ManagedFieldsEntry>> {
+) -> Option<SharedEntries> {
     if stored.len() != times.len() {
         return None;
     }
     let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
-    let unmoved = Unmoved::of(stored, changes, &key)?;
-    Some(unmoved.entries(retimed(stored, times), &stamp(writer.now)))
+    let view: Vec<_> = stored
+        .iter()
+        .map(|s| (&s.entry, s.fields.as_deref().map(|f| &f.0)))
+        .collect();
+    let unmoved = Unmoved::of(&view, changes, &key)?;
+    let mut entries: Vec<SharedEntry> = stored
+        .iter()
+        .zip(times)
+        .map(|(shared, time)| SharedEntry {
+            entry: ManagedFieldsEntry {
+                time: time.clone(),
+                ..shared.entry.clone()
+            },
+            fields: shared.fields.clone(),
+        })
+        .collect();
+    if unmoved.sets_anything {
+        entries[unmoved.writer].entry.time = Some(stamp(writer.now));
+    }
+    sort_entries_by(&mut entries, |s| &s.entry);
+    Some(SharedEntries::from_vec(entries))
 }
 
 /// The `stored` entries with the `times` sent for them (one per entry, in
-/// order).
-pub fn retimed(stored: &[ManagedFieldsEntry], times: &[Option<Time>]) -> Vec<ManagedFieldsEntry> {
+/// order), each with a copy of its field set.
+pub fn retimed(stored: &SharedEntries, times: &[Option<Time>]) -> Vec<ManagedFieldsEntry> {
     stored
-        .iter()
+        .to_entries()
+        .into_iter()
         .zip(times)
         .map(|(entry, time)| ManagedFieldsEntry {
             time: time.clone(),
-            ..entry.clone()
+            ..entry
         })
         .collect()
 }
@@ -342,7 +363,11 @@ fn unmoved(
     key: &ManagerKey,
     now: &Time,
 ) -> Option<Vec<ManagedFieldsEntry>> {
-    let unmoved = Unmoved::of(entries, diff, key)?;
+    let view: Vec<_> = entries
+        .iter()
+        .map(|e| (e, e.fields_v1.as_ref().map(|f| &f.0)))
+        .collect();
+    let unmoved = Unmoved::of(&view, diff, key)?;
     Some(unmoved.entries(entries.to_vec(), now))
 }
 
@@ -356,16 +381,24 @@ struct Unmoved {
 impl Unmoved {
     /// `None` when the update moves ownership or the entries are not as
     /// this module writes them.
-    fn of(entries: &[ManagedFieldsEntry], diff: &Changes, key: &ManagerKey) -> Option<Self> {
-        let docs: Vec<&Value> = entries.iter().map(stored_fields).collect::<Option<_>>()?;
+    /// `entries`: each entry and its field set.
+    fn of(
+        entries: &[(&ManagedFieldsEntry, Option<&Value>)],
+        diff: &Changes,
+        key: &ManagerKey,
+    ) -> Option<Self> {
+        let docs: Vec<&Value> = entries
+            .iter()
+            .map(|&(entry, fields)| stored_fields(entry, fields))
+            .collect::<Option<_>>()?;
         let updaters = entries
             .iter()
-            .filter(|e| e.operation.as_deref() == Some(Operation::Update.as_str()))
+            .filter(|(e, _)| e.operation.as_deref() == Some(Operation::Update.as_str()))
             .count();
         if updaters > MAX_UPDATERS {
             return None;
         }
-        let writer = entries.iter().position(|e| is_entry_of(e, key))?;
+        let writer = entries.iter().position(|(e, _)| is_entry_of(e, key))?;
         let mut sets_anything = false;
         for path in diff.added.iter().chain(&diff.modified) {
             let mine = !stripped().contains(&path.0);
@@ -404,7 +437,7 @@ impl Unmoved {
 /// An entry's `fieldsV1` if the entry is one this module could have
 /// written: a known operation, an API version, `FieldsV1` fields that are
 /// not empty, no empty names.
-fn stored_fields(entry: &ManagedFieldsEntry) -> Option<&Value> {
+fn stored_fields<'a>(entry: &ManagedFieldsEntry, fields: Option<&'a Value>) -> Option<&'a Value> {
     let operation = entry.operation.as_deref();
     let known = operation == Some(Operation::Apply.as_str())
         || operation == Some(Operation::Update.as_str());
@@ -414,12 +447,7 @@ fn stored_fields(entry: &ManagedFieldsEntry) -> Option<&Value> {
         && entry.fields_type.as_deref() == Some("FieldsV1")
         && named(&entry.manager)
         && named(&entry.subresource);
-    match &entry.fields_v1 {
-        Some(FieldsV1(doc)) if well_formed && doc.as_object().is_some_and(|d| !d.is_empty()) => {
-            Some(doc)
-        }
-        _ => None,
-    }
+    fields.filter(|doc| well_formed && doc.as_object().is_some_and(|d| !d.is_empty()))
 }
 
 /// Whether `entry` is the one of the owner `key`.

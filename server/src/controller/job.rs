@@ -163,7 +163,7 @@ async fn serve(
     idle: mpsc::UnboundedSender<Idle>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let current = job.job();
+    let current = job.job_without_managed_fields();
     let log = shared.log.new(o!(
         "namespace" => current.metadata.namespace.clone().unwrap_or_default(),
         "job" => current.metadata.name.clone().unwrap_or_default(),
@@ -208,7 +208,13 @@ async fn serve(
             told_idle = Some(taken_from_controller);
             let _ = idle.send(Idle {
                 key: (worker.namespace().to_string(), worker.name().to_string()),
-                uid: worker.job.job().metadata.uid.clone().unwrap_or_default(),
+                uid: worker
+                    .job
+                    .job_without_managed_fields()
+                    .metadata
+                    .uid
+                    .clone()
+                    .unwrap_or_default(),
                 taken: taken_from_controller,
             });
         }
@@ -394,12 +400,17 @@ fn version(job: &MXJob) -> u64 {
 
 impl Worker {
     fn name(&self) -> &str {
-        self.job.job().metadata.name.as_deref().unwrap_or_default()
+        self.job
+            .job_without_managed_fields()
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
     }
 
     fn namespace(&self) -> &str {
         self.job
-            .job()
+            .job_without_managed_fields()
             .metadata
             .namespace
             .as_deref()
@@ -416,7 +427,9 @@ impl Worker {
                 return false;
             }
             JobEvent::Observed(job) => {
-                if version(job.job()) > version(self.job.job()) {
+                if version(job.job_without_managed_fields())
+                    > version(self.job.job_without_managed_fields())
+                {
                     self.job = job;
                 }
             }
@@ -426,7 +439,12 @@ impl Worker {
                 code,
             } => self.exited(replica, attempt, code),
             JobEvent::Pods(pods) => {
-                let uid = self.job.job().metadata.uid.as_deref();
+                let uid = self
+                    .job
+                    .job_without_managed_fields()
+                    .metadata
+                    .uid
+                    .as_deref();
                 self.pods = Some(
                     pods.into_iter()
                         .filter(|p| owner_uid(&p.metadata) == uid)
@@ -436,7 +454,14 @@ impl Worker {
                 self.sync_pods();
             }
             JobEvent::Pod(pod) => {
-                if owner_uid(&pod.metadata) == self.job.job().metadata.uid.as_deref() {
+                if owner_uid(&pod.metadata)
+                    == self
+                        .job
+                        .job_without_managed_fields()
+                        .metadata
+                        .uid
+                        .as_deref()
+                {
                     if let Some(pods) = self.pods.as_mut() {
                         pods.insert(pod.name_any(), pod);
                     }
@@ -461,12 +486,12 @@ impl Worker {
     }
 
     fn policy(&self, replica_type: &ReplicaType) -> RestartPolicy {
-        policy_of(self.job.job(), replica_type)
+        policy_of(self.job.job_without_managed_fields(), replica_type)
     }
 
     /// Whether the job's outcome is decided.
     fn over(&self) -> bool {
-        self.verdict.is_some() || finished(&self.job.job().status).is_some()
+        self.verdict.is_some() || finished(&self.job.job_without_managed_fields().status).is_some()
     }
 
     /// A replica process exited.
@@ -487,7 +512,7 @@ impl Worker {
     /// A running replica ended: `meaning` decides what comes next.
     fn settle(&mut self, key: (ReplicaType, i32), meaning: Exit, code: i32) {
         let over = self.over();
-        let backoff_limit = self.job.job().spec.backoff_limit;
+        let backoff_limit = self.job.job_without_managed_fields().spec.backoff_limit;
         let name = self.name().to_string();
         let Some(run) = self.run.as_mut() else { return };
         let Some(replica) = run.replicas.get_mut(&key) else {
@@ -539,7 +564,7 @@ impl Worker {
     /// they count against `backoffLimit` like the controller's restarts.
     fn restarted(&mut self, key: &(ReplicaType, i32), count: i32) {
         let over = self.over();
-        let backoff_limit = self.job.job().spec.backoff_limit;
+        let backoff_limit = self.job.job_without_managed_fields().spec.backoff_limit;
         let name = self.name().to_string();
         let Some(run) = self.run.as_mut() else { return };
         run.restarts += count;
@@ -566,15 +591,22 @@ impl Worker {
         let (Some(pods), Some(run)) = (self.pods.as_ref(), self.run.as_mut()) else {
             return;
         };
-        let over = self.verdict.is_some() || finished(&self.job.job().status).is_some();
-        let job_name = self.job.job().metadata.name.clone().unwrap_or_default();
+        let over = self.verdict.is_some()
+            || finished(&self.job.job_without_managed_fields().status).is_some();
+        let job_name = self
+            .job
+            .job_without_managed_fields()
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_default();
         let mut exits = Vec::new();
         let mut restarts = Vec::new();
         for (key, replica) in run.replicas.iter_mut() {
             let name = replica_name(&job_name, &key.0, key.1);
-            let pod = pods
-                .get(&name)
-                .filter(|p| replica_of(p, self.job.job()).as_ref() == Some(key));
+            let pod = pods.get(&name).filter(|p| {
+                replica_of(p, self.job.job_without_managed_fields()).as_ref() == Some(key)
+            });
             if let (State::Waiting(_), Some(pod)) = (&replica.state, pod) {
                 let uid = pod.uid().unwrap_or_default();
                 if !over
@@ -600,7 +632,7 @@ impl Worker {
                         handle.restarts_seen = state.restarts;
                     }
                     if let Some(exit) = pod_exit(
-                        &policy_of(self.job.job(), &key.0),
+                        &policy_of(self.job.job_without_managed_fields(), &key.0),
                         state.phase,
                         state.exit_code,
                     ) {
@@ -634,8 +666,8 @@ impl Worker {
     async fn reconcile(&mut self) -> Option<Option<DateTime<Utc>>> {
         for _ in 0..MAX_PASSES {
             let (status, wake) = self.desired().await;
-            if status != self.job.job().status {
-                let mut job = self.job.job().clone();
+            if status != self.job.job_without_managed_fields().status {
+                let mut job = self.job.job_without_managed_fields().clone();
                 job.status = status;
                 job.status.last_reconcile_time = Some(Time(cond::now()));
                 match self.shared.registry.write_status(&job).await {
@@ -655,7 +687,12 @@ impl Worker {
             }
             if let Some(expiry) = self.ttl_expiry() {
                 if Utc::now() >= expiry {
-                    match self.shared.registry.delete_unchanged(self.job.job()).await {
+                    match self
+                        .shared
+                        .registry
+                        .delete_unchanged(self.job.job_without_managed_fields())
+                        .await
+                    {
                         Ok(()) => {
                             info!(
                                 self.log,
@@ -692,7 +729,10 @@ impl Worker {
     async fn reread(&mut self) -> Option<bool> {
         let (namespace, name) = (self.namespace().to_string(), self.name().to_string());
         match self.shared.registry.get(&namespace, &name).await {
-            Ok(fresh) if fresh.job().metadata.uid == self.job.job().metadata.uid => {
+            Ok(fresh)
+                if fresh.job_without_managed_fields().metadata.uid
+                    == self.job.job_without_managed_fields().metadata.uid =>
+            {
                 self.job = fresh;
                 Some(true)
             }
@@ -707,9 +747,13 @@ impl Worker {
 
     /// When a finished job is to be deleted.
     fn ttl_expiry(&self) -> Option<DateTime<Utc>> {
-        finished(&self.job.job().status)?;
-        let ttl = self.job.job().spec.ttl_seconds_after_finished?;
-        let at = finished_at(&self.job.job().status)?;
+        finished(&self.job.job_without_managed_fields().status)?;
+        let ttl = self
+            .job
+            .job_without_managed_fields()
+            .spec
+            .ttl_seconds_after_finished?;
+        let at = finished_at(&self.job.job_without_managed_fields().status)?;
         Some(at + chrono::Duration::seconds(i64::from(ttl)))
     }
 
@@ -719,7 +763,7 @@ impl Worker {
         let clock = Utc::now();
         let now = cond::now();
         let name = self.name().to_string();
-        let mut status = self.job.job().status.clone();
+        let mut status = self.job.job_without_managed_fields().status.clone();
         let mut wake: Option<DateTime<Utc>> = None;
         let mut earliest = |at: DateTime<Utc>| {
             wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -733,13 +777,18 @@ impl Worker {
                     earliest(clock + chrono::Duration::from_std(RETRY).unwrap_or_default());
                 }
                 if let Some(run) = &self.run {
-                    status.mx_replica_statuses = run.counts(self.job.job());
+                    status.mx_replica_statuses = run.counts(self.job.job_without_managed_fields());
                 }
             }
             if status.completion_time.is_none() {
                 status.completion_time = Some(Time(finished_at(&status).unwrap_or(now)));
             }
-            if let Some(ttl) = self.job.job().spec.ttl_seconds_after_finished {
+            if let Some(ttl) = self
+                .job
+                .job_without_managed_fields()
+                .spec
+                .ttl_seconds_after_finished
+            {
                 let at = status.completion_time.as_ref().map_or(now, |t| t.0);
                 earliest(at + chrono::Duration::seconds(i64::from(ttl)));
             }
@@ -757,7 +806,10 @@ impl Worker {
             );
         }
         if let (Some(seconds), Some(start)) = (
-            self.job.job().spec.active_deadline_seconds,
+            self.job
+                .job_without_managed_fields()
+                .spec
+                .active_deadline_seconds,
             status.start_time.as_ref(),
         ) {
             let deadline = start.0 + chrono::Duration::seconds(seconds);
@@ -782,7 +834,7 @@ impl Worker {
                 }
             }
             if let Some(run) = &self.run {
-                self.verdict = run.verdict(self.job.job(), &name);
+                self.verdict = run.verdict(self.job.job_without_managed_fields(), &name);
             }
         }
 
@@ -823,7 +875,10 @@ impl Worker {
                             cond::restarting_message(&name),
                             now,
                         );
-                    } else if run.active(&leader(&self.job.job().spec.job_mode)) > 0 {
+                    } else if run.active(&leader(
+                        &self.job.job_without_managed_fields().spec.job_mode,
+                    )) > 0
+                    {
                         cond::set(
                             &mut status,
                             JobConditionType::Running,
@@ -839,7 +894,7 @@ impl Worker {
             }
         }
         if let Some(run) = &self.run {
-            status.mx_replica_statuses = run.counts(self.job.job());
+            status.mx_replica_statuses = run.counts(self.job.job_without_managed_fields());
         }
         (status, wake)
     }
@@ -861,21 +916,29 @@ impl Worker {
     /// Kubernetes, those whose Pods exist are adopted at once).
     fn start_run(&mut self) -> Option<Run> {
         let ports = match &self.shared.executor {
-            Some(Executor::Local(_)) => match Ports::allocate(self.job.job()) {
-                Ok(ports) => ports,
-                Err(error) => {
-                    warn!(self.log, "finding free ports"; "error" => %error);
-                    return None;
+            Some(Executor::Local(_)) => {
+                match Ports::allocate(self.job.job_without_managed_fields()) {
+                    Ok(ports) => ports,
+                    Err(error) => {
+                        warn!(self.log, "finding free ports"; "error" => %error);
+                        return None;
+                    }
                 }
-            },
+            }
             // Nothing is started before the cluster's Pods are known.
             Some(Executor::Kubernetes(_)) if self.pods.is_none() => return None,
             _ => Ports::default(),
         };
         let now = Utc::now();
         let mut replicas_by_key = BTreeMap::new();
-        for replica_type in self.job.job().spec.mx_replica_specs.keys() {
-            for index in 0..replicas(self.job.job(), replica_type) {
+        for replica_type in self
+            .job
+            .job_without_managed_fields()
+            .spec
+            .mx_replica_specs
+            .keys()
+        {
+            for index in 0..replicas(self.job.job_without_managed_fields(), replica_type) {
                 replicas_by_key.insert(
                     (replica_type.clone(), index),
                     Replica {
@@ -941,7 +1004,14 @@ impl Worker {
                     code,
                 });
             };
-            match executor.launch(self.job.job(), &run.ports, &key.0, key.1, attempt, on_exit) {
+            match executor.launch(
+                self.job.job_without_managed_fields(),
+                &run.ports,
+                &key.0,
+                key.1,
+                attempt,
+                on_exit,
+            ) {
                 Ok(process) => {
                     info!(self.log, "replica started";
                         "replica" => %key.0, "index" => key.1, "attempt" => attempt, "pid" => process.pid);
@@ -987,7 +1057,7 @@ impl Worker {
         if due.is_empty() {
             return false;
         }
-        let job = self.job.job();
+        let job = self.job.job_without_managed_fields();
         let results = futures::future::join_all(
             due.iter()
                 .map(|(replica_type, index)| executor.create_replica(job, replica_type, *index)),
@@ -1068,7 +1138,7 @@ impl Worker {
     async fn clean_up(&mut self, kill_all: bool) -> bool {
         let policy = self
             .job
-            .job()
+            .job_without_managed_fields()
             .spec
             .clean_pod_policy
             .clone()
@@ -1083,7 +1153,7 @@ impl Worker {
                     run.stop_all(&executor).await;
                 }
                 if policy == CleanPodPolicy::All {
-                    executor.remove_logs(self.job.job());
+                    executor.remove_logs(self.job.job_without_managed_fields());
                 }
                 true
             }
@@ -1130,7 +1200,10 @@ impl Worker {
         let deleted = match executor.delete_pods(self.namespace(), &doomed, None).await {
             Ok(()) => {
                 executor
-                    .delete_services(self.job.job(), (!everything).then_some(&names))
+                    .delete_services(
+                        self.job.job_without_managed_fields(),
+                        (!everything).then_some(&names),
+                    )
                     .await
             }
             Err(error) => Err(error),
@@ -1164,7 +1237,7 @@ impl Worker {
     /// files (so no later server takes orphans for its own), or its Pods
     /// and Services.
     async fn remove(mut self, stop: &mut watch::Receiver<bool>) {
-        let metadata = &self.job.job().metadata;
+        let metadata = &self.job.job_without_managed_fields().metadata;
         let orphaned = metadata
             .finalizers
             .as_ref()
@@ -1179,11 +1252,13 @@ impl Worker {
                     run.stop_all_within(&executor, grace.map(Duration::from_secs))
                         .await;
                 }
-                executor.remove_job(self.job.job());
+                executor.remove_job(self.job.job_without_managed_fields());
             }
             Some(Executor::Kubernetes(executor)) => loop {
                 let grace = grace.map(|s| u32::try_from(s).unwrap_or(u32::MAX));
-                let result = executor.remove(self.job.job(), orphaned, grace).await;
+                let result = executor
+                    .remove(self.job.job_without_managed_fields(), orphaned, grace)
+                    .await;
                 match result {
                     Ok(()) => {
                         info!(self.log, "removed the job's pods and services"; "orphaned" => orphaned);

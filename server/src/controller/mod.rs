@@ -288,9 +288,16 @@ fn key_of(job: &MXJob) -> (String, String) {
 impl Jobs {
     /// Hands a job's newest state to its task, starting one if needed.
     fn observe(&mut self, job: Arc<Object>) {
-        let key = key_of(job.job());
-        let uid = job.job().metadata.uid.clone().unwrap_or_default();
-        self.shared.metrics.observed(job.job());
+        let key = key_of(job.job_without_managed_fields());
+        let uid = job
+            .job_without_managed_fields()
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_default();
+        self.shared
+            .metrics
+            .observed(job.job_without_managed_fields());
         if let Some(worker) = self.workers.get_mut(&key) {
             if worker.uid == uid && worker.running() {
                 worker.send(&self.shared, JobEvent::Observed(job));
@@ -330,7 +337,7 @@ impl Jobs {
     }
 
     fn deleted(&mut self, object: Arc<Object>) {
-        let job = object.job();
+        let job = object.job_without_managed_fields();
         let key = key_of(job);
         let uid = job.metadata.uid.as_deref().unwrap_or_default();
         if self.workers.get(&key).is_some_and(|w| w.uid == uid) {
@@ -352,8 +359,14 @@ impl Jobs {
                     for kv in jobs {
                         match Registry::decode_stored(&kv) {
                             Ok(job) => {
-                                live.insert(job.job().metadata.uid.clone().unwrap_or_default());
-                                listed.insert(key_of(job.job()));
+                                live.insert(
+                                    job.job_without_managed_fields()
+                                        .metadata
+                                        .uid
+                                        .clone()
+                                        .unwrap_or_default(),
+                                );
+                                listed.insert(key_of(job.job_without_managed_fields()));
                                 self.observe(job);
                             }
                             Err(e) => warn!(self.shared.log, "skipping an undecodable job";

@@ -113,7 +113,7 @@ impl Registry {
         let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
         let name = job.metadata.name.as_deref().unwrap_or_default();
         let stored = self.load(namespace, name).await?;
-        if stored.object.job().metadata.uid != job.metadata.uid {
+        if stored.object.job_without_managed_fields().metadata.uid != job.metadata.uid {
             return Err(Error::Conflict {
                 name: name.to_string(),
                 cause: Conflict::Precondition(

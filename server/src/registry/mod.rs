@@ -56,6 +56,7 @@ use mxjob_api::model::MXJob;
 use mxjob_api::params::ResourceVersionMatch;
 use serde_json::Value;
 
+use crate::apply::SharedEntries;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{KeyValue, Revision, Store};
 
@@ -232,6 +233,7 @@ impl Registry {
     fn written_object(
         kv: &KeyValue,
         job: MXJob,
+        managed: Option<SharedEntries>,
         layout: Option<Layout>,
     ) -> Result<Arc<Object>, Error> {
         if let Some(object) = kv.value.decoded::<Object>() {
@@ -239,6 +241,7 @@ impl Registry {
         }
         let object = Object::written(
             job,
+            managed,
             kv.value.bytes().clone(),
             layout,
             kv.mod_revision,
@@ -249,8 +252,12 @@ impl Registry {
 
     /// The stored form of `job` (without its resourceVersion, which is
     /// left as it was); [`Error::TooLarge`] over the object bound.
-    fn encode_for_store(&self, job: &mut MXJob) -> Result<Encoded, Error> {
-        let encoded = self.encode(job, None)?;
+    fn encode_for_store(
+        &self,
+        job: &mut MXJob,
+        managed: Option<&SharedEntries>,
+    ) -> Result<Encoded, Error> {
+        let encoded = self.encode(job, managed, None)?;
         self.check_size(&encoded.bytes)?;
         Ok(encoded)
     }
@@ -258,10 +265,15 @@ impl Registry {
     /// The stored form of `job`, whatever its size; over the stored
     /// object `over`, whose stored replica specs are copied when `job`
     /// shares them ([`Object::kept_replica_specs`]).
-    fn encode(&self, job: &mut MXJob, over: Option<&Object>) -> Result<Encoded, Error> {
+    fn encode(
+        &self,
+        job: &mut MXJob,
+        managed: Option<&SharedEntries>,
+        over: Option<&Object>,
+    ) -> Result<Encoded, Error> {
         let version = job.metadata.resource_version.take();
         let kept = over.and_then(|over| over.kept_replica_specs(job));
-        let encoded = object::encode(job, kept);
+        let encoded = object::encode(job, managed, kept);
         job.metadata.resource_version = version;
         encoded.map_err(|e| Error::Internal(format!("encoding object: {e}")))
     }

@@ -25,26 +25,41 @@
 //! watch event line built from it ([`Object::event_line`]): a thousand
 //! watchers of a change cost one answer and one line, not a thousand
 //! encodings.
+//!
+//! **Managed fields apart.** An object holds its job without
+//! `metadata.managedFields` and the entries beside it, their field sets
+//! shared with the revisions that keep them (`apply::SharedEntries`): a
+//! write that moves no ownership copies no set, and freeing a revision
+//! frees none. [`Object::job`] puts them back, once, for what reads the
+//! whole job; the write path, the job controller, selectors and the
+//! audit line read [`Object::job_without_managed_fields`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::Timelike;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use mxjob_api::model::{
     JobStatus, MXJob, ReplicaSpec, ReplicaType, WatchEventType, API_VERSION, KIND,
 };
 
 use super::Error;
+use crate::apply::SharedEntries;
 use crate::decode;
 use crate::store::{KeyValue, Revision};
 
 /// An object of one revision. See the module documentation.
 #[derive(Debug)]
 pub struct Object {
-    /// The job, with its `resourceVersion`.
+    /// The job, with its `resourceVersion`, without its managed fields.
     job: MXJob,
+    /// Its `metadata.managedFields`, the field sets shared with the other
+    /// revisions that keep them (see `apply::SharedEntries`).
+    managed: Option<SharedEntries>,
+    /// The job with its managed fields, made the first time it is asked
+    /// for ([`Object::job`]).
+    whole: OnceLock<MXJob>,
     /// The stored form: compact JSON without `resourceVersion`.
     stored: Arc<[u8]>,
     /// The answer: compact JSON with `resourceVersion`, and a newline.
@@ -61,9 +76,26 @@ pub struct Object {
 impl Object {
     /// `job` (with the `resourceVersion` its answer carries, if any) and
     /// its stored form.
-    pub(crate) fn new(job: MXJob, stored: Arc<[u8]>) -> Self {
+    pub(crate) fn new(mut job: MXJob, stored: Arc<[u8]>) -> Self {
+        let managed = job
+            .metadata
+            .managed_fields
+            .take()
+            .map(SharedEntries::from_entries);
+        Object::with_managed(job, managed, stored)
+    }
+
+    /// [`Object::new`] of a job without managed fields, and `managed`.
+    pub(crate) fn with_managed(
+        job: MXJob,
+        managed: Option<SharedEntries>,
+        stored: Arc<[u8]>,
+    ) -> Self {
+        debug_assert!(job.metadata.managed_fields.is_none());
         Object {
             job,
+            managed,
+            whole: OnceLock::new(),
             stored,
             json: OnceLock::new(),
             lines: Default::default(),
@@ -87,21 +119,22 @@ impl Object {
     /// Debug builds check the claim on every write.
     pub(crate) fn written(
         mut job: MXJob,
+        managed: Option<SharedEntries>,
         stored: Arc<[u8]>,
         layout: Option<Layout>,
         revision: Revision,
         key: &str,
     ) -> Result<Self, Error> {
-        if !whole_seconds(&job) {
+        if !whole_seconds(&job, managed.as_ref()) {
             return Object::decode(stored, revision, key).map(|o| o.laid_out(layout));
         }
         job.metadata.resource_version = Some(revision.to_string());
         debug_assert_eq!(
-            Object::decode(stored.clone(), revision, key).map(|o| o.job),
-            Ok(job.clone()),
+            Object::decode(stored.clone(), revision, key).map(|o| (o.job, o.managed)),
+            Ok((job.clone(), managed.clone())),
             "a written job differs from its stored bytes decoded"
         );
-        Ok(Object::new(job, stored).laid_out(layout))
+        Ok(Object::with_managed(job, managed, stored).laid_out(layout))
     }
 
     /// This object, with the layout of its stored bytes when it is known
@@ -117,14 +150,44 @@ impl Object {
         self
     }
 
-    /// The job.
+    /// The job, with its managed fields. Made (a copy of the job and of
+    /// its managed fields) the first time it is asked for: what reads
+    /// no managed fields reads [`Object::job_without_managed_fields`].
     pub fn job(&self) -> &MXJob {
+        match &self.managed {
+            None => &self.job,
+            Some(managed) => self.whole.get_or_init(|| {
+                let mut job = self.job.clone();
+                job.metadata.managed_fields = Some(managed.to_entries());
+                job
+            }),
+        }
+    }
+
+    /// The job without `metadata.managedFields`, which
+    /// [`Object::managed_fields`] holds.
+    pub fn job_without_managed_fields(&self) -> &MXJob {
         &self.job
+    }
+
+    /// The job's `metadata.managedFields`.
+    pub fn managed_fields(&self) -> Option<&SharedEntries> {
+        self.managed.as_ref()
     }
 
     /// The job, taken out when this is its only holder, else copied.
     pub fn into_job(self: Arc<Self>) -> MXJob {
-        Arc::try_unwrap(self).map_or_else(|shared| shared.job.clone(), |object| object.job)
+        match Arc::try_unwrap(self) {
+            Ok(mut object) => match object.whole.take() {
+                Some(whole) => whole,
+                None => {
+                    object.job.metadata.managed_fields =
+                        object.managed.as_ref().map(SharedEntries::to_entries);
+                    object.job
+                }
+            },
+            Err(shared) => shared.job().clone(),
+        }
     }
 
     /// The stored bytes (compact JSON without `resourceVersion`).
@@ -151,6 +214,7 @@ impl Object {
         let stored = |span: Option<&std::ops::Range<usize>>| self.stored.get(span?.clone());
         decode::Over {
             job: &self.job,
+            entries: self.managed.as_ref(),
             managed_fields: self.stored_managed_fields(),
             replica_specs: layout.and_then(|l| stored(l.replica_specs.as_ref())),
             status: layout.and_then(|l| stored(l.status.as_ref())),
@@ -186,7 +250,7 @@ impl Object {
         };
         let json = match spliced {
             Some(json) => json,
-            None => mxjob_api::wire::to_json(&self.job, false)
+            None => mxjob_api::wire::to_json(self.job(), false)
                 .map_err(|e| Error::Internal(format!("encoding object: {e}")))?,
         };
         Ok(self.json.get_or_init(|| Bytes::from(json)).clone())
@@ -217,7 +281,8 @@ impl Object {
             .get_or_init(|| {
                 let mut job = self.job.clone();
                 job.metadata.resource_version = Some(revision.to_string());
-                Arc::new(Object::new(job, self.stored.clone()))
+                let managed = self.managed.clone();
+                Arc::new(Object::with_managed(job, managed, self.stored.clone()))
             })
             .clone()
     }
@@ -407,7 +472,14 @@ pub(crate) struct Encoded {
 /// `MXJob`'s serializer writes them; so the bytes are the same (debug builds
 /// check it on every encode). A job whose bytes would not begin as this
 /// registry writes them is encoded whole, without a layout.
-pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result<Encoded> {
+///
+/// `managed` are the job's managed fields (`job` holds none).
+pub(crate) fn encode(
+    job: &mut MXJob,
+    managed: Option<&SharedEntries>,
+    kept: Option<&[u8]>,
+) -> serde_json::Result<Encoded> {
+    debug_assert!(job.metadata.managed_fields.is_none());
     let ObjectMeta {
         annotations,
         creation_timestamp,
@@ -417,7 +489,7 @@ pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result
         generate_name,
         generation,
         labels,
-        managed_fields,
+        managed_fields: _,
         name,
         namespace,
         owner_references,
@@ -451,7 +523,7 @@ pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result
     let status = std::mem::take(&mut job.status);
     let parts = InParts {
         before: &before,
-        managed_fields: managed_fields.as_deref(),
+        managed_fields: managed,
         after: &after,
         last: &last,
         replica_specs: &replica_specs,
@@ -462,7 +534,6 @@ pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result
     job.spec.mx_replica_specs = replica_specs;
     job.status = status;
     job.metadata = ObjectMeta {
-        managed_fields,
         resource_version,
         self_link: last.self_link,
         uid: last.uid,
@@ -474,13 +545,13 @@ pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result
     let encoded = match laid_out? {
         Some(encoded) => encoded,
         None => Encoded {
-            bytes: serde_json::to_vec(&*job)?,
+            bytes: serde_json::to_vec(&whole(job, managed))?,
             layout: None,
         },
     };
     debug_assert!(job.metadata.resource_version.is_none());
     debug_assert_eq!(
-        serde_json::to_vec(&*job).ok().as_ref(),
+        serde_json::to_vec(&whole(job, managed)).ok().as_ref(),
         Some(&encoded.bytes),
         "the stored form written in parts differs from the job encoded whole"
     );
@@ -499,11 +570,18 @@ pub(crate) fn encode(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result
     Ok(encoded)
 }
 
+/// `job` with `managed` as its managed fields.
+fn whole(job: &MXJob, managed: Option<&SharedEntries>) -> MXJob {
+    let mut whole = job.clone();
+    whole.metadata.managed_fields = managed.map(SharedEntries::to_entries);
+    whole
+}
+
 /// A job in the parts [`encode`] writes: its `metadata` in four, its
 /// replica specs and its status.
 struct InParts<'a> {
     before: &'a ObjectMeta,
-    managed_fields: Option<&'a [ManagedFieldsEntry]>,
+    managed_fields: Option<&'a SharedEntries>,
     after: &'a ObjectMeta,
     last: &'a ObjectMeta,
     replica_specs: &'a BTreeMap<ReplicaType, ReplicaSpec>,
@@ -620,7 +698,7 @@ fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// Whether every `Time` of `job` is a whole second: those of its metadata,
 /// its status, and the metadata of each replica's pod template and of the
 /// claim templates of its ephemeral volumes (the pod spec has no others).
-fn whole_seconds(job: &MXJob) -> bool {
+fn whole_seconds(job: &MXJob, managed: Option<&SharedEntries>) -> bool {
     fn time(t: &Option<Time>) -> bool {
         t.as_ref().is_none_or(|t| t.0.nanosecond() == 0)
     }
@@ -647,12 +725,28 @@ fn whole_seconds(job: &MXJob) -> bool {
                 .filter_map(|v| v.ephemeral.as_ref()?.volume_claim_template.as_ref())
                 .all(|claim| claim.metadata.as_ref().is_none_or(meta))
     });
-    meta(&job.metadata) && status_whole && templates_whole
+    let managed_whole = managed
+        .iter()
+        .flat_map(|m| m.iter())
+        .all(|s| time(&s.entry.time));
+    meta(&job.metadata) && managed_whole && status_whole && templates_whole
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`encode`] of a job that holds its managed fields.
+    fn encode_whole(job: &mut MXJob, kept: Option<&[u8]>) -> serde_json::Result<Encoded> {
+        let managed = job
+            .metadata
+            .managed_fields
+            .take()
+            .map(SharedEntries::from_entries);
+        let encoded = encode(job, managed.as_ref(), kept);
+        job.metadata.managed_fields = managed.as_ref().map(SharedEntries::to_entries);
+        encoded
+    }
 
     fn seed() -> MXJob {
         serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example decodes")
@@ -699,7 +793,8 @@ mod tests {
         };
         template_created(&mut job, 0);
         let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
-        let written = Object::written(job.clone(), stored.clone(), None, 9, "/k").expect("written");
+        let written =
+            Object::written(job.clone(), None, stored.clone(), None, 9, "/k").expect("written");
         assert_eq!(
             written.job().metadata.resource_version.as_deref(),
             Some("9")
@@ -710,7 +805,8 @@ mod tests {
         // A fraction of a second is not stored: the object comes from the bytes.
         template_created(&mut job, 500_000_000);
         let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
-        let written = Object::written(job.clone(), stored.clone(), None, 9, "/k").expect("written");
+        let written =
+            Object::written(job.clone(), None, stored.clone(), None, 9, "/k").expect("written");
         let decoded = Object::decode(stored, 9, "/k").expect("decodes");
         assert_eq!(written.job(), decoded.job());
         assert_ne!(written.job(), &job);
@@ -737,12 +833,13 @@ mod tests {
 
     #[test]
     fn a_job_encoded_in_parts_is_the_job_encoded_whole_and_knows_its_layout() {
-        let entries: Vec<ManagedFieldsEntry> = serde_json::from_value(serde_json::json!([
-            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
-             "fieldsV1": {"f:spec": {"f:runPolicy": {}}}, "manager": "m",
-             "operation": "Update", "time": "2026-12-05T10:00:00Z"}
-        ]))
-        .expect("entries");
+        let entries: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
+            serde_json::from_value(serde_json::json!([
+                {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:runPolicy": {}}}, "manager": "m",
+                 "operation": "Update", "time": "2026-12-05T10:00:00Z"}
+            ]))
+            .expect("entries");
         let mut cases = 0;
         for before in [false, true] {
             for managed_fields in [None, Some(Vec::new()), Some(entries.clone())] {
@@ -760,7 +857,7 @@ mod tests {
                         };
                         let whole = serde_json::to_vec(&job).expect("encodes");
                         let expected = job.clone();
-                        let encoded = encode(&mut job, None).expect("encodes");
+                        let encoded = encode_whole(&mut job, None).expect("encodes");
                         assert_eq!(job, expected, "the job is left as it was");
                         assert_eq!(encoded.bytes, whole);
                         let layout = encoded.layout.expect("a layout");
@@ -790,7 +887,7 @@ mod tests {
         let mut other = seed();
         other.api_version = "kubeflow.org/v2".to_string();
         other.metadata.resource_version = None;
-        let encoded = encode(&mut other, None).expect("encodes");
+        let encoded = encode_whole(&mut other, None).expect("encodes");
         assert_eq!(encoded.bytes, serde_json::to_vec(&other).expect("encodes"));
         assert_eq!(encoded.layout, None, "not as this registry writes");
     }
@@ -799,9 +896,10 @@ mod tests {
     fn replica_specs_a_write_shares_are_copied_from_the_stored_bytes() {
         let mut job = seed();
         job.metadata.resource_version = None;
-        let encoded = encode(&mut job, None).expect("encodes");
+        let encoded = encode_whole(&mut job, None).expect("encodes");
         let stored = Object::written(
             job.clone(),
+            None,
             encoded.bytes.clone().into(),
             encoded.layout,
             7,
@@ -812,7 +910,7 @@ mod tests {
         next.metadata.resource_version = None;
         next.spec.ttl_seconds_after_finished = Some(99);
         let kept = stored.kept_replica_specs(&next).expect("shared");
-        let encoded = encode(&mut next, Some(kept)).expect("encodes");
+        let encoded = encode_whole(&mut next, Some(kept)).expect("encodes");
         assert_eq!(encoded.bytes, serde_json::to_vec(&next).expect("encodes"));
         assert!(next.spec.same(&stored.job().spec) == (next.spec == stored.job().spec));
 
@@ -844,7 +942,7 @@ mod tests {
                 mode.to_string(),
             ));
             let whole = serde_json::to_vec(&job).expect("encodes");
-            let encoded = encode(&mut job, None).expect("encodes");
+            let encoded = encode_whole(&mut job, None).expect("encodes");
             assert_eq!(encoded.bytes, whole);
             let span = encoded.layout.and_then(|l| l.replica_specs).expect("found");
             assert_eq!(
@@ -858,12 +956,13 @@ mod tests {
     fn the_layout_finds_the_managed_fields_where_a_json_walk_does() {
         let mut job = seed();
         job.metadata.resource_version = None;
-        let entries: Vec<ManagedFieldsEntry> = serde_json::from_value(serde_json::json!([
-            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
-             "fieldsV1": {"f:metadata": {"f:labels": {"f:a]},\"": {}}}},
-             "manager": "m\"}", "operation": "Update", "time": "2026-12-05T10:00:00Z"}
-        ]))
-        .expect("entries");
+        let entries: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
+            serde_json::from_value(serde_json::json!([
+                {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:labels": {"f:a]},\"": {}}}},
+                 "manager": "m\"}", "operation": "Update", "time": "2026-12-05T10:00:00Z"}
+            ]))
+            .expect("entries");
         let tricky = [(
             "managedFields".to_string(),
             "\"managedFields\":[]".to_string(),

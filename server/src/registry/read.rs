@@ -258,7 +258,7 @@ impl Registry {
                         return;
                     }
                 };
-                if selection.matches(object.job()) {
+                if selection.matches(object.job_without_managed_fields()) {
                     yield Ok(Watched::Object { type_: WatchEventType::ADDED, object });
                 }
             }
@@ -425,7 +425,7 @@ fn selects(selection: &Selection, kv: &KeyValue) -> Result<bool, Error> {
         return Ok(true);
     }
     if let Some(object) = kv.value.decoded::<Object>() {
-        return Ok(selection.matches(object.job()));
+        return Ok(selection.matches(object.job_without_managed_fields()));
     }
     #[derive(serde::Deserialize)]
     struct Selected {
@@ -494,7 +494,7 @@ fn convert_event(event: &Event, selection: &Selection) -> Result<Option<Watched>
                 Some(_) if selection.is_everything() => true,
                 Some(prev) => selects(selection, prev)?,
             };
-            let type_ = match (was, selection.matches(object.job())) {
+            let type_ = match (was, selection.matches(object.job_without_managed_fields())) {
                 (false, true) => WatchEventType::ADDED,
                 (true, true) => WatchEventType::MODIFIED,
                 (true, false) => WatchEventType::DELETED,
@@ -504,7 +504,7 @@ fn convert_event(event: &Event, selection: &Selection) -> Result<Option<Watched>
         }
         Event::Delete { prev, revision } => {
             let object = Registry::decode_stored(prev)?;
-            if !selection.matches(object.job()) {
+            if !selection.matches(object.job_without_managed_fields()) {
                 return Ok(None);
             }
             Ok(Some(Watched::Object {

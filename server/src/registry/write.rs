@@ -13,7 +13,7 @@ use super::{
     changes, object_key, self_link, Conflict, Encoded, Error, ListParams, Object, Part, Registry,
     Stored, Written, MAX_JSON_PATCH_OPERATIONS, ORPHAN_FINALIZER,
 };
-use crate::apply::{self as ssa, ApplyError, Subresource, Writer};
+use crate::apply::{self as ssa, ApplyError, SharedEntries, Subresource, Writer};
 use crate::decode::{self, Decoded, Patch, PatchRequest};
 use crate::store::{KeyValue, Revision, StoreError};
 use crate::validation;
@@ -96,8 +96,8 @@ fn to_value(job: &MXJob) -> Result<serde_json::Value, Error> {
 }
 
 /// No entries is no `managedFields`, as Kubernetes stores it.
-fn entries(entries: Vec<ManagedFieldsEntry>) -> Option<Vec<ManagedFieldsEntry>> {
-    (!entries.is_empty()).then_some(entries)
+fn entries(entries: Vec<ManagedFieldsEntry>) -> Option<SharedEntries> {
+    (!entries.is_empty()).then(|| SharedEntries::from_entries(entries))
 }
 
 /// What a failed apply answers.
@@ -172,34 +172,36 @@ fn update_entries(
 /// (a copy of every entry's `fieldsV1`) when the write moves no ownership.
 /// Debug builds check it against [`update_entries`] on every such write.
 fn retimed_entries(
-    old: &MXJob,
+    object: &Object,
     job: &mut MXJob,
     times: &[Option<Time>],
     writer: &Writer<'_>,
     part: Part,
-) -> Result<Vec<ManagedFieldsEntry>, Error> {
-    let stored = old.metadata.managed_fields.as_deref().unwrap_or_default();
+) -> Result<Option<SharedEntries>, Error> {
+    let none = SharedEntries::default();
+    let stored = object.managed_fields().unwrap_or(&none);
     let unmoved = match part {
-        Part::Object => changes::scalar_changes(old, job)
+        Part::Object => changes::scalar_changes(object.job_without_managed_fields(), job)
             .and_then(|known| ssa::update_unmoved_retimed(&known, stored, times, writer)),
         // A status write keeps the stored entries whatever was sent.
-        Part::Status => return update_entries(old, job, None, writer, part),
+        Part::Status => return update_entries(object.job(), job, None, writer, part).map(entries),
     };
-    let Some(entries) = unmoved else {
+    let Some(shared) = unmoved else {
         let sent = ssa::retimed(stored, times);
-        return update_entries(old, job, Some(&sent), writer, part);
+        return update_entries(object.job(), job, Some(&sent), writer, part).map(entries);
     };
     #[cfg(debug_assertions)]
     {
         let sent = ssa::retimed(stored, times);
-        let walked = update_entries(old, &mut job.clone(), Some(&sent), writer, part)?;
+        let walked = update_entries(object.job(), &mut job.clone(), Some(&sent), writer, part)?;
         debug_assert_eq!(
-            entries, walked,
+            shared.to_entries(),
+            walked,
             "retimed entries differ from the sent ones'"
         );
     }
     job.metadata.managed_fields = None;
-    Ok(entries)
+    Ok((!shared.is_empty()).then_some(shared))
 }
 
 fn invalid(name: &str, causes: Vec<FieldError>) -> Error {
@@ -285,7 +287,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(invalid(&name, errors));
         }
-        job.metadata.managed_fields = entries(match managed {
+        let managed = entries(match managed {
             Managed::Applied(entries) => entries,
             // Nothing is stored yet, so no create sends stored entries back.
             Managed::Update | Managed::Retimed(_) => {
@@ -301,10 +303,10 @@ impl Registry {
         });
         // Encoded (and measured) for a dry run too: it answers what the
         // write would.
-        let Encoded { bytes, layout } = self.encode_for_store(&mut job)?;
+        let Encoded { bytes, layout } = self.encode_for_store(&mut job, managed.as_ref())?;
         if options.dry_run {
             return Ok(Written {
-                object: Arc::new(Object::new(job, bytes.into()).laid_out(layout)),
+                object: Arc::new(Object::with_managed(job, managed, bytes.into()).laid_out(layout)),
                 warnings,
                 created: true,
             });
@@ -315,7 +317,7 @@ impl Registry {
             .await
             .map_err(|e| Error::from_store(e, &name))?;
         Ok(Written {
-            object: Self::written_object(&kv, job, layout)?,
+            object: Self::written_object(&kv, job, managed, layout)?,
             warnings,
             created: true,
         })
@@ -597,7 +599,8 @@ impl Registry {
         managed: Managed,
     ) -> Result<Arc<Object>, Error> {
         let Stored { object, kv } = stored;
-        let old = object.job();
+        // The managed fields are the object's to compute (set_managed_fields).
+        let old = object.job_without_managed_fields();
         let name = old.metadata.name.clone().unwrap_or_default();
         let sent_managed_fields = job.metadata.managed_fields.take();
 
@@ -637,8 +640,17 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(invalid(&name, errors));
             }
-            self.set_managed_fields(old, &mut job, sent_managed_fields, options, part, managed)?;
-            return self.write_update(kv, &object, job, options, &name).await;
+            let managed = self.set_managed_fields(
+                &object,
+                &mut job,
+                sent_managed_fields,
+                options,
+                part,
+                managed,
+            )?;
+            return self
+                .write_update(kv, &object, job, managed, options, &name)
+                .await;
         }
 
         // Server-owned metadata and status come from storage.
@@ -665,34 +677,46 @@ impl Registry {
         if !job.spec.same(&old.spec) {
             job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
         }
-        self.set_managed_fields(old, &mut job, sent_managed_fields, options, part, managed)?;
-        self.write_update(kv, &object, job, options, &name).await
+        let managed = self.set_managed_fields(
+            &object,
+            &mut job,
+            sent_managed_fields,
+            options,
+            part,
+            managed,
+        )?;
+        self.write_update(kv, &object, job, managed, options, &name)
+            .await
     }
 
-    /// `job`'s managed fields after a write over `old`: the applied ones,
-    /// or the writer's `Update` entry taking what it changed, starting from
-    /// the ones the request sent where Kubernetes lets it set them.
+    /// `job`'s managed fields after a write over `object`: the applied
+    /// ones, or the writer's `Update` entry taking what it changed, starting
+    /// from the ones the request sent where Kubernetes lets it set them.
     fn set_managed_fields(
         &self,
-        old: &MXJob,
+        object: &Object,
         job: &mut MXJob,
         sent: Option<Vec<ManagedFieldsEntry>>,
         options: &WriteOptions,
         part: Part,
         managed: Managed,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<SharedEntries>, Error> {
         let writer = Writer {
             manager: options.field_manager.as_deref().unwrap_or_default(),
             subresource: subresource(part),
             now: Utc::now(),
         };
-        let computed = match managed {
-            Managed::Applied(entries) => entries,
-            Managed::Update => update_entries(old, job, sent.as_deref(), &writer, part)?,
-            Managed::Retimed(times) => retimed_entries(old, job, &times, &writer, part)?,
-        };
-        job.metadata.managed_fields = entries(computed);
-        Ok(())
+        Ok(match managed {
+            Managed::Applied(computed) => entries(computed),
+            Managed::Update => entries(update_entries(
+                object.job(),
+                job,
+                sent.as_deref(),
+                &writer,
+                part,
+            )?),
+            Managed::Retimed(times) => retimed_entries(object, job, &times, &writer, part)?,
+        })
     }
 
     /// Stores `job` over `old` unless its stored form is unchanged (as
@@ -704,23 +728,25 @@ impl Registry {
         kv: KeyValue,
         old: &Arc<Object>,
         mut job: MXJob,
+        managed: Option<SharedEntries>,
         options: &WriteOptions,
         name: &str,
     ) -> Result<Arc<Object>, Error> {
-        let Encoded { bytes, layout } = self.encode(&mut job, Some(old))?;
+        let Encoded { bytes, layout } = self.encode(&mut job, managed.as_ref(), Some(old))?;
         if bytes[..] == old.stored()[..] {
             return Ok(Arc::clone(old));
         }
         self.check_size(&bytes)?;
         if options.dry_run {
-            return Ok(Arc::new(Object::new(job, bytes.into()).laid_out(layout)));
+            let object = Object::with_managed(job, managed, bytes.into());
+            return Ok(Arc::new(object.laid_out(layout)));
         }
         let kv = self
             .store
             .update(&kv.key, kv.mod_revision, bytes)
             .await
             .map_err(|e| Error::from_store(e, name))?;
-        Self::written_object(&kv, job, layout)
+        Self::written_object(&kv, job, managed, layout)
     }
 
     /// Deletes one MXJob.
@@ -783,8 +809,13 @@ impl Registry {
             if options.propagation == Propagation::Orphan {
                 metadata.finalizers = Some(vec![ORPHAN_FINALIZER.to_string()]);
             }
+            let managed = job
+                .metadata
+                .managed_fields
+                .take()
+                .map(SharedEntries::from_entries);
             let value = self
-                .encode_for_store(&mut job)
+                .encode_for_store(&mut job, managed.as_ref())
                 .map_err(|e| StoreError::Backend(e.to_string()))?
                 .bytes;
             revision = self.store.update(key, revision, value).await?.mod_revision;
@@ -890,5 +921,96 @@ fn check_name(metadata: &ObjectMeta, name: &str) -> Result<(), Error> {
         Err(Error::BadRequest(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use mxjob_api::params::FieldValidation;
+
+    fn options() -> WriteOptions {
+        WriteOptions {
+            dry_run: false,
+            field_validation: FieldValidation::Strict,
+            field_manager: Some("tester".to_string()),
+        }
+    }
+
+    /// The `Arc`s of `object`'s field sets, by manager.
+    fn field_sets(
+        object: &Object,
+    ) -> Vec<(
+        String,
+        Arc<k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1>,
+    )> {
+        object
+            .managed_fields()
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter_map(|s| Some((s.entry.manager.clone()?, s.fields.clone()?)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_replace_that_moves_no_ownership_shares_the_stored_field_sets() {
+        let registry = Registry::new(Arc::new(MemoryStore::new()));
+        let mut job: MXJob =
+            serde_json::from_str(mxjob_api::openapi::REPLACE_EXAMPLE).expect("the example");
+        job.metadata.resource_version = None;
+        job.metadata.namespace = None;
+        let name = job.metadata.name.clone().expect("a name");
+        let request = Decoded {
+            object: job,
+            warnings: Vec::new(),
+        };
+        let created = registry
+            .create("default", request, &options())
+            .await
+            .expect("created");
+
+        // The answer sent back, its entries a day older, another TTL.
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&created.object.json().expect("answers")).expect("JSON");
+        for entry in body["metadata"]["managedFields"]
+            .as_array_mut()
+            .expect("managed fields")
+        {
+            entry["time"] = "2020-01-01T00:00:00Z".into();
+        }
+        body["spec"]["ttlSecondsAfterFinished"] = 4321.into();
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let body = decode::Body {
+            bytes: &bytes,
+            media_type: Some("application/json"),
+        };
+        let replaced = registry
+            .replace("default", &name, body, &options(), Part::Object)
+            .await
+            .expect("replaced");
+
+        let (before, after) = (field_sets(&created.object), field_sets(&replaced.object));
+        assert!(!before.is_empty());
+        assert_eq!(before.len(), after.len());
+        for ((manager, set), (manager_after, set_after)) in before.iter().zip(&after) {
+            assert_eq!(manager, manager_after);
+            assert!(Arc::ptr_eq(set, set_after), "{manager}'s set is shared");
+        }
+        let job = replaced.object.job();
+        assert_eq!(job.spec.ttl_seconds_after_finished, Some(4321));
+        let entries = job.metadata.managed_fields.as_deref().expect("entries");
+        assert!(entries.iter().all(|e| e.fields_v1.is_some()));
+        let writer = entries
+            .iter()
+            .find(|e| e.manager.as_deref() == Some("tester"))
+            .expect("the writer's entry");
+        assert!(
+            writer
+                .time
+                .as_ref()
+                .is_some_and(|t| t.0.timestamp() > 1_735_689_600), // 2025-01-01
+            "the writer's time moved to now"
+        );
     }
 }
