@@ -136,19 +136,21 @@ fn typed_patch_failure(namespace: &str, name: &str, error: &ApplyError) -> Strin
     )
 }
 
-/// The managed fields after an ordinary write changed `old` into `job`:
+/// The managed fields after an ordinary write changed `object` into `job`:
 /// the writer's `Update` entry takes what it changed, starting from the
 /// entries `sent` where Kubernetes lets the request set them.
 fn update_entries(
-    old: &MXJob,
+    object: &Object,
     job: &mut MXJob,
     sent: Option<&[ManagedFieldsEntry]>,
     writer: &Writer<'_>,
     part: Part,
 ) -> Result<Vec<ManagedFieldsEntry>, Error> {
     let subresource = writer.subresource;
-    let start =
-        ssa::managed_fields_for_update(old.metadata.managed_fields.as_deref(), sent, subresource);
+    // Managed fields are not tracked, so `old` needs none to compare.
+    let old = object.job_without_managed_fields();
+    let stored = object.managed_fields().map(SharedEntries::to_entries);
+    let start = ssa::managed_fields_for_update(stored.as_deref(), sent, subresource);
     job.metadata.managed_fields = None;
     let known = match part {
         Part::Object => changes::scalar_changes(old, job),
@@ -184,16 +186,16 @@ fn retimed_entries(
         Part::Object => changes::scalar_changes(object.job_without_managed_fields(), job)
             .and_then(|known| ssa::update_unmoved_retimed(&known, stored, times, writer)),
         // A status write keeps the stored entries whatever was sent.
-        Part::Status => return update_entries(object.job(), job, None, writer, part).map(entries),
+        Part::Status => return update_entries(object, job, None, writer, part).map(entries),
     };
     let Some(shared) = unmoved else {
         let sent = ssa::retimed(stored, times);
-        return update_entries(object.job(), job, Some(&sent), writer, part).map(entries);
+        return update_entries(object, job, Some(&sent), writer, part).map(entries);
     };
     #[cfg(debug_assertions)]
     {
         let sent = ssa::retimed(stored, times);
-        let walked = update_entries(object.job(), &mut job.clone(), Some(&sent), writer, part)?;
+        let walked = update_entries(object, &mut job.clone(), Some(&sent), writer, part)?;
         debug_assert_eq!(
             shared.to_entries(),
             walked,
@@ -708,13 +710,23 @@ impl Registry {
         };
         Ok(match managed {
             Managed::Applied(computed) => entries(computed),
-            Managed::Update => entries(update_entries(
-                object.job(),
-                job,
-                sent.as_deref(),
-                &writer,
-                part,
-            )?),
+            // Sending none keeps the stored entries, as sending them back does.
+            Managed::Update
+                if sent.is_none()
+                    && part == Part::Object
+                    && object.managed_fields().is_some_and(|m| !m.is_empty()) =>
+            {
+                let times: Vec<_> = object
+                    .managed_fields()
+                    .iter()
+                    .flat_map(|m| m.iter())
+                    .map(|s| s.entry.time.clone())
+                    .collect();
+                retimed_entries(object, job, &times, &writer, part)?
+            }
+            Managed::Update => {
+                entries(update_entries(object, job, sent.as_deref(), &writer, part)?)
+            }
             Managed::Retimed(times) => retimed_entries(object, job, &times, &writer, part)?,
         })
     }
@@ -834,7 +846,7 @@ impl Registry {
     ) -> Result<MXJobList, Error> {
         let listed = self.list(Some(namespace), params).await?.objects()?;
         for object in &listed {
-            check_preconditions(options, object.job())?;
+            check_preconditions(options, object.job_without_managed_fields())?;
         }
         let mut deleted = Vec::with_capacity(listed.len());
         for object in listed {
@@ -872,7 +884,10 @@ impl Registry {
                 Err(StoreError::Conflict { .. }) if options.resource_version.is_none() => {
                     match self.load(namespace, name).await {
                         Ok(stored) => {
-                            check_preconditions(options, stored.object.job())?;
+                            check_preconditions(
+                                options,
+                                stored.object.job_without_managed_fields(),
+                            )?;
                             current = stored.object.into_job();
                         }
                         Err(Error::NotFound { .. }) => return Ok(None),
@@ -997,6 +1012,29 @@ mod tests {
             assert_eq!(manager, manager_after);
             assert!(Arc::ptr_eq(set, set_after), "{manager}'s set is shared");
         }
+        // A body without managed fields keeps the stored entries too.
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&replaced.object.json().expect("answers")).expect("JSON");
+        body["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("managedFields");
+        body["spec"]["ttlSecondsAfterFinished"] = 4322.into();
+        let bytes = serde_json::to_vec(&body).expect("encodes");
+        let body = decode::Body {
+            bytes: &bytes,
+            media_type: Some("application/json"),
+        };
+        let again = registry
+            .replace("default", &name, body, &options(), Part::Object)
+            .await
+            .expect("replaced");
+        let sets = field_sets(&again.object);
+        assert_eq!(after.len(), sets.len());
+        for ((manager, set), (_, set_again)) in after.iter().zip(&sets) {
+            assert!(Arc::ptr_eq(set, set_again), "{manager}'s set is shared");
+        }
+
         let job = replaced.object.job();
         assert_eq!(job.spec.ttl_seconds_after_finished, Some(4321));
         let entries = job.metadata.managed_fields.as_deref().expect("entries");
