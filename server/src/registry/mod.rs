@@ -58,7 +58,7 @@ use serde_json::Value;
 
 use crate::apply::SharedEntries;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{KeyValue, Revision, Store};
+use crate::store::{Decoded, KeyValue, Prepare, Revision, Store};
 
 pub use control::Change;
 pub use error::{Conflict, Error};
@@ -226,28 +226,18 @@ impl Registry {
         Ok(kv.value.share(Arc::new(object)))
     }
 
-    /// The object just written as `kv` from `job`, built without decoding
-    /// the bytes (see [`Object::written`]) and shared in the value's slot,
-    /// so that no other reader of this revision — the answer, the next
-    /// write's `load`, the job controller, every watcher — decodes it.
-    fn written_object(
-        kv: &KeyValue,
-        job: MXJob,
-        managed: Option<SharedEntries>,
-        layout: Option<Layout>,
-    ) -> Result<Arc<Object>, Error> {
-        if let Some(object) = kv.value.decoded::<Object>() {
-            return Ok(object);
-        }
-        let object = Object::written(
-            job,
-            managed,
-            kv.value.bytes().clone(),
-            layout,
-            kv.mod_revision,
-            &kv.key,
-        )?;
-        Ok(kv.value.share(Arc::new(object)))
+    /// What puts the object a write makes from `job` in the written
+    /// value's slot: built without decoding the bytes (see
+    /// [`Object::written`]), by the store before it publishes the write
+    /// ([`Store::update_prepared`]), so that no other reader of this
+    /// revision — the answer, the next write's `load`, the job controller,
+    /// every watcher — decodes it.
+    fn prepare(job: MXJob, managed: Option<SharedEntries>, layout: Option<Layout>) -> Prepare {
+        Box::new(move |kv: &KeyValue| {
+            let stored = kv.value.bytes().clone();
+            let object = Object::written(job, managed, stored, layout, kv.mod_revision, &kv.key);
+            Some(Arc::new(object.ok()?) as Decoded)
+        })
     }
 
     /// The stored form of `job` (without its resourceVersion, which is

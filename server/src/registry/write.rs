@@ -315,11 +315,15 @@ impl Registry {
         }
         let kv = self
             .store
-            .create(&object_key(namespace, &name), bytes)
+            .create_prepared(
+                &object_key(namespace, &name),
+                bytes,
+                Self::prepare(job, managed, layout),
+            )
             .await
             .map_err(|e| Error::from_store(e, &name))?;
         Ok(Written {
-            object: Self::written_object(&kv, job, managed, layout)?,
+            object: Self::decode_stored(&kv)?,
             warnings,
             created: true,
         })
@@ -734,7 +738,7 @@ impl Registry {
     /// Stores `job` over `old` unless its stored form is unchanged (as
     /// kube-apiserver compares the encoded object with the stored bytes
     /// and then writes nothing); answers the object written (see
-    /// [`Registry::written_object`]).
+    /// [`Registry::prepare`]).
     async fn write_update(
         &self,
         kv: KeyValue,
@@ -753,12 +757,13 @@ impl Registry {
             let object = Object::with_managed(job, managed, bytes.into());
             return Ok(Arc::new(object.laid_out(layout)));
         }
+        let prepare = Self::prepare(job, managed, layout);
         let kv = self
             .store
-            .update(&kv.key, kv.mod_revision, bytes)
+            .update_prepared(&kv.key, kv.mod_revision, bytes, prepare)
             .await
             .map_err(|e| Error::from_store(e, name))?;
-        Self::written_object(&kv, job, managed, layout)
+        Self::decode_stored(&kv)
     }
 
     /// Deletes one MXJob.

@@ -5,8 +5,10 @@
 //! next `get` of the key, the job controller's watch, every other watcher.
 //! Each used to decode the same bytes again. A [`Blob`] carries, beside
 //! its bytes, one slot that the first reader fills with what it decoded
-//! (the registry puts the object it just wrote there, so usually nobody
-//! decodes at all); every copy of the blob — the backend's current
+//! (the registry has the object it writes put there by the store — a
+//! [`Prepare`] — before the write is published, so usually nobody decodes
+//! at all; when a watcher's task ran first, the SQLite store's watchers
+//! decoded most writes); every copy of the blob — the backend's current
 //! version, the event in its history, the key-values it hands out — sees
 //! the same slot. The store does not know what is in the slot: the
 //! registry owns its type, and the store only bounds how long it lives.
@@ -28,7 +30,13 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock, Weak};
 
 /// What a slot holds: the reader's decoded form, of the reader's type.
-type Decoded = Arc<dyn Any + Send + Sync>;
+pub type Decoded = Arc<dyn Any + Send + Sync>;
+
+/// A writer's decoded form of the version it writes, made from the version
+/// (its key, value and revision) by the store before the write is
+/// published, so that no watcher decodes the value first (see
+/// [`Store::update_prepared`](super::Store::update_prepared)).
+pub type Prepare = Box<dyn FnOnce(&super::KeyValue) -> Option<Decoded> + Send>;
 
 /// The shared slot of a blob.
 type Slot = OnceLock<Decoded>;
@@ -76,6 +84,16 @@ impl Blob {
         let offered: Decoded = value.clone();
         let held = slot.get_or_init(|| offered);
         Arc::clone(held).downcast::<T>().unwrap_or(value)
+    }
+
+    /// Fills the empty slot of `kv`'s value with what `prepare` makes of
+    /// `kv`.
+    pub fn prepare(kv: &super::KeyValue, prepare: Prepare) {
+        if let Some(slot) = kv.value.slot.as_ref().filter(|slot| slot.get().is_none()) {
+            if let Some(decoded) = prepare(kv) {
+                let _ = slot.set(decoded);
+            }
+        }
     }
 
     /// The same bytes, no longer keeping the decoded form alive.

@@ -26,7 +26,7 @@
 //! what it read to [`Precondition::check`]; so the errors are the same
 //! ones, decided by the same code.
 
-use super::{Blob, Event, KeyValue, Revision, StoreError};
+use super::{Blob, Event, KeyValue, Prepare, Revision, StoreError};
 
 /// What a compare-and-swap write expects of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +135,9 @@ pub(crate) trait RevisionLog {
     /// The key's newest version, if it exists.
     fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
 
+    /// The revision the next append takes.
+    fn next_revision(&self) -> Revision;
+
     /// Appends `change` as the next revision, makes its event readable by
     /// watchers, and returns that revision. Writes nothing when it fails.
     fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError>;
@@ -161,15 +164,26 @@ fn version_at<L: RevisionLog + ?Sized>(
 }
 
 /// [`Store::create`](super::Store::create) on `log`.
+/// `prepare`, if any, fills the value's slot before the append publishes it.
 pub(crate) fn create<L: RevisionLog + ?Sized>(
     log: &mut L,
     key: &str,
     value: Vec<u8>,
+    prepare: Option<Prepare>,
 ) -> Result<KeyValue, StoreError> {
     current(log, key, Precondition::Absent)?;
     let value = Blob::from(value);
     let change = Change::Create { key, value: &value };
+    prepared(log, change, prepare);
     Ok(change.written(log.append(change)?))
+}
+
+/// Fills the slot of `change`'s value with what `prepare` makes of the
+/// version it is about to write.
+fn prepared<L: RevisionLog + ?Sized>(log: &L, change: Change<'_>, prepare: Option<Prepare>) {
+    if let Some(prepare) = prepare {
+        Blob::prepare(&change.written(log.next_revision()), prepare);
+    }
 }
 
 /// [`Store::update`](super::Store::update) on `log`.
@@ -178,6 +192,7 @@ pub(crate) fn update<L: RevisionLog + ?Sized>(
     key: &str,
     expected: Revision,
     value: Vec<u8>,
+    prepare: Option<Prepare>,
 ) -> Result<KeyValue, StoreError> {
     let prev = version_at(log, key, expected)?;
     let value = Blob::from(value);
@@ -185,6 +200,7 @@ pub(crate) fn update<L: RevisionLog + ?Sized>(
         prev: &prev,
         value: &value,
     };
+    prepared(log, change, prepare);
     Ok(change.written(log.append(change)?))
 }
 
@@ -222,6 +238,8 @@ mod tests {
         revision: Revision,
         keys: std::collections::BTreeMap<String, KeyValue>,
         events: Vec<Event>,
+        /// What each appended value held in its slot when appended.
+        decoded_when_appended: Vec<Option<String>>,
     }
 
     impl RevisionLog for Latest {
@@ -229,7 +247,14 @@ mod tests {
             Ok(self.keys.get(key).cloned())
         }
 
+        fn next_revision(&self) -> Revision {
+            self.revision + 1
+        }
+
         fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError> {
+            let decoded = change.value().and_then(|v| v.decoded::<String>());
+            self.decoded_when_appended
+                .push(decoded.map(|text| text.to_string()));
             self.revision += 1;
             match change {
                 Change::Delete { prev } => {
@@ -248,19 +273,19 @@ mod tests {
     #[test]
     fn writes_append_what_they_answer_and_failed_ones_append_nothing() {
         let mut log = Latest::default();
-        let a = create(&mut log, "/a", b"1".to_vec()).expect("create");
+        let a = create(&mut log, "/a", b"1".to_vec(), None).expect("create");
         assert_eq!((a.create_revision, a.mod_revision), (1, 1));
         assert_eq!(
-            create(&mut log, "/a", b"2".to_vec()),
+            create(&mut log, "/a", b"2".to_vec(), None),
             Err(StoreError::AlreadyExists)
         );
-        let b = update(&mut log, "/a", 1, b"2".to_vec()).expect("update");
+        let b = update(&mut log, "/a", 1, b"2".to_vec(), None).expect("update");
         assert_eq!(
             (b.create_revision, b.mod_revision, &*b.value),
             (1, 2, &b"2"[..])
         );
         assert_eq!(
-            update(&mut log, "/a", 1, b"3".to_vec()),
+            update(&mut log, "/a", 1, b"3".to_vec(), None),
             Err(StoreError::Conflict { current: 2 })
         );
         assert_eq!(delete(&mut log, "/b", 1), Err(StoreError::NotFound));
@@ -281,6 +306,30 @@ mod tests {
                     revision: 3
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_prepared_write_holds_its_decoded_form_before_it_is_appended() {
+        fn prepare() -> Option<Prepare> {
+            Some(Box::new(|kv: &KeyValue| {
+                let text = format!("{}@{}", kv.key, kv.mod_revision);
+                Some(std::sync::Arc::new(text) as super::super::Decoded)
+            }))
+        }
+        let mut log = Latest::default();
+        create(&mut log, "/a", b"1".to_vec(), prepare()).expect("create");
+        let refused = create(&mut log, "/a", b"1".to_vec(), prepare());
+        assert_eq!(refused, Err(StoreError::AlreadyExists));
+        let b = update(&mut log, "/a", 1, b"2".to_vec(), prepare()).expect("update");
+        update(&mut log, "/a", 2, b"3".to_vec(), None).expect("update");
+        assert_eq!(
+            log.decoded_when_appended,
+            [Some("/a@1".to_string()), Some("/a@2".to_string()), None]
+        );
+        assert_eq!(
+            b.value.decoded::<String>().as_deref(),
+            Some(&"/a@2".to_string())
         );
     }
 }

@@ -46,8 +46,8 @@ use super::cas::{self, Change, RevisionLog};
 use super::feed::{follow, Batch, EventLog, EventSource, Released};
 use super::keys::{list_start, Start};
 use super::{
-    lock, Blob, Durability, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
-    StoreError, DEFAULT_HISTORY_BYTES,
+    lock, Blob, Durability, EventStream, Kept, KeyValue, ListOptions, ListPage, Prepare, Revision,
+    Store, StoreError, DEFAULT_HISTORY_BYTES,
 };
 
 /// Revisions kept for lists at a revision and for watches, by default.
@@ -104,6 +104,10 @@ struct State {
 impl RevisionLog for State {
     fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         Ok(self.current(key))
+    }
+
+    fn next_revision(&self) -> Revision {
+        self.revision + 1
     }
 
     fn append(&mut self, change: Change<'_>) -> Result<Revision, StoreError> {
@@ -340,7 +344,7 @@ impl Store for MemoryStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
-        self.write(|state| cas::create(state, key, value))
+        self.write(|state| cas::create(state, key, value, None))
     }
 
     async fn update(
@@ -349,7 +353,26 @@ impl Store for MemoryStore {
         expected: Revision,
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
-        self.write(|state| cas::update(state, key, expected, value))
+        self.write(|state| cas::update(state, key, expected, value, None))
+    }
+
+    async fn create_prepared(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        self.write(|state| cas::create(state, key, value, Some(prepare)))
+    }
+
+    async fn update_prepared(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        self.write(|state| cas::update(state, key, expected, value, Some(prepare)))
     }
 
     async fn delete(

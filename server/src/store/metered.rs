@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{
-    Durability, EventStream, KeyValue, ListOptions, ListPage, Revision, Store, StoreError,
+    Durability, EventStream, KeyValue, ListOptions, ListPage, Prepare, Revision, Store, StoreError,
 };
 use crate::metrics::Metrics;
 
@@ -90,6 +90,27 @@ impl Store for MeteredStore {
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
         timed(&self.timers.update, self.inner.update(key, expected, value)).await
+    }
+
+    async fn create_prepared(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        let created = self.inner.create_prepared(key, value, prepare);
+        timed(&self.timers.create, created).await
+    }
+
+    async fn update_prepared(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        let updated = self.inner.update_prepared(key, expected, value, prepare);
+        timed(&self.timers.update, updated).await
     }
 
     async fn delete(

@@ -45,7 +45,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use futures::Stream;
 
-pub use blob::Blob;
+pub use blob::{Blob, Decoded, Prepare};
 
 /// A store-wide revision: etcd's revision, the Kubernetes resourceVersion.
 pub type Revision = u64;
@@ -262,6 +262,36 @@ pub trait Store: Send + Sync + 'static {
         expected: Revision,
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError>;
+
+    /// [`create`](Store::create), `prepare` filling the value's shared
+    /// slot (see `store::blob`) from the version written. The in-process
+    /// backends call it before the write is published, so a watcher never
+    /// decodes what the writer has decoded already; this default, once the
+    /// write has returned.
+    async fn create_prepared(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        let kv = self.create(key, value).await?;
+        Blob::prepare(&kv, prepare);
+        Ok(kv)
+    }
+
+    /// [`update`](Store::update), with `prepare` as for
+    /// [`create_prepared`](Store::create_prepared).
+    async fn update_prepared(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        let kv = self.update(key, expected, value).await?;
+        Blob::prepare(&kv, prepare);
+        Ok(kv)
+    }
 
     /// Deletes a key whose `mod_revision` must equal `expected`; returns the
     /// deleted value and the revision of the delete.

@@ -197,8 +197,8 @@ use super::feed::{
 use super::keys::{list_start, prefix_end, Start};
 use super::latest::Latest;
 use super::{
-    lock, Durability, Event, EventStream, Kept, KeyValue, ListOptions, ListPage, Revision, Store,
-    StoreError, DEFAULT_HISTORY_BYTES, WATCH_BUFFER,
+    lock, Durability, Event, EventStream, Kept, KeyValue, ListOptions, ListPage, Prepare, Revision,
+    Store, StoreError, DEFAULT_HISTORY_BYTES, WATCH_BUFFER,
 };
 use crate::metrics::CommitMetrics;
 
@@ -323,11 +323,13 @@ enum Op {
     Create {
         key: String,
         value: Vec<u8>,
+        prepare: Option<Prepare>,
     },
     Update {
         key: String,
         expected: Revision,
         value: Vec<u8>,
+        prepare: Option<Prepare>,
     },
     Delete {
         key: String,
@@ -343,7 +345,9 @@ impl Op {
     /// The bytes the write adds to a batch.
     fn bytes(&self) -> usize {
         match self {
-            Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
+            Op::Create { key, value, .. } | Op::Update { key, value, .. } => {
+                key.len() + value.len()
+            }
             Op::Delete { key, .. } => key.len(),
         }
     }
@@ -351,14 +355,18 @@ impl Op {
     /// The compare-and-swap of `store::cas` on the batch's log.
     fn apply(self, log: &mut BatchLog<'_>) -> Result<Written, StoreError> {
         match self {
-            Op::Create { key, value } => {
-                cas::create(log, &key, value).map(|kv| (kv.clone(), kv.mod_revision))
-            }
+            Op::Create {
+                key,
+                value,
+                prepare,
+            } => cas::create(log, &key, value, prepare).map(|kv| (kv.clone(), kv.mod_revision)),
             Op::Update {
                 key,
                 expected,
                 value,
-            } => cas::update(log, &key, expected, value).map(|kv| (kv.clone(), kv.mod_revision)),
+                prepare,
+            } => cas::update(log, &key, expected, value, prepare)
+                .map(|kv| (kv.clone(), kv.mod_revision)),
             Op::Delete { key, expected } => cas::delete(log, &key, expected),
         }
     }
@@ -616,6 +624,10 @@ struct BatchLog<'t> {
 impl RevisionLog for BatchLog<'_> {
     fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         latest(self.conn, key)
+    }
+
+    fn next_revision(&self) -> Revision {
+        self.revision + 1
     }
 
     /// Appends one row to the batch's transaction. Its event becomes
@@ -1363,7 +1375,15 @@ impl Store for SqliteStore {
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         let key = key.to_string();
-        Ok(self.write(Op::Create { key, value }).await?.0)
+        let prepare = None;
+        Ok(self
+            .write(Op::Create {
+                key,
+                value,
+                prepare,
+            })
+            .await?
+            .0)
     }
 
     async fn update(
@@ -1377,6 +1397,42 @@ impl Store for SqliteStore {
             key,
             expected,
             value,
+            prepare: None,
+        };
+        Ok(self.write(op).await?.0)
+    }
+
+    async fn create_prepared(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        let key = key.to_string();
+        let prepare = Some(prepare);
+        Ok(self
+            .write(Op::Create {
+                key,
+                value,
+                prepare,
+            })
+            .await?
+            .0)
+    }
+
+    async fn update_prepared(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+        prepare: Prepare,
+    ) -> Result<KeyValue, StoreError> {
+        let key = key.to_string();
+        let op = Op::Update {
+            key,
+            expected,
+            value,
+            prepare: Some(prepare),
         };
         Ok(self.write(op).await?.0)
     }
