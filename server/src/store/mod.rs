@@ -28,6 +28,7 @@
 
 mod blob;
 mod cas;
+mod checkpoint;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod feed;

@@ -115,6 +115,12 @@
 //!   previous commit's fsync runs.
 //! * The batch bounds (`BATCH_WRITES`, `BATCH_BYTES_WRITTEN`) keep one
 //!   transaction, and so the latency of its first write, bounded.
+//! * A write's check reads the key's newest version from the batch's own
+//!   writes, then from the versions the writer recorded after its earlier
+//!   commits (`store::latest`), and only then from the database: a query
+//!   per write was a tenth of the writer's time.
+//! * Checkpoints run on their own thread and connection
+//!   (`store::checkpoint`), not inside the commit that grows the log.
 //!
 //! # Readers
 //!
@@ -191,6 +197,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use super::cas::{self, Change, RevisionLog};
+use super::checkpoint::Checkpointer;
 use super::feed::{
     event_bytes, follow, Batch, EventLog, EventSource, Released, BATCH_BYTES, BATCH_EVENTS,
 };
@@ -439,6 +446,9 @@ struct Writer {
     /// is answered (freeing decoded jobs took about a third of this
     /// thread's time, and the writers waited for it).
     released: Released,
+    /// Copies the write-ahead log into the file beside the writer
+    /// (`store::checkpoint`).
+    checkpointer: Checkpointer,
     /// The data directory's lock (see the module documentation), released
     /// when the writer stops.
     _directory_lock: File,
@@ -488,6 +498,7 @@ impl Writer {
                     let _ = reply.send(answer);
                 }
                 self.released.clear();
+                self.checkpointer.committed(&self.conn);
             }
             Err(error) => {
                 self.end_failed_transaction();
@@ -510,6 +521,7 @@ impl Writer {
             .map_err(db_error)?;
         let mut log = BatchLog {
             conn: &transaction,
+            latest: &self.shared.latest,
             revision: self.revision,
             written_at_ms,
             events: Vec::new(),
@@ -614,6 +626,8 @@ impl Writer {
 /// batch's earlier writes. [`cas`] runs each write of the batch on it.
 struct BatchLog<'t> {
     conn: &'t Connection,
+    /// The newest committed versions of recently written keys.
+    latest: &'t Latest,
     /// The newest revision, the batch's writes so far included.
     revision: Revision,
     written_at_ms: i64,
@@ -622,8 +636,24 @@ struct BatchLog<'t> {
 }
 
 impl RevisionLog for BatchLog<'_> {
+    /// The batch's own newest write of `key`, else the committed version
+    /// [`Latest`] remembers (the writer records every batch it commits),
+    /// else the database's: most writes replace a key written recently,
+    /// and a query per write was a tenth of the writer's time.
     fn latest(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        latest(self.conn, key)
+        if let Some(event) = self.events.iter().rev().find(|e| e.key() == key) {
+            return Ok(match event {
+                Event::Put { kv, .. } => Some(kv.clone()),
+                Event::Delete { .. } => None,
+            });
+        }
+        match self.latest.get(key) {
+            Some(kv) => {
+                debug_assert_eq!(latest(self.conn, key).ok().flatten(), Some(kv.clone()));
+                Ok(Some(kv))
+            }
+            None => latest(self.conn, key),
+        }
     }
 
     fn next_revision(&self) -> Revision {
@@ -1151,6 +1181,9 @@ impl SqliteStore {
             commits: AtomicU64::new(0),
             committed_writes: AtomicU64::new(0),
         });
+        let own = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let checkpointer = Checkpointer::start(&conn, own)
+            .map_err(|e| StoreError::Backend(format!("starting the SQLite checkpointer: {e}")))?;
         let (written, watching) = watch::channel(kept.newest);
         let writer = Writer {
             conn,
@@ -1161,6 +1194,7 @@ impl SqliteStore {
             written,
             commits: None,
             released: Released::default(),
+            checkpointer,
             _directory_lock: directory_lock,
         };
         let (jobs, inbox) = mpsc::channel();
@@ -1519,6 +1553,35 @@ mod tests {
             assert_eq!(store.get("/b").await, Ok(None));
             let c = store.create("/c", b"c".to_vec()).await.expect("create");
             assert_eq!(c.mod_revision, 5);
+        });
+    }
+
+    #[test]
+    fn the_log_is_copied_into_the_file_beside_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(FILE_NAME);
+        block(async {
+            let store = open(dir.path());
+            let before = std::fs::metadata(&file).expect("the file").len();
+            // About 1,600 pages of values: past the checkpointer's start.
+            for i in 0..800 {
+                let key = format!("/k{i}");
+                store.create(&key, vec![b'x'; 8000]).await.expect("create");
+            }
+            // The writer copies nothing itself below its bound, and SQLite
+            // no longer does inside a commit: the file grows only as the
+            // checkpointer copies the log into it.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let len = std::fs::metadata(&file).expect("the file").len();
+                if len > before + 4 * 1024 * 1024 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the file stayed at {len} bytes");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let value = store.get("/k799").await.expect("get").expect("the key");
+            assert_eq!(value.value.len(), 8000);
         });
     }
 
