@@ -86,7 +86,7 @@ pub use operations::{
 };
 pub use path::{Path, PathElement};
 pub use set::FieldSet;
-pub use shared::{SharedEntries, SharedEntry};
+pub use shared::{SharedEntries, SharedEntry, SharedFields};
 pub use typed::{InvalidConfig, ItemProblem};
 
 /// The fields an MXJob value holds, as its applier would own them (before

@@ -315,7 +315,7 @@ pub fn update_unmoved_retimed(
     let key = ManagerKey::new(writer.manager, Operation::Update, writer.subresource);
     let view: Vec<_> = stored
         .iter()
-        .map(|s| (&s.entry, s.fields.as_deref().map(|f| &f.0)))
+        .map(|s| (&s.entry, s.fields.as_deref().map(|f| &f.set.0)))
         .collect();
     let unmoved = Unmoved::of(&view, changes, &key)?;
     let mut entries: Vec<SharedEntry> = stored

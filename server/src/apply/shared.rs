@@ -7,15 +7,18 @@
 //! ownership and only change an entry's time (see
 //! [`update_unmoved_retimed`](super::update_unmoved_retimed)); copying the
 //! trees into every new revision and freeing them with every old one cost
-//! more than the rest of such a write. kube-apiserver keeps `fieldsV1` as
-//! raw bytes for the same reason: a set is data to carry, and is only
-//! decoded by a write that moves ownership.
+//! more than the rest of such a write. A shared set also keeps its JSON
+//! once encoded ([`SharedFields`]), so the stored form of each revision
+//! copies it. kube-apiserver keeps `fieldsV1` as raw bytes for the same
+//! reason: a set is data to carry, and is only decoded by a write that
+//! moves ownership.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// Managed-fields entries whose field sets are shared. Encodes as the
 /// entries themselves.
@@ -27,7 +30,38 @@ pub struct SharedEntries(Vec<SharedEntry>);
 pub struct SharedEntry {
     /// The entry, its `fields_v1` always `None`.
     pub entry: ManagedFieldsEntry,
-    pub fields: Option<Arc<FieldsV1>>,
+    pub fields: Option<Arc<SharedFields>>,
+}
+
+/// A field set, and its compact JSON once it has been encoded: every
+/// revision that shares the set copies those bytes instead of encoding
+/// the tree again.
+#[derive(Debug)]
+pub struct SharedFields {
+    pub set: FieldsV1,
+    json: OnceLock<Option<Box<RawValue>>>,
+}
+
+impl SharedFields {
+    pub fn new(set: FieldsV1) -> Self {
+        SharedFields {
+            set,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The set's compact JSON, made the first time it is asked for.
+    fn json(&self) -> Option<&RawValue> {
+        self.json
+            .get_or_init(|| serde_json::value::to_raw_value(&self.set).ok())
+            .as_deref()
+    }
+}
+
+impl PartialEq for SharedFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.set == other.set
+    }
 }
 
 impl SharedEntries {
@@ -37,7 +71,10 @@ impl SharedEntries {
             entries
                 .into_iter()
                 .map(|mut entry| SharedEntry {
-                    fields: entry.fields_v1.take().map(Arc::new),
+                    fields: entry
+                        .fields_v1
+                        .take()
+                        .map(|set| Arc::new(SharedFields::new(set))),
                     entry,
                 })
                 .collect(),
@@ -49,7 +86,7 @@ impl SharedEntries {
         self.0
             .iter()
             .map(|shared| ManagedFieldsEntry {
-                fields_v1: shared.fields.as_deref().cloned(),
+                fields_v1: shared.fields.as_ref().map(|fields| fields.set.clone()),
                 ..shared.entry.clone()
             })
             .collect()
@@ -102,8 +139,11 @@ impl Serialize for SharedEntry {
         if let Some(v) = fields_type {
             map.serialize_entry("fieldsType", v)?;
         }
-        if let Some(v) = &self.fields {
-            map.serialize_entry("fieldsV1", &**v)?;
+        if let Some(fields) = &self.fields {
+            match fields.json() {
+                Some(json) => map.serialize_entry("fieldsV1", json)?,
+                None => map.serialize_entry("fieldsV1", &fields.set)?,
+            }
         }
         if let Some(v) = manager {
             map.serialize_entry("manager", v)?;
@@ -152,10 +192,13 @@ mod tests {
     fn shared_entries_encode_as_the_entries_do() {
         let entries = entries();
         let shared = SharedEntries::from_entries(entries.clone());
-        assert_eq!(
-            serde_json::to_string(&shared).expect("encodes"),
-            serde_json::to_string(&entries).expect("encodes")
-        );
+        for _ in 0..2 {
+            // The second time from the sets' kept encoding.
+            assert_eq!(
+                serde_json::to_string(&shared).expect("encodes"),
+                serde_json::to_string(&entries).expect("encodes")
+            );
+        }
     }
 
     #[test]

@@ -959,12 +959,7 @@ mod tests {
     }
 
     /// The `Arc`s of `object`'s field sets, by manager.
-    fn field_sets(
-        object: &Object,
-    ) -> Vec<(
-        String,
-        Arc<k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1>,
-    )> {
+    fn field_sets(object: &Object) -> Vec<(String, Arc<ssa::SharedFields>)> {
         object
             .managed_fields()
             .into_iter()
