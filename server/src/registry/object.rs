@@ -3,7 +3,8 @@
 //!
 //! **One decode per revision.** The registry decodes a stored value into an
 //! [`Object`] and puts it in the value's shared slot (`store::Blob`): the
-//! writer puts the object it has just written there, so the answer, the
+//! store puts the object a write made there before it publishes the write
+//! (`Registry::prepare`), so the answer, the
 //! next replace's `load`, the job controller and every watcher of that
 //! revision read the same `Arc<Object>` without decoding. An object is never
 //! changed once shared; a write works on a copy of the job.
@@ -175,7 +176,8 @@ impl Object {
         self.managed.as_ref()
     }
 
-    /// The job, taken out when this is its only holder, else copied.
+    /// The job, taken out when this is its only holder, else copied
+    /// (without keeping the whole job made for the copy).
     pub fn into_job(self: Arc<Self>) -> MXJob {
         match Arc::try_unwrap(self) {
             Ok(mut object) => match object.whole.take() {
@@ -186,7 +188,15 @@ impl Object {
                     object.job
                 }
             },
-            Err(shared) => shared.job().clone(),
+            Err(shared) => match shared.whole.get() {
+                Some(whole) => whole.clone(),
+                None => {
+                    let mut job = shared.job.clone();
+                    job.metadata.managed_fields =
+                        shared.managed.as_ref().map(SharedEntries::to_entries);
+                    job
+                }
+            },
         }
     }
 
@@ -773,6 +783,29 @@ mod tests {
 
         let decoded = Object::decode(stored, 1234, "/k").expect("decodes");
         assert_eq!(decoded.job(), &job);
+    }
+
+    #[test]
+    fn the_whole_job_has_its_managed_fields_back() {
+        let mut job = seed();
+        job.metadata.managed_fields = serde_json::from_value(serde_json::json!([
+            {"apiVersion": "kubeflow.org/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:runPolicy": {}}}, "manager": "m",
+             "operation": "Update", "time": "2026-12-05T10:00:00Z"}
+        ]))
+        .expect("entries");
+        let stored: Arc<[u8]> = serde_json::to_vec(&job).expect("encodes").into();
+        let object = Arc::new(Object::new(job.clone(), stored));
+        assert_eq!(
+            object.job_without_managed_fields().metadata.managed_fields,
+            None
+        );
+        assert_eq!(object.managed_fields().map(SharedEntries::len), Some(1));
+        let shared = Arc::clone(&object);
+        assert_eq!(shared.into_job(), job, "copied");
+        assert!(object.whole.get().is_none(), "a copy keeps no whole job");
+        assert_eq!(object.job(), &job);
+        assert_eq!(object.into_job(), job, "taken out");
     }
 
     #[test]

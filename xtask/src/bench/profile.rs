@@ -100,8 +100,8 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "JSON decode",
-        "the body's one pass: repeated keys, misshapen status, where the parts are (json::scan_plain_marked, which passes over them)",
-        "mxjob_server::json::scan_plain_marked",
+        "the body's one pass: repeated keys, misshapen status, where the parts are (decode::Parts::scan, through json::scan_plain_marked, which passes over them)",
+        "mxjob_server::decode::Parts::scan",
     ),
     (
         "JSON decode",
@@ -184,9 +184,9 @@ pub const PROBES: &[(&str, &str, &str)] = &[
         "mxjob_server::registry::Registry::encode",
     ),
     (
-        "registry",
-        "Object::written: the object answered and shared, without decoding",
-        "mxjob_server::registry::object::Object::written",
+        "JSON encode",
+        "the managed fields encoded (their field sets copied as the JSON they keep)",
+        "<mxjob_server::apply::shared::SharedEntries as serde_core::ser::Serialize>::serialize",
     ),
     (
         "JSON encode",
@@ -229,8 +229,8 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ("allocation", "glibc's free (the ceiling)", "free"),
     (
         "store",
-        "MemoryStore::update",
-        "<mxjob_server::store::memory::MemoryStore as mxjob_server::store::Store>::update::{{closure}}",
+        "MemoryStore::update_prepared (the written object built and put in the value's slot included)",
+        "<mxjob_server::store::memory::MemoryStore as mxjob_server::store::Store>::update_prepared::{{closure}}",
     ),
     (
         "response",
