@@ -646,51 +646,34 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(invalid(&name, errors));
             }
-            let managed = self.set_managed_fields(
-                &object,
-                &mut job,
-                sent_managed_fields,
-                options,
-                part,
-                managed,
-            )?;
-            return self
-                .write_update(kv, &object, job, managed, options, &name)
-                .await;
-        }
+        } else {
+            // Server-owned metadata and status come from storage.
+            let (new_meta, old_meta) = (&mut job.metadata, &old.metadata);
+            new_meta.uid = old_meta.uid.clone();
+            new_meta.resource_version = old_meta.resource_version.clone();
+            new_meta.creation_timestamp = old_meta.creation_timestamp.clone();
+            new_meta.generation = old_meta.generation;
+            new_meta.self_link = old_meta.self_link.clone();
+            new_meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
+            new_meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
+            // The status in the body is replaced by the stored one, but it
+            // must still be a status the schema allows.
+            let status_errors = validation::validate_status(&job.status);
+            if !status_errors.is_empty() {
+                return Err(invalid(&name, status_errors));
+            }
+            job.status = old.status.clone();
 
-        // Server-owned metadata and status come from storage.
-        let (new_meta, old_meta) = (&mut job.metadata, &old.metadata);
-        new_meta.uid = old_meta.uid.clone();
-        new_meta.resource_version = old_meta.resource_version.clone();
-        new_meta.creation_timestamp = old_meta.creation_timestamp.clone();
-        new_meta.generation = old_meta.generation;
-        new_meta.self_link = old_meta.self_link.clone();
-        new_meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
-        new_meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
-        // The status in the body is replaced by the stored one, but it
-        // must still be a status the schema allows.
-        let status_errors = validation::validate_status(&job.status);
-        if !status_errors.is_empty() {
-            return Err(invalid(&name, status_errors));
+            let errors = validation::validate_update(&job, old);
+            if !errors.is_empty() {
+                return Err(invalid(&name, errors));
+            }
+            if !job.spec.same(&old.spec) {
+                job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+            }
         }
-        job.status = old.status.clone();
-
-        let errors = validation::validate_update(&job, old);
-        if !errors.is_empty() {
-            return Err(invalid(&name, errors));
-        }
-        if !job.spec.same(&old.spec) {
-            job.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-        }
-        let managed = self.set_managed_fields(
-            &object,
-            &mut job,
-            sent_managed_fields,
-            options,
-            part,
-            managed,
-        )?;
+        let sent = sent_managed_fields;
+        let managed = self.set_managed_fields(&object, &mut job, sent, options, part, managed)?;
         self.write_update(kv, &object, job, managed, options, &name)
             .await
     }
@@ -968,6 +951,19 @@ mod tests {
             .collect()
     }
 
+    /// A replace of `name` in `default` with `body`, as JSON.
+    async fn replace(registry: &Registry, name: &str, body: &serde_json::Value) -> Written {
+        let bytes = serde_json::to_vec(body).expect("encodes");
+        let body = decode::Body {
+            bytes: &bytes,
+            media_type: Some("application/json"),
+        };
+        registry
+            .replace("default", name, body, &options(), Part::Object)
+            .await
+            .expect("replaced")
+    }
+
     #[tokio::test]
     async fn a_replace_that_moves_no_ownership_shares_the_stored_field_sets() {
         let registry = Registry::new(Arc::new(MemoryStore::new()));
@@ -995,15 +991,7 @@ mod tests {
             entry["time"] = "2020-01-01T00:00:00Z".into();
         }
         body["spec"]["ttlSecondsAfterFinished"] = 4321.into();
-        let bytes = serde_json::to_vec(&body).expect("encodes");
-        let body = decode::Body {
-            bytes: &bytes,
-            media_type: Some("application/json"),
-        };
-        let replaced = registry
-            .replace("default", &name, body, &options(), Part::Object)
-            .await
-            .expect("replaced");
+        let replaced = replace(&registry, &name, &body).await;
 
         let (before, after) = (field_sets(&created.object), field_sets(&replaced.object));
         assert!(!before.is_empty());
@@ -1020,15 +1008,7 @@ mod tests {
             .expect("metadata")
             .remove("managedFields");
         body["spec"]["ttlSecondsAfterFinished"] = 4322.into();
-        let bytes = serde_json::to_vec(&body).expect("encodes");
-        let body = decode::Body {
-            bytes: &bytes,
-            media_type: Some("application/json"),
-        };
-        let again = registry
-            .replace("default", &name, body, &options(), Part::Object)
-            .await
-            .expect("replaced");
+        let again = replace(&registry, &name, &body).await;
         let sets = field_sets(&again.object);
         assert_eq!(after.len(), sets.len());
         for ((manager, set), (_, set_again)) in after.iter().zip(&sets) {

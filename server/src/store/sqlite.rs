@@ -349,6 +349,25 @@ enum Op {
 type Written = (KeyValue, Revision);
 
 impl Op {
+    fn create(key: &str, value: Vec<u8>, prepare: Option<Prepare>) -> Self {
+        let key = key.to_string();
+        Op::Create {
+            key,
+            value,
+            prepare,
+        }
+    }
+
+    fn update(key: &str, expected: Revision, value: Vec<u8>, prepare: Option<Prepare>) -> Self {
+        let key = key.to_string();
+        Op::Update {
+            key,
+            expected,
+            value,
+            prepare,
+        }
+    }
+
     /// The bytes the write adds to a batch.
     fn bytes(&self) -> usize {
         match self {
@@ -1370,6 +1389,11 @@ impl SqliteStore {
         answer.await.map_err(|_| writer_stopped())?
     }
 
+    /// [`write`](Self::write) of a create or an update: the version written.
+    async fn write_op(&self, op: Op) -> Result<KeyValue, StoreError> {
+        Ok(self.write(op).await?.0)
+    }
+
     /// Runs `f` on the writer thread, between batches.
     async fn on_writer<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -1408,16 +1432,7 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
-        let key = key.to_string();
-        let prepare = None;
-        Ok(self
-            .write(Op::Create {
-                key,
-                value,
-                prepare,
-            })
-            .await?
-            .0)
+        self.write_op(Op::create(key, value, None)).await
     }
 
     async fn update(
@@ -1426,14 +1441,7 @@ impl Store for SqliteStore {
         expected: Revision,
         value: Vec<u8>,
     ) -> Result<KeyValue, StoreError> {
-        let key = key.to_string();
-        let op = Op::Update {
-            key,
-            expected,
-            value,
-            prepare: None,
-        };
-        Ok(self.write(op).await?.0)
+        self.write_op(Op::update(key, expected, value, None)).await
     }
 
     async fn create_prepared(
@@ -1442,16 +1450,7 @@ impl Store for SqliteStore {
         value: Vec<u8>,
         prepare: Prepare,
     ) -> Result<KeyValue, StoreError> {
-        let key = key.to_string();
-        let prepare = Some(prepare);
-        Ok(self
-            .write(Op::Create {
-                key,
-                value,
-                prepare,
-            })
-            .await?
-            .0)
+        self.write_op(Op::create(key, value, Some(prepare))).await
     }
 
     async fn update_prepared(
@@ -1461,14 +1460,8 @@ impl Store for SqliteStore {
         value: Vec<u8>,
         prepare: Prepare,
     ) -> Result<KeyValue, StoreError> {
-        let key = key.to_string();
-        let op = Op::Update {
-            key,
-            expected,
-            value,
-            prepare: Some(prepare),
-        };
-        Ok(self.write(op).await?.0)
+        let op = Op::update(key, expected, value, Some(prepare));
+        self.write_op(op).await
     }
 
     async fn delete(
