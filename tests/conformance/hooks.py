@@ -210,6 +210,12 @@ RULES = [
          Refusal(422, kind="MXJob",
                  causes=r"FieldValueDuplicate spec\.mxReplicaSpecs\.\w+\.template\.spec\."
                  r"(containers|initContainers)\[\d+\]\.name")),
+    Rule("update-needs-resource-version",
+         "a replace (of the object or its status) names the resourceVersion it read: a custom resource "
+         "allows no unconditional update, as in Kubernetes; the body's schema is the create's, where "
+         "metadata.resourceVersion must stay optional",
+         Refusal(422, kind="MXJob", causes=r"FieldValueInvalid metadata\.resourceVersion",
+                 cause_message=r"Invalid value: 0: must be specified for an update")),
     Rule("mutable-fields-only",
          "a replace or patch changes only the fields that may change, against the stored object",
          Refusal(422, kind="MXJob", causes=r"FieldValueInvalid \S+", cause_message=r".*field is immutable")),
