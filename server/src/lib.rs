@@ -14,6 +14,8 @@
 //! * [`fallback`] — 405 answers as a `Status`.
 //! * [`decode`] — request bodies into an MXJob or a patch.
 //! * [`json`] — JSON with its duplicate keys, and JSON sizes.
+//! * [`logging`] — log lines, formatted where they are logged and written
+//!   in batches by one thread.
 //! * [`registry`] — Kubernetes object semantics: create, replace, patch,
 //!   delete with resourceVersion, generation, dryRun; lists and watches.
 //! * [`apply`] — server-side apply: managed fields, and the apply and
@@ -39,6 +41,7 @@ pub mod fallback;
 pub mod handlers;
 pub mod health;
 pub mod json;
+pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod pagination;

@@ -244,17 +244,12 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "logging",
-        "handing records to the log thread (slog-async)",
-        "<slog_async::AsyncCore as slog::Drain>::log",
+        "formatting each record into a line and queueing it",
+        "<mxjob_server::logging::Lines as slog::Drain>::log",
     ),
     (
         "logging",
-        "the log thread formatting records (slog-term)",
-        "<slog_term::FullFormat<D> as slog::Drain>::log",
-    ),
-    (
-        "logging",
-        "writes to stderr, one line each (calls = write(2) calls)",
+        "the log thread writing the queued lines (calls = write(2) calls)",
         "<&std::io::stdio::Stderr as std::io::Write>::write",
     ),
     (
