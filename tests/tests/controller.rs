@@ -231,6 +231,38 @@ impl Harness {
         panic!("PUT {name}{suffix} kept conflicting")
     }
 
+    /// A sample of `/metrics` without labels other than the controller's.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.server().url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics");
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                let key = key.split('{').next()?;
+                (key == name).then(|| value.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    }
+
+    /// Waits until no job task runs: every job is parked.
+    async fn wait_parked(&self) {
+        for _ in 0..200 {
+            if self.metric("mxjob_controller_job_tasks").await == 0.0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("job tasks still run");
+    }
+
     async fn delete(&self, name: &str) {
         let response = self
             .http
@@ -823,6 +855,52 @@ async fn without_an_executor_deadline_and_ttl_still_hold() {
     })
     .await;
     h.wait_gone("outside").await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_an_executor_a_replace_that_leaves_nothing_to_do_starts_no_task() {
+    let h = Harness::start(ExecutorKind::None).await;
+    h.create(h.job("quiet", &all_roles(&[]), json!({}))).await;
+    h.wait_for("quiet", "Created", |job| holds(job, "Created"))
+        .await;
+    h.wait_parked().await;
+    let reconciles = "controller_runtime_reconcile_time_seconds_count";
+    let before = h.metric(reconciles).await;
+    // The TTL of a running job and its labels: nothing for a task.
+    for ttl in 1..=5 {
+        h.update("quiet", "", |job| {
+            job["spec"]["ttlSecondsAfterFinished"] = json!(100 + ttl);
+            job["metadata"]["labels"]["round"] = json!(ttl.to_string());
+        })
+        .await;
+    }
+    // A status from outside is something to look at: one task, one
+    // reconcile, parked again. The controller takes changes in order, so
+    // the replaces above were seen before it.
+    h.update("quiet", "/status", |job| {
+        let conditions = job["status"]["conditions"]
+            .as_array_mut()
+            .expect("conditions");
+        conditions.push(json!({"type": "Running", "status": "True", "reason": "MXJobRunning"}));
+    })
+    .await;
+    for _ in 0..200 {
+        if h.metric(reconciles).await > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    h.wait_parked().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.metric(reconciles).await, before + 1.0);
+    // A deadline is: the job fails by it.
+    h.update("quiet", "", |job| {
+        job["spec"]["activeDeadlineSeconds"] = json!(1);
+    })
+    .await;
+    let job = h.wait_for("quiet", "Failed", finished).await;
+    assert!(holds(&job, "Failed"), "{job:#}");
     h.stop().await;
 }
 

@@ -29,9 +29,11 @@
 //! due (no deadline, no TTL, no status to write) tells the controller it is
 //! [`Idle`]; if the controller has sent it nothing since, it answers
 //! [`JobEvent::Park`], drops its end of the inbox, and the task ends. A
-//! stored job then costs the controller a map entry instead of a task
-//! holding the decoded job, and the next change to the job starts a fresh
-//! task from the job it brings. Nothing is lost: such a task holds no
+//! stored job then costs the controller a map entry (with a reference to
+//! the job as stored) instead of a task, and the next change to the job
+//! starts a fresh task from the job it brings, unless [`wakes_parked`]
+//! says the task would find nothing to do either (a replace that changes
+//! only what such a task does not look at). Nothing is lost: such a task holds no
 //! decision the stored status does not already say. The handshake goes
 //! through the controller, the one sender of changes, so a change is
 //! never sent to a task that has gone.
@@ -134,6 +136,21 @@ pub struct Idle {
     pub key: (String, String),
     pub uid: String,
     pub taken: u64,
+    /// The version of the job the task found nothing to do for.
+    pub job: Arc<Object>,
+}
+
+/// Whether a task started for `job` could do more than the task that
+/// parked with `parked` did, nothing. Under `--executor none` a task
+/// decides from the status, the active deadline (counted from
+/// `startTime`) and, once the job finished, the TTL: a version that leaves
+/// these as they were, such as a replace of the labels or of the TTL of a
+/// running job, is one the job stays parked through.
+pub fn wakes_parked(parked: &MXJob, job: &MXJob) -> bool {
+    job.status != parked.status
+        || job.spec.active_deadline_seconds != parked.spec.active_deadline_seconds
+        || (finished(&job.status).is_some()
+            && job.spec.ttl_seconds_after_finished != parked.spec.ttl_seconds_after_finished)
 }
 
 /// Runs the task of `job` until the job is gone or `stop` fires; what is
@@ -216,6 +233,7 @@ async fn serve(
                     .clone()
                     .unwrap_or_default(),
                 taken: taken_from_controller,
+                job: worker.job.clone(),
             });
         }
         let sleep = async {

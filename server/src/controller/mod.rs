@@ -7,10 +7,9 @@
 //! revision of that list, so after a restart it picks each job up where
 //! the store says it is, and sees every later change in order. Each job
 //! with something to do gets a task of its own ([`job`]; under
-//! `--executor none` an idle job's task is parked until the job changes)
-//! that owns its processes and its one
-//! timer (the active deadline, the TTL, or a pending restart, whichever
-//! comes first); a replace that changes `activeDeadlineSeconds` or
+//! `--executor none` an idle job's task is parked until a change gives it
+//! something to do) that owns its processes and its one timer (the active
+//! deadline, the TTL, or a pending restart, whichever comes first); a replace that changes `activeDeadlineSeconds` or
 //! `ttlSecondsAfterFinished` reaches the task as a MODIFIED object and moves
 //! the timer at once. A watch that ends is resumed from the last revision;
 //! one whose revision was compacted starts over with a new list.
@@ -261,6 +260,9 @@ struct Worker {
     inbox: Option<mpsc::UnboundedSender<JobEvent>>,
     /// Changes sent to the task, for the parking handshake.
     sent: u64,
+    /// While parked, the newest version of the job, which leaves a task
+    /// nothing to do.
+    parked: Option<Arc<Object>>,
 }
 
 impl Worker {
@@ -303,6 +305,15 @@ impl Jobs {
                 worker.send(&self.shared, JobEvent::Observed(job));
                 return;
             }
+            if let Some(parked) = worker.parked.as_mut().filter(|_| worker.uid == uid) {
+                if !job::wakes_parked(
+                    parked.job_without_managed_fields(),
+                    job.job_without_managed_fields(),
+                ) {
+                    *parked = job;
+                    return;
+                }
+            }
             if worker.uid != uid {
                 // Another object under the same name: the old one is gone.
                 worker.send(&self.shared, JobEvent::Deleted(None));
@@ -321,6 +332,7 @@ impl Jobs {
             uid,
             inbox: Some(inbox),
             sent: 0,
+            parked: None,
         };
         if self.pods.synced {
             worker.send(&self.shared, JobEvent::Pods(self.pods.of(&key)));
@@ -451,6 +463,7 @@ impl Jobs {
             if worker.uid == idle.uid && worker.sent == idle.taken && worker.running() {
                 worker.send(&self.shared, JobEvent::Park);
                 worker.inbox = None;
+                worker.parked = Some(idle.job);
             }
         }
     }
