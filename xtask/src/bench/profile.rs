@@ -249,8 +249,13 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ),
     (
         "logging",
-        "the log thread writing the queued lines (calls = write(2) calls)",
-        "<&std::io::stdio::Stderr as std::io::Write>::write",
+        "the log thread: taking the queued lines, writing them",
+        "mxjob_server::logging::Queue::write_to",
+    ),
+    (
+        "logging",
+        "its writes to stderr (calls = write(2) calls)",
+        "<std::io::stdio::Stderr as std::io::Write>::write_all",
     ),
     (
         "watch fan-out",
