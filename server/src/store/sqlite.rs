@@ -1556,8 +1556,9 @@ mod tests {
         block(async {
             let store = open(dir.path());
             let before = std::fs::metadata(&file).expect("the file").len();
-            // About 1,600 pages of values: past the checkpointer's start.
-            for i in 0..800 {
+            // About 2,600 pages of values: past the checkpointer's start
+            // and past its second wake.
+            for i in 0..1300 {
                 let key = format!("/k{i}");
                 store.create(&key, vec![b'x'; 8000]).await.expect("create");
             }
@@ -1573,7 +1574,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "the file stayed at {len} bytes");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let value = store.get("/k799").await.expect("get").expect("the key");
+            let value = store.get("/k1299").await.expect("get").expect("the key");
             assert_eq!(value.value.len(), 8000);
         });
     }
