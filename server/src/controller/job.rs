@@ -29,11 +29,10 @@
 //! due (no deadline, no TTL, no status to write) tells the controller it is
 //! [`Idle`]; if the controller has sent it nothing since, it answers
 //! [`JobEvent::Park`], drops its end of the inbox, and the task ends. A
-//! stored job then costs the controller a map entry (with a reference to
-//! the job as stored) instead of a task, and the next change to the job
-//! starts a fresh task from the job it brings, unless [`wakes_parked`]
-//! says the task would find nothing to do either (a replace that changes
-//! only what such a task does not look at). Nothing is lost: such a task holds no
+//! stored job then costs the controller a map entry instead of a task
+//! holding the decoded job, and the next change to the job starts a fresh
+//! task from the job it brings, unless it leaves what the task decided
+//! from ([`DecidedFrom`]) as it was. Nothing is lost: such a task holds no
 //! decision the stored status does not already say. The handshake goes
 //! through the controller, the one sender of changes, so a change is
 //! never sent to a task that has gone.
@@ -136,21 +135,50 @@ pub struct Idle {
     pub key: (String, String),
     pub uid: String,
     pub taken: u64,
-    /// The version of the job the task found nothing to do for.
-    pub job: Arc<Object>,
+    /// What the task decided from when it found nothing to do.
+    pub decided_from: DecidedFrom,
 }
 
-/// Whether a task started for `job` could do more than the task that
-/// parked with `parked` did, nothing. Under `--executor none` a task
-/// decides from the status, the active deadline (counted from
-/// `startTime`) and, once the job finished, the TTL: a version that leaves
-/// these as they were, such as a replace of the labels or of the TTL of a
-/// running job, is one the job stays parked through.
-pub fn wakes_parked(parked: &MXJob, job: &MXJob) -> bool {
-    job.status != parked.status
-        || job.spec.active_deadline_seconds != parked.spec.active_deadline_seconds
-        || (finished(&job.status).is_some()
-            && job.spec.ttl_seconds_after_finished != parked.spec.ttl_seconds_after_finished)
+/// What a task under `--executor none` decides from: the status, the
+/// active deadline (counted from `startTime`) and, once the job finished,
+/// the TTL. A parked job whose new version gives the same is one a task
+/// would find nothing to do for, such as a replace of its labels or of
+/// the TTL of a running job, so it stays parked.
+///
+/// Kept as a 64-bit hash (std's `DefaultHasher`, over the status as JSON)
+/// so that a parked job costs the controller 8 bytes more, not a
+/// copy of its status nor the decoded job (holding the job's object kept
+/// 10,000 decoded jobs alive: 58 KiB each). Two different inputs share a
+/// hash with odds of 2⁻⁶⁴.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecidedFrom(u64);
+
+impl DecidedFrom {
+    pub fn of(job: &MXJob) -> DecidedFrom {
+        use std::hash::{Hash, Hasher};
+        // Compared only within this process, so any fixed hasher does.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        // Encoding a status cannot fail; an error would only hash less.
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), &job.status);
+        job.spec.active_deadline_seconds.hash(&mut hasher);
+        if finished(&job.status).is_some() {
+            job.spec.ttl_seconds_after_finished.hash(&mut hasher);
+        }
+        DecidedFrom(hasher.finish())
+    }
+}
+
+/// Bytes written into a hasher.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: std::hash::Hasher> std::io::Write for HashWriter<'_, H> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs the task of `job` until the job is gone or `stop` fires; what is
@@ -233,7 +261,7 @@ async fn serve(
                     .clone()
                     .unwrap_or_default(),
                 taken: taken_from_controller,
-                job: worker.job.clone(),
+                decided_from: DecidedFrom::of(worker.job.job_without_managed_fields()),
             });
         }
         let sleep = async {
@@ -1412,6 +1440,52 @@ mod tests {
         assert_eq!(exit_meaning(&ExitCode, 128), Exit::Restart);
         assert_eq!(exit_meaning(&ExitCode, 137), Exit::Restart);
         assert_eq!(exit_meaning(&ExitCode, 255), Exit::Restart);
+    }
+
+    #[test]
+    fn a_parked_job_wakes_for_its_status_its_deadline_and_a_finished_jobs_ttl() {
+        let now = cond::now();
+        let mut running: MXJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "MXJob",
+            "metadata": {"name": "a", "namespace": "n"},
+            "spec": {"jobMode": "MXTrain", "mxReplicaSpecs": {}, "ttlSecondsAfterFinished": 10},
+        }))
+        .expect("a job");
+        cond::set(
+            &mut running.status,
+            JobConditionType::Created,
+            cond::CREATED,
+            cond::created_message("a"),
+            now,
+        );
+        let parked = DecidedFrom::of(&running);
+
+        let mut relabelled = running.clone();
+        relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        relabelled.spec.ttl_seconds_after_finished = Some(20);
+        assert_eq!(
+            DecidedFrom::of(&relabelled),
+            parked,
+            "labels, a running job's TTL"
+        );
+
+        let mut deadline = running.clone();
+        deadline.spec.active_deadline_seconds = Some(5);
+        assert_ne!(DecidedFrom::of(&deadline), parked, "the deadline");
+
+        let mut finished = running.clone();
+        cond::set(
+            &mut finished.status,
+            JobConditionType::Succeeded,
+            cond::SUCCEEDED,
+            cond::succeeded_message("a"),
+            now,
+        );
+        let done = DecidedFrom::of(&finished);
+        assert_ne!(done, parked, "the status");
+        finished.spec.ttl_seconds_after_finished = Some(20);
+        assert_ne!(DecidedFrom::of(&finished), done, "a finished job's TTL");
     }
 
     #[test]

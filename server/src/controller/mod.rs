@@ -89,7 +89,7 @@ use crate::registry::Object;
 use crate::registry::Registry;
 use crate::store::Revision;
 use executor::Executor;
-use job::{Idle, JobEvent, Shared};
+use job::{DecidedFrom, Idle, JobEvent, Shared};
 use kubernetes::feed::{Feed, PodFeed, PodIndex};
 use kubernetes::{KubernetesExecutor, KubernetesSettings};
 use lease::{Ended, Lease};
@@ -260,9 +260,9 @@ struct Worker {
     inbox: Option<mpsc::UnboundedSender<JobEvent>>,
     /// Changes sent to the task, for the parking handshake.
     sent: u64,
-    /// While parked, the newest version of the job, which leaves a task
-    /// nothing to do.
-    parked: Option<Arc<Object>>,
+    /// While parked, what its task decided from when it found nothing
+    /// to do.
+    parked: Option<DecidedFrom>,
 }
 
 impl Worker {
@@ -305,14 +305,12 @@ impl Jobs {
                 worker.send(&self.shared, JobEvent::Observed(job));
                 return;
             }
-            if let Some(parked) = worker.parked.as_mut().filter(|_| worker.uid == uid) {
-                if !job::wakes_parked(
-                    parked.job_without_managed_fields(),
-                    job.job_without_managed_fields(),
-                ) {
-                    *parked = job;
-                    return;
-                }
+            if worker.uid == uid
+                && worker.parked.is_some_and(|parked| {
+                    parked == DecidedFrom::of(job.job_without_managed_fields())
+                })
+            {
+                return;
             }
             if worker.uid != uid {
                 // Another object under the same name: the old one is gone.
@@ -463,7 +461,7 @@ impl Jobs {
             if worker.uid == idle.uid && worker.sent == idle.taken && worker.running() {
                 worker.send(&self.shared, JobEvent::Park);
                 worker.inbox = None;
-                worker.parked = Some(idle.job);
+                worker.parked = Some(idle.decided_from);
             }
         }
     }
