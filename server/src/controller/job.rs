@@ -154,12 +154,26 @@ pub struct Idle {
 pub struct DecidedFrom(u64);
 
 impl DecidedFrom {
-    pub fn of(job: &MXJob) -> DecidedFrom {
+    /// The stored bytes of the status when the object has them at hand
+    /// (they are its compact JSON), else the status encoded.
+    pub fn of(object: &Object) -> DecidedFrom {
+        Self::from_parts(
+            object.job_without_managed_fields(),
+            object.replaced().status,
+        )
+    }
+
+    fn from_parts(job: &MXJob, status_json: Option<&[u8]>) -> DecidedFrom {
         use std::hash::{Hash, Hasher};
         // Compared only within this process, so any fixed hasher does.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        // Encoding a status cannot fail; an error would only hash less.
-        let _ = serde_json::to_writer(HashWriter(&mut hasher), &job.status);
+        match status_json {
+            Some(bytes) => hasher.write(bytes),
+            // Encoding a status cannot fail; an error would only hash less.
+            None => {
+                let _ = serde_json::to_writer(HashWriter(&mut hasher), &job.status);
+            }
+        }
         job.spec.active_deadline_seconds.hash(&mut hasher);
         if finished(&job.status).is_some() {
             job.spec.ttl_seconds_after_finished.hash(&mut hasher);
@@ -261,7 +275,7 @@ async fn serve(
                     .clone()
                     .unwrap_or_default(),
                 taken: taken_from_controller,
-                decided_from: DecidedFrom::of(worker.job.job_without_managed_fields()),
+                decided_from: DecidedFrom::of(&worker.job),
             });
         }
         let sleep = async {
@@ -1459,20 +1473,23 @@ mod tests {
             cond::created_message("a"),
             now,
         );
-        let parked = DecidedFrom::of(&running);
+        let of = |job: &MXJob| DecidedFrom::from_parts(job, None);
+        let parked = of(&running);
+        let status_json = serde_json::to_vec(&running.status).expect("status");
+        assert_eq!(
+            DecidedFrom::from_parts(&running, Some(&status_json)),
+            parked,
+            "the stored bytes of the status hash as the status does"
+        );
 
         let mut relabelled = running.clone();
         relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
         relabelled.spec.ttl_seconds_after_finished = Some(20);
-        assert_eq!(
-            DecidedFrom::of(&relabelled),
-            parked,
-            "labels, a running job's TTL"
-        );
+        assert_eq!(of(&relabelled), parked, "labels, a running job's TTL");
 
         let mut deadline = running.clone();
         deadline.spec.active_deadline_seconds = Some(5);
-        assert_ne!(DecidedFrom::of(&deadline), parked, "the deadline");
+        assert_ne!(of(&deadline), parked, "the deadline");
 
         let mut finished = running.clone();
         cond::set(
@@ -1482,10 +1499,10 @@ mod tests {
             cond::succeeded_message("a"),
             now,
         );
-        let done = DecidedFrom::of(&finished);
+        let done = of(&finished);
         assert_ne!(done, parked, "the status");
         finished.spec.ttl_seconds_after_finished = Some(20);
-        assert_ne!(DecidedFrom::of(&finished), done, "a finished job's TTL");
+        assert_ne!(of(&finished), done, "a finished job's TTL");
     }
 
     #[test]

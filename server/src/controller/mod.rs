@@ -306,9 +306,9 @@ impl Jobs {
                 return;
             }
             if worker.uid == uid
-                && worker.parked.is_some_and(|parked| {
-                    parked == DecidedFrom::of(job.job_without_managed_fields())
-                })
+                && worker
+                    .parked
+                    .is_some_and(|parked| parked == DecidedFrom::of(&job))
             {
                 return;
             }
