@@ -731,7 +731,14 @@ impl Worker {
                 job.status = status;
                 job.status.last_reconcile_time = Some(Time(cond::now()));
                 match self.shared.registry.write_status(&job).await {
-                    Ok(written) => self.job = written,
+                    // Worked out again from what was written: a status that
+                    // finished the job brings its TTL, which the wake worked
+                    // out before the write did not have (the task would
+                    // report itself idle and be parked past its TTL).
+                    Ok(written) => {
+                        self.job = written;
+                        continue;
+                    }
                     Err(Error::NotFound { .. }) => return None,
                     Err(Error::Conflict { .. }) => {
                         if !self.reread().await? {
