@@ -21,6 +21,10 @@
 //!   new `spec.ttlSecondsAfterFinished`. Throughput, wrk's per-request p50
 //!   and p99, the ratio to the ceiling, and the CPU the server, wrk and
 //!   the rest of the machine used meanwhile.
+//! * **rate**: the same chains paced to a fixed rate (`--rate`, 1,000
+//!   replaces/s offered by default) against every target: the latency of a
+//!   modest load rather than the most the server can do, and whether any
+//!   request left late because every connection was still waiting.
 //! * **memory**: resident memory of mxjob-server after creating N
 //!   seed-sized jobs (the controller admits each), one paged listing
 //!   (`limit=500`) and one unpaged list, beside the total JSON size of the
@@ -58,6 +62,8 @@ pub struct Options {
     pub connections: Vec<usize>,
     pub seconds: u64,
     pub wrk_threads: usize,
+    /// Replaces per second the rate part offers.
+    pub rate: u32,
     pub parts: Vec<Part>,
     pub jobs: usize,
     pub watchers: usize,
@@ -110,6 +116,7 @@ impl Target {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     Replace,
+    Rate,
     Memory,
     Watch,
 }
@@ -118,9 +125,10 @@ impl Part {
     fn parse(name: &str) -> Result<Self> {
         Ok(match name {
             "replace" => Part::Replace,
+            "rate" => Part::Rate,
             "memory" => Part::Memory,
             "watch" => Part::Watch,
-            other => bail!("unknown part {other:?} (replace, memory, watch)"),
+            other => bail!("unknown part {other:?} (replace, rate, memory, watch)"),
         })
     }
 }
@@ -144,7 +152,8 @@ impl Options {
             connections: vec![16, 64],
             seconds: 10,
             wrk_threads: 2,
-            parts: vec![Part::Replace, Part::Memory, Part::Watch],
+            rate: 1000,
+            parts: vec![Part::Replace, Part::Rate, Part::Memory, Part::Watch],
             jobs: 10_000,
             watchers: 1000,
             watch_rounds: 5,
@@ -161,6 +170,7 @@ impl Options {
                 }
                 "--seconds" => options.seconds = value()?.parse()?,
                 "--wrk-threads" => options.wrk_threads = value()?.parse()?,
+                "--rate" => options.rate = value()?.parse()?,
                 "--parts" => options.parts = list(value()?, Part::parse)?,
                 "--jobs" => options.jobs = value()?.parse()?,
                 "--watchers" => options.watchers = value()?.parse()?,
@@ -178,7 +188,8 @@ impl Options {
 }
 
 pub const USAGE: &str = "cargo xtask bench [--targets ceiling,memory,sqlite,etcd] \
-[--connections 16,64] [--seconds 10] [--wrk-threads 2] [--parts replace,memory,watch] \
+[--connections 16,64] [--seconds 10] [--wrk-threads 2] [--rate 1000] \
+[--parts replace,rate,memory,watch] \
 [--jobs 10000] [--watchers 1000] [--watch-rounds 5]\n\
 cargo xtask bench --profile [--replaces 2000]";
 
@@ -408,6 +419,23 @@ async fn chain_objects(
     Ok(objects)
 }
 
+/// The wrk chains of `connections` objects on `running` (see
+/// [`chain_objects`]).
+async fn chains(
+    target: Target,
+    running: &Running,
+    controller: bool,
+    connections: usize,
+    created: &mut usize,
+) -> Result<Vec<wrk::Chain>> {
+    let objects = chain_objects(target, running, controller, connections, created).await?;
+    let collection = api::collection(CHAINS_NAMESPACE);
+    objects
+        .iter()
+        .map(|o| wrk::Chain::new(&collection, o))
+        .collect()
+}
+
 /// One row of the replace table.
 struct ReplaceRow {
     target: Target,
@@ -479,13 +507,7 @@ async fn replace_part(
         let mut created = 0;
         for &connections in &options.connections {
             let controller = !pass.extra.contains(&"--controller=false");
-            let objects =
-                chain_objects(target, &running, controller, connections, &mut created).await?;
-            let collection = api::collection(CHAINS_NAMESPACE);
-            let chains = objects
-                .iter()
-                .map(|o| wrk::Chain::new(&collection, o))
-                .collect::<Result<Vec<_>>>()?;
+            let chains = chains(target, &running, controller, connections, &mut created).await?;
             let files = logs.join(format!(
                 "replace-{index}-{}-t{threads}-c{connections}",
                 target.name()
@@ -495,6 +517,7 @@ async fn replace_part(
                 chains: &chains,
                 threads,
                 seconds: options.seconds,
+                rate: None,
                 pids: &running.pids(),
                 files: &files,
             })?;
@@ -603,6 +626,93 @@ fn replace_table(rows: &[ReplaceRow]) -> String {
                 row.connections,
             );
         }
+    }
+    out
+}
+
+/// One row of the rate table.
+struct RateRow {
+    target: Target,
+    connections: usize,
+    threads: usize,
+    measured: wrk::Measured,
+}
+
+/// Every target once, the ceiling first, each at every `--connections`
+/// with `options.rate` replaces per second offered.
+async fn rate_part(options: &Options, binaries: &Binaries, logs: &Path) -> Result<Vec<RateRow>> {
+    let threads = options.wrk_threads;
+    let mut rows = Vec::new();
+    for &target in &options.targets {
+        let running = start(target, binaries, logs, "rate", &[]).await?;
+        let mut created = 0;
+        for &connections in &options.connections {
+            let chains = chains(target, &running, true, connections, &mut created).await?;
+            let files = logs.join(format!(
+                "rate-{}-{}-t{threads}-c{connections}",
+                options.rate,
+                target.name()
+            ));
+            let measured = wrk::run(&wrk::Run {
+                url: running.url(),
+                chains: &chains,
+                threads,
+                seconds: options.seconds,
+                rate: Some(options.rate),
+                pids: &running.pids(),
+                files: &files,
+            })?;
+            println!(
+                "{} at {}/s offered (wrk -t{threads} -c{connections}): {:.0} replaces/s, \
+                 p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, late: {}, not 200: {}",
+                target.name(),
+                options.rate,
+                measured.per_second(),
+                measured.p50_ms,
+                measured.p99_ms,
+                measured.max_ms,
+                measured.late,
+                measured.failed + measured.lost,
+            );
+            rows.push(RateRow {
+                target,
+                connections,
+                threads,
+                measured,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn rate_table(rows: &[RateRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| target | wrk threads × connections | replaces/s answered | p50 ms | p99 ms | max ms | \
+         late | not 200 | server CPU | etcd CPU |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let m = &row.measured;
+        let etcd = m
+            .target_cpu
+            .get(1)
+            .map_or_else(|| "-".to_string(), |cpu| format!("{:.0}%", m.percent(*cpu)));
+        let _ = writeln!(
+            out,
+            "| {} | {} × {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {:.0}% | {etcd} |",
+            row.target.label(),
+            row.threads,
+            row.connections,
+            m.per_second(),
+            m.p50_ms,
+            m.p99_ms,
+            m.max_ms,
+            m.late,
+            m.failed + m.lost,
+            m.percent(m.target_cpu[0]),
+        );
     }
     out
 }
@@ -856,6 +966,18 @@ pub fn bench(workspace: &Path, options: &Options, command_line: &str) -> Result<
                 options.seconds,
                 options.wrk_threads,
                 replace_table(&rows)
+            );
+        }
+        if options.parts.contains(&Part::Rate) {
+            let rows = rate_part(options, &binaries, &logs).await?;
+            let _ = writeln!(
+                report,
+                "\nReplaces at {} per second offered, {} s per row (late: requests that left more \
+                 than 2 ms after their time, because every connection of their wrk thread was \
+                 waiting for an answer or wrk's timer fired late):\n\n{}",
+                options.rate,
+                options.seconds,
+                rate_table(&rows)
             );
         }
         if options.parts.contains(&Part::Memory) {

@@ -19,6 +19,18 @@
 //! measurement with any is reported as such), and so are requests that
 //! found no free object (none are expected).
 //!
+//! With a rate ([`Run::rate`]) the script paces its requests: it defines
+//! `delay()`, which wrk calls before each request of a connection, and
+//! hands out send times on a fixed schedule per wrk thread, read from
+//! `CLOCK_MONOTONIC` through LuaJIT's FFI (wrk's timers count whole
+//! milliseconds, so a request leaves within half a millisecond of its
+//! time). The schedule does not wait for answers: when every connection of
+//! a thread is busy at a request's time, the request leaves late, and the
+//! script counts it as late (more than 2 ms after its time; wrk's own
+//! timers firing late count too). wrk's latencies run from when a request
+//! left, so they hide the wait of a late request; a run with few late
+//! requests has little to hide.
+//!
 //! A request body is the object the server last answered for it (uid,
 //! status and all), as a client that reads, changes and writes back sends
 //! it: the Rust side renders it with two markers, and the script only
@@ -108,8 +120,9 @@ fn lua_string(text: &str) -> String {
     quoted
 }
 
-/// The script for `chains`, `per_thread` of them per wrk thread.
-fn script(chains: &[Chain], per_thread: usize) -> String {
+/// The script for `chains`, `per_thread` of them per wrk thread, each
+/// thread sending a request every `interval_us` microseconds when paced.
+fn script(chains: &[Chain], per_thread: usize, interval_us: Option<f64>) -> String {
     let mut lua =
         String::from("-- Written by `cargo xtask bench`: chains of MXJob replaces.\nobjects = {\n");
     for chain in chains {
@@ -151,6 +164,10 @@ function init(args)
   replaced = 0
   failed = 0
   lost = 0
+  late = 0
+  -- Send times handed out by delay() and not yet taken by request().
+  due = {}
+  due_head, due_tail = 1, 1
   headers = {["Content-Type"] = "application/json"}
   -- wrk asks the first thread for one request before it starts, to see
   -- what requests look like, and never sends it.
@@ -171,6 +188,12 @@ function request()
   else
     lost = lost + 1
     i = first
+  end
+  if due_head < due_tail then
+    local slot = due[due_head]
+    due[due_head] = nil
+    due_head = due_head + 1
+    if now_us() - slot > 2000 then late = late + 1 end
   end
   local o = objects[i]
   o.ttl = o.ttl + 1
@@ -196,18 +219,54 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-  local r, f, l = 0, 0, 0
+  local r, f, l, z = 0, 0, 0, 0
   for _, t in ipairs(threads) do
     r = r + t:get("replaced")
     f = f + t:get("failed")
     l = l + t:get("lost")
+    z = z + t:get("late")
   end
-  io.write(string.format("WRK-RESULT %d %d %d %d %d %d %d %d\n",
+  io.write(string.format("WRK-RESULT %d %d %d %d %d %d %d %d %d\n",
     summary.duration, summary.requests, r, f, l,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency.max, z))
 end
 "#,
     );
+    match interval_us {
+        None => lua.push_str("\nfunction now_us() return 0 end\n"),
+        Some(interval) => {
+            let _ = write!(lua, "\ninterval = {interval:.3}\n");
+            lua.push_str(
+                r#"
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *t);
+]]
+local clock = ffi.new("bench_timespec")
+
+-- CLOCK_MONOTONIC, in microseconds.
+function now_us()
+  ffi.C.clock_gettime(1, clock)
+  return tonumber(clock.tv_sec) * 1e6 + tonumber(clock.tv_nsec) / 1e3
+end
+
+-- The next send time of this thread, and how many milliseconds until it.
+function delay()
+  local now = now_us()
+  if next_due == nil then next_due = now end
+  local slot = next_due
+  next_due = next_due + interval
+  due[due_tail] = slot
+  due_tail = due_tail + 1
+  local wait = (slot - now) / 1000
+  if wait <= 0 then return 0 end
+  return math.floor(wait + 0.5)
+end
+"#,
+            );
+        }
+    }
     lua
 }
 
@@ -223,6 +282,8 @@ pub struct Measured {
     pub failed: u64,
     /// Requests that found no free object.
     pub lost: u64,
+    /// Paced requests that left more than 2 ms after their time.
+    pub late: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -262,6 +323,9 @@ pub struct Run<'a> {
     pub chains: &'a [Chain],
     pub threads: usize,
     pub seconds: u64,
+    /// Requests per second offered in all, on a schedule; `None` sends each
+    /// connection's next request as soon as its answer is read.
+    pub rate: Option<u32>,
     /// The processes whose CPU time is measured (the server, its etcd).
     pub pids: &'a [u32],
     /// Where the script and wrk's own report are kept.
@@ -278,7 +342,13 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         );
     }
     let script_path = run.files.with_extension("lua");
-    std::fs::write(&script_path, script(run.chains, connections / run.threads))?;
+    let interval_us = run
+        .rate
+        .map(|rate| 1e6 * run.threads as f64 / f64::from(rate.max(1)));
+    std::fs::write(
+        &script_path,
+        script(run.chains, connections / run.threads, interval_us),
+    )?;
     let before: Vec<f64> = run
         .pids
         .iter()
@@ -331,7 +401,7 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         .map(|n| n.parse::<f64>().map(|n| n as u64))
         .collect::<Result<_, _>>()
         .with_context(|| format!("reading {line:?}"))?;
-    let [duration_us, _requests, replaced, failed, lost, p50, p99, max] = numbers[..] else {
+    let [duration_us, _requests, replaced, failed, lost, p50, p99, max, late] = numbers[..] else {
         bail!("unexpected wrk result {line:?}");
     };
     Ok(Measured {
@@ -340,6 +410,7 @@ pub fn run(run: &Run<'_>) -> Result<Measured> {
         replaced,
         failed,
         lost,
+        late,
         p50_ms: p50 as f64 / 1000.0,
         p99_ms: p99 as f64 / 1000.0,
         max_ms: max as f64 / 1000.0,
@@ -379,6 +450,20 @@ mod tests {
             chain.body_bytes,
             serde_json::to_string(&object).unwrap().len()
         );
+    }
+
+    #[test]
+    fn only_a_paced_script_defines_delay() {
+        let object = serde_json::json!({
+            "metadata": {"name": "a", "resourceVersion": "1"},
+            "spec": {"ttlSecondsAfterFinished": 5},
+        });
+        let chains = [Chain::new("/c", &object).expect("a chain")];
+        // wrk waits before a request only when the script has `delay`.
+        assert!(!script(&chains, 1, None).contains("function delay()"));
+        let paced = script(&chains, 1, Some(2000.0));
+        assert!(paced.contains("function delay()"));
+        assert!(paced.contains("interval = 2000.000"));
     }
 
     #[test]
