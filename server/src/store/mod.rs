@@ -37,6 +37,7 @@ mod latest;
 pub mod memory;
 pub mod metered;
 pub mod sqlite;
+mod vfs;
 #[cfg(feature = "etcd")]
 mod watch_cache;
 

@@ -138,7 +138,8 @@
 //!
 //! # Locking
 //!
-//! Every connection uses SQLite's `unix-excl` VFS: the first to touch the
+//! Every connection uses SQLite's `unix-excl` VFS (through `store::vfs`,
+//! which gathers the writes of a commit to the log): the first to touch the
 //! file takes an exclusive lock on it for the whole process, held until the
 //! last one closes. Another process — a second mxjob-server, the `sqlite3`
 //! shell — can neither read nor write the file while the store is open,
@@ -203,6 +204,7 @@ use super::feed::{
 };
 use super::keys::{list_start, prefix_end, Start};
 use super::latest::Latest;
+use super::vfs;
 use super::{
     lock, Durability, Event, EventStream, Kept, KeyValue, ListOptions, ListPage, Prepare, Revision,
     Store, StoreError, DEFAULT_HISTORY_BYTES, WATCH_BUFFER,
@@ -234,8 +236,6 @@ const READERS: usize = 4;
 /// holds (in WAL mode only briefly, around the log's restart) before it
 /// fails with "database is locked".
 const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// The VFS of every connection (see the module documentation).
-const VFS: &str = "unix-excl";
 
 const SCHEMA: &str = "
 CREATE TABLE log (
@@ -1096,7 +1096,8 @@ fn open_error(path: &Path, error: rusqlite::Error) -> StoreError {
 
 /// Opens a connection to `path` on the store's VFS.
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    Connection::open_with_flags_and_vfs(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX, VFS)
+    vfs::register().map_err(StoreError::Backend)?;
+    Connection::open_with_flags_and_vfs(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX, vfs::NAME)
         .map_err(|e| open_error(path, e))
 }
 
