@@ -436,6 +436,68 @@ async fn chains(
         .collect()
 }
 
+/// One wrk run over chains on a running target.
+struct Load<'a> {
+    target: Target,
+    running: &'a Running,
+    /// Whether the server runs its job controller (see [`chain_objects`]).
+    controller: bool,
+    connections: usize,
+    threads: usize,
+    rate: Option<u32>,
+    /// Where wrk's script and report go, without an extension.
+    files: PathBuf,
+}
+
+/// Runs `load` and prints its line; also gives the mean request body size.
+async fn drive(
+    options: &Options,
+    load: Load<'_>,
+    created: &mut usize,
+) -> Result<(wrk::Measured, usize)> {
+    let Load {
+        target,
+        running,
+        controller,
+        connections,
+        threads,
+        rate,
+        files,
+    } = load;
+    let chains = chains(target, running, controller, connections, created).await?;
+    let measured = wrk::run(&wrk::Run {
+        url: running.url(),
+        chains: &chains,
+        threads,
+        seconds: options.seconds,
+        rate,
+        pids: &running.pids(),
+        files: &files,
+    })?;
+    let offered = rate.map_or_else(String::new, |rate| format!(" at {rate}/s offered"));
+    println!(
+        "{}{offered} (wrk -t{threads} -c{connections}): {:.0} replaces/s, p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.1} ms, late: {}, not 200: {}, without a free object: {}",
+        target.name(),
+        measured.per_second(),
+        measured.p50_ms,
+        measured.p99_ms,
+        measured.max_ms,
+        measured.late,
+        measured.failed,
+        measured.lost
+    );
+    let body_bytes = chains.iter().map(|c| c.body_bytes).sum::<usize>() / chains.len().max(1);
+    Ok((measured, body_bytes))
+}
+
+/// The etcd column of a row: etcd's CPU, when the target has one.
+fn etcd_cpu(m: &wrk::Measured) -> String {
+    m.target_cpu
+        .get(1)
+        .map_or_else(|| "-".to_string(), |cpu| format!("{:.0}%", m.percent(*cpu)))
+}
+
 /// One row of the replace table.
 struct ReplaceRow {
     target: Target,
@@ -506,39 +568,26 @@ async fn replace_part(
         let running = start(target, binaries, logs, "replace", pass.extra).await?;
         let mut created = 0;
         for &connections in &options.connections {
-            let controller = !pass.extra.contains(&"--controller=false");
-            let chains = chains(target, &running, controller, connections, &mut created).await?;
-            let files = logs.join(format!(
-                "replace-{index}-{}-t{threads}-c{connections}",
-                target.name()
-            ));
-            let measured = wrk::run(&wrk::Run {
-                url: running.url(),
-                chains: &chains,
+            let load = Load {
+                target,
+                running: &running,
+                controller: !pass.extra.contains(&"--controller=false"),
+                connections,
                 threads,
-                seconds: options.seconds,
                 rate: None,
-                pids: &running.pids(),
-                files: &files,
-            })?;
-            println!(
-                "{} (wrk -t{threads} -c{connections}): {:.0} replaces/s, p50 {:.2} ms, \
-                 p99 {:.2} ms, max {:.1} ms, not 200: {}, without a free object: {}",
-                target.name(),
-                measured.per_second(),
-                measured.p50_ms,
-                measured.p99_ms,
-                measured.max_ms,
-                measured.failed,
-                measured.lost
-            );
+                files: logs.join(format!(
+                    "replace-{index}-{}-t{threads}-c{connections}",
+                    target.name()
+                )),
+            };
+            let (measured, body_bytes) = drive(options, load, &mut created).await?;
             rows.push(ReplaceRow {
                 target,
                 note: pass.note,
                 reference: pass.reference,
                 connections,
                 threads,
-                body_bytes: chains.iter().map(|c| c.body_bytes).sum::<usize>() / chains.len(),
+                body_bytes,
                 measured,
             });
         }
@@ -567,10 +616,7 @@ fn replace_table(rows: &[ReplaceRow]) -> String {
         } else {
             "-".to_string()
         };
-        let etcd = m
-            .target_cpu
-            .get(1)
-            .map_or_else(|| "-".to_string(), |cpu| format!("{:.0}%", m.percent(*cpu)));
+        let etcd = etcd_cpu(m);
         let label = if row.note.is_empty() {
             row.target.label().to_string()
         } else {
@@ -647,33 +693,20 @@ async fn rate_part(options: &Options, binaries: &Binaries, logs: &Path) -> Resul
         let running = start(target, binaries, logs, "rate", &[]).await?;
         let mut created = 0;
         for &connections in &options.connections {
-            let chains = chains(target, &running, true, connections, &mut created).await?;
-            let files = logs.join(format!(
-                "rate-{}-{}-t{threads}-c{connections}",
-                options.rate,
-                target.name()
-            ));
-            let measured = wrk::run(&wrk::Run {
-                url: running.url(),
-                chains: &chains,
+            let load = Load {
+                target,
+                running: &running,
+                controller: true,
+                connections,
                 threads,
-                seconds: options.seconds,
                 rate: Some(options.rate),
-                pids: &running.pids(),
-                files: &files,
-            })?;
-            println!(
-                "{} at {}/s offered (wrk -t{threads} -c{connections}): {:.0} replaces/s, \
-                 p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, late: {}, not 200: {}",
-                target.name(),
-                options.rate,
-                measured.per_second(),
-                measured.p50_ms,
-                measured.p99_ms,
-                measured.max_ms,
-                measured.late,
-                measured.failed + measured.lost,
-            );
+                files: logs.join(format!(
+                    "rate-{}-{}-t{threads}-c{connections}",
+                    options.rate,
+                    target.name()
+                )),
+            };
+            let (measured, _) = drive(options, load, &mut created).await?;
             rows.push(RateRow {
                 target,
                 connections,
@@ -695,10 +728,7 @@ fn rate_table(rows: &[RateRow]) -> String {
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let m = &row.measured;
-        let etcd = m
-            .target_cpu
-            .get(1)
-            .map_or_else(|| "-".to_string(), |cpu| format!("{:.0}%", m.percent(*cpu)));
+        let etcd = etcd_cpu(m);
         let _ = writeln!(
             out,
             "| {} | {} × {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {:.0}% | {etcd} |",
