@@ -256,7 +256,7 @@ unsafe extern "C" fn write(
     offset: ffi::sqlite3_int64,
 ) -> c_int {
     let gathered = (*file.cast::<File>()).gathered;
-    if gathered.is_null() || amount < 0 {
+    if gathered.is_null() || amount <= 0 || data.is_null() {
         return pass!(file, xWrite, ffi::SQLITE_IOERR_WRITE, data, amount, offset);
     }
     if !(*gathered).continues(offset) {
